@@ -1,0 +1,23 @@
+# topogen: generative design of 2D topological insulators.
+# Thin rules only: every rule runs one `topogen ...` command (see src/topogen/cli.py).
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/report.smk"
+
+
+report: "workflow/report/workflow.rst"
+
+
+rule all:
+    input:
+        "results/data/structures.parquet",
+        "results/report/structures.png",
+    default_target: True

@@ -1,0 +1,1 @@
+"""Data sources: importing structure files, merging tables, downloading public databases."""

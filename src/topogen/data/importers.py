@@ -1,0 +1,161 @@
+"""Read structure files (CIF, extxyz/xyz, POSCAR, ASE databases) into table records.
+
+Every file, frame or database row that cannot be used becomes a :class:`Rejected` entry with
+the file, the position inside it and the reason; the rest proceed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from topogen.io.quarantine import Rejected
+from topogen.io.sanity import MIN_DISTANCE, structure_problem
+from topogen.io.tables import Record
+
+FORMATS = {
+    ".cif": "cif",
+    ".extxyz": "extxyz",
+    ".xyz": "extxyz",
+    ".vasp": "vasp",
+    ".poscar": "vasp",
+    ".db": "db",
+}
+_VASP_NAMES = ("POSCAR", "CONTCAR")
+
+
+def file_format(path: Path) -> str:
+    """The reader for ``path`` from its suffix (or POSCAR/CONTCAR name)."""
+    if path.name.upper().startswith(_VASP_NAMES):
+        return "vasp"
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        known = ", ".join(sorted(FORMATS)) + ", POSCAR*, CONTCAR*"
+        raise ValueError(f"unknown file type {path.suffix or path.name!r} (known: {known})")
+    return fmt
+
+
+@dataclass
+class ImportResult:
+    records: list[Record] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    files_read: int = 0
+
+
+def _plain(value: Any) -> Any:
+    """Keep JSON-friendly scalars and short lists; drop arrays and objects."""
+    if hasattr(value, "tolist") and getattr(value, "ndim", 1) == 0:
+        value = value.tolist()
+    if isinstance(value, bool | int | str) or value is None:
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    return None
+
+
+def _properties(mapping: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in ((k, _plain(v)) for k, v in mapping.items()) if v is not None}
+
+
+def _to_pymatgen(atoms: Any) -> Any:
+    """ASE Atoms -> Structure if any direction is periodic, else Molecule."""
+    from pymatgen.core import Lattice, Molecule, Structure
+
+    if atoms.pbc.any():
+        return Structure(
+            Lattice(atoms.cell.array),
+            atoms.get_chemical_symbols(),
+            atoms.positions,
+            coords_are_cartesian=True,
+        )
+    return Molecule(atoms.get_chemical_symbols(), atoms.positions)
+
+
+def _frames(path: Path, fmt: str) -> Iterator[tuple[str, str | None, Any, dict[str, Any]]]:
+    """Yield (item, id or None, structure or Exception, properties) for each entry of a file."""
+    if fmt == "cif":
+        from pymatgen.io.cif import CifParser
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            parser = CifParser(path)
+            structures = parser.parse_structures(primitive=False)
+        if not structures:
+            raise ValueError("no structure in CIF")
+        for i, s in enumerate(structures):
+            yield (str(i) if len(structures) > 1 else "", None, s, {})
+    elif fmt == "vasp":
+        from pymatgen.io.vasp import Poscar
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield ("", None, Poscar.from_file(path).structure, {})
+    elif fmt == "extxyz":
+        from ase.io import iread
+
+        for i, atoms in enumerate(iread(path, index=":", format="extxyz")):
+            info = dict(atoms.info)
+            uid = info.pop("id", None) or info.pop("uid", None)
+            yield (str(i), None if uid is None else str(uid), atoms, _properties(info))
+    elif fmt == "db":
+        import ase.db
+
+        with ase.db.connect(path, type="db") as db:
+            for row in db.select():
+                kvp = dict(row.key_value_pairs)
+                uid = kvp.pop("uid", None)
+                try:
+                    atoms: Any = row.toatoms()
+                except Exception as exc:  # a corrupt row must not stop the others
+                    atoms = exc
+                yield (str(row.id), None if uid is None else str(uid), atoms, _properties(kvp))
+
+
+def import_files(
+    paths: list[str | os.PathLike[str]],
+    source: str = "import",
+    min_distance: float = MIN_DISTANCE,
+) -> ImportResult:
+    """Read every file; unreadable files, bad entries and duplicate ids are rejected."""
+    result = ImportResult()
+    seen: set[str] = set()
+    for raw in paths:
+        path = Path(raw)
+        try:
+            fmt = file_format(path)
+            entries = list(_frames(path, fmt))
+        except Exception as exc:  # any reader failure: the whole file is quarantined
+            result.rejected.append(Rejected(str(path), "", "", _reason(exc)))
+            continue
+        result.files_read += 1
+        many = len(entries) > 1
+        for item, uid, obj, props in entries:
+            rid = uid or (f"{path.stem}-{item}" if many else path.stem)
+            reason = None
+            if isinstance(obj, Exception):
+                reason = _reason(obj)
+            else:
+                try:
+                    structure = obj if hasattr(obj, "as_dict") else _to_pymatgen(obj)
+                    reason = structure_problem(structure, min_distance)
+                except Exception as exc:  # e.g. an unknown element symbol
+                    reason = _reason(exc)
+            if reason is None and rid in seen:
+                reason = f"duplicate id {rid!r}"
+            if reason is not None:
+                result.rejected.append(Rejected(str(path), item, rid, reason))
+                continue
+            seen.add(rid)
+            origin = f"{path}#{item}" if item else str(path)
+            result.records.append(Record(rid, source, structure, {**props, "origin": origin}))
+    return result
+
+
+def _reason(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or "no detail"
+    return f"{type(exc).__name__}: {text}"[:500]

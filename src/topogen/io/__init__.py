@@ -1,0 +1,1 @@
+"""Files: structure tables, atomic writes, quarantine files, provenance manifests."""

@@ -1,0 +1,54 @@
+"""Atomic file writes: write to a temporary file beside the target, fsync, then rename.
+
+A reader never sees a half-written file: after a crash or a kill the target is either absent
+or holds its previous content. Only a hidden ``.<name>.tmp-*`` file may be left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; on success it is renamed onto ``target``.
+
+    For writers that insist on opening the file themselves (pyarrow, matplotlib, torch).
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.chmod(tmp_path, 0o644)
+        os.replace(tmp_path, target)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_open(target: str | os.PathLike[str], mode: str = "w") -> Iterator[IO]:
+    """Open a temporary file for writing; it replaces ``target`` only if the block succeeds."""
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_open supports modes 'w' and 'wb', not {mode!r}")
+    with atomic_path(target) as tmp:
+        encoding = None if "b" in mode else "utf-8"
+        with open(tmp, mode, encoding=encoding) as fh:
+            yield fh
+            fh.flush()
+
+
+def write_text(target: str | os.PathLike[str], text: str) -> None:
+    """Atomically write ``text`` (UTF-8) to ``target``."""
+    with atomic_open(target, "w") as fh:
+        fh.write(text)

@@ -1,0 +1,1 @@
+"""Summaries and plots of stage outputs, for people and for `snakemake --report`."""
