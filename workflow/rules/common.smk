@@ -10,6 +10,13 @@ except WorkflowError as exc:
         f"does not match workflow/schemas/config.schema.yaml:\n{exc}"
     ) from exc
 
+_unknown = [n for n in config["data"]["use"] if n not in config["data"]["imports"]]
+if _unknown:
+    raise WorkflowError(
+        f"data.use names {_unknown[0]!r}, which is not a key of data.imports "
+        f"(known: {', '.join(config['data']['imports'])})"
+    )
+
 
 wildcard_constraints:
     name=r"[A-Za-z0-9_\-]+",
@@ -17,12 +24,7 @@ wildcard_constraints:
 
 def import_set(wildcards):
     """The config block of one named import set (data.imports.<name>)."""
-    sets = config["data"]["imports"]
-    if wildcards.name not in sets:
-        raise WorkflowError(
-            f"data.use names {wildcards.name!r}, which is not a key of data.imports"
-        )
-    return sets[wildcards.name]
+    return config["data"]["imports"][wildcards.name]
 
 
 def used_import_tables(wildcards):

@@ -85,8 +85,6 @@ def _frames(path: Path, fmt: str) -> Iterator[tuple[str, str | None, Any, dict[s
             warnings.simplefilter("ignore")
             parser = CifParser(path)
             structures = parser.parse_structures(primitive=False)
-        if not structures:
-            raise ValueError("no structure in CIF")
         for i, s in enumerate(structures):
             yield (str(i) if len(structures) > 1 else "", None, s, {})
     elif fmt == "vasp":
@@ -129,6 +127,8 @@ def import_files(
         try:
             fmt = file_format(path)
             entries = list(_frames(path, fmt))
+            if not entries:
+                raise ValueError("no structure found in file")
         except Exception as exc:  # any reader failure: the whole file is quarantined
             result.rejected.append(Rejected(str(path), "", "", _reason(exc)))
             continue
