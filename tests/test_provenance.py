@@ -32,7 +32,7 @@ def test_every_output_has_a_complete_manifest(chain):
             manifest = json.loads(Path(f"{path}.prov.json").read_text())
             assert manifest["file"] == path.name
             assert manifest["sha256"] == provenance.sha256(path)
-            assert manifest["argv"][1:3] == ["data", out is chain["a"] and "import" or "merge"]
+            assert manifest["argv"][1:3] == ["data", (out is chain["a"] and "import") or "merge"]
             assert manifest["code"]["version"]
             assert manifest["packages"]["pymatgen"] and manifest["packages"]["torch"]
             assert manifest["host"] == socket.gethostname()

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import run
+
 from topogen.io.tables import read_records
 
 WORKFLOW_PARTS = ("Snakefile", "workflow", "config", "resources", "profiles", "envs")
