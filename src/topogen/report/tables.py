@@ -41,6 +41,7 @@ def plot_table_summary(summary: dict[str, Any], path: str | os.PathLike[str], ti
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), constrained_layout=True)
     src = summary["per_source"]
@@ -53,6 +54,9 @@ def plot_table_summary(summary: dict[str, Any], path: str | os.PathLike[str], ti
     axes[2].bar([k for k, _ in top], [v for _, v in top], color="tab:orange")
     axes[2].set(title="structures containing each element (top 25)", ylabel="structures")
     axes[2].tick_params(axis="x", labelrotation=90)
+    for ax in axes:
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[1].xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(f"{title}: {summary['rows']} structures, {summary['unique_formulas']} formulas")
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
