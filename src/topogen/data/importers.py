@@ -10,13 +10,13 @@ import math
 import os
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from topogen.io.quarantine import Rejected
 from topogen.io.sanity import MIN_DISTANCE, structure_problem
-from topogen.io.tables import Record
+from topogen.io.tables import LoadResult, Record
 
 FORMATS = {
     ".cif": "cif",
@@ -41,9 +41,7 @@ def file_format(path: Path) -> str:
 
 
 @dataclass
-class ImportResult:
-    records: list[Record] = field(default_factory=list)
-    rejected: list[Rejected] = field(default_factory=list)
+class ImportResult(LoadResult):
     files_read: int = 0
 
 

@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 
 from topogen.errors import TableSchemaError
 from topogen.io.atomic import atomic_path
+from topogen.io.quarantine import Rejected
 
 SCHEMA_VERSION = "structure-table/1"
 COLUMNS = ("id", "source", "formula", "structure", "properties")
@@ -49,6 +50,14 @@ class Record:
     @property
     def formula(self) -> str:
         return self.structure.composition.reduced_formula
+
+
+@dataclass
+class LoadResult:
+    """What a reader got out of its inputs: usable records and rejected entries."""
+
+    records: list[Record] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
 
 
 def _json_safe(value: Any) -> Any:
