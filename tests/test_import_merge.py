@@ -50,7 +50,7 @@ def test_import_cli_writes_table_and_quarantine(cli, structure_files, tmp_path):
     out = tmp_path / "t.parquet"
     res = cli("data", "import", *structure_files.values(), "--out", out)
     assert res.returncode == 0, res.stderr
-    assert "imported 6 structure(s)" in res.stderr and "6 quarantined" in res.stderr
+    assert "6 structure(s)" in res.stderr and "6 quarantined" in res.stderr
     assert len(read_records(out)) == 6
     rejected = read_quarantine(f"{out}.quarantine.csv")
     assert len(rejected) == 6 and all(r.reason for r in rejected)

@@ -52,7 +52,9 @@ def test_lint_is_clean(workdir):
     [
         ("seed=-1", ["seed", "minimum"]),
         ("sede=1", ["sede", "unexpected"]),
-        ("data={'imports':{'x':{'files':[]}},'use':['x']}", ["files", "should be non-empty"]),
+        ("data={'merge':['nope']}", ["nope", "does not match"]),
+        ("data={'imports':{'x':{'files':[]}}}", ["files", "should be non-empty"]),
+        ("data={'qm9':{'sha256':'abc'}}", ["abc", "does not match"]),
     ],
 )
 def test_bad_config_gets_a_clear_message(workdir, override, words):
@@ -64,18 +66,47 @@ def test_bad_config_gets_a_clear_message(workdir, override, words):
         assert word in text
 
 
-def test_paper_config_validates(workdir):
-    """paper.yaml merged on the default passes the schema; only its C2DB file is missing."""
+def test_paper_config_validates_and_plans_c2db(workdir):
+    """paper.yaml merged on the default passes the schema and plans the C2DB pair."""
     res = snakemake(workdir, "-n", "--configfile", "config/paper.yaml")
-    text = res.stdout + res.stderr
-    assert "config.schema.yaml" not in text
-    assert res.returncode != 0 and "data/c2db.db" in text
+    assert res.returncode == 0, res.stdout + res.stderr
+    for rule in ("download_c2db", "normalize_c2db", "merge_structures"):
+        assert rule in res.stdout
+    assert "build_prototypes" not in res.stdout
 
 
 def test_unknown_import_set_is_named(workdir):
-    res = snakemake(workdir, "-n", "--config", "data={'use':['nope']}")
+    res = snakemake(workdir, "-n", "--config", "data={'merge':['import/nope']}")
     assert res.returncode != 0
-    assert "'nope', which is not a key of data.imports" in res.stdout + res.stderr
+    assert "data.merge names 'import/nope', but data.imports has no 'nope'" in (
+        res.stdout + res.stderr
+    )
+
+
+def test_unset_source_url_is_named(workdir):
+    res = snakemake(workdir, "-n", "--config", "data={'merge':['tqc']}")
+    assert res.returncode != 0
+    assert "data.tqc.url is not set" in res.stdout + res.stderr
+
+
+@pytest.mark.parametrize(
+    ("target", "rules"),
+    [
+        ("results/data/jarvis_c2db.parquet", ["download_jarvis_c2db", "normalize_jarvis_c2db"]),
+        ("results/data/mp.parquet", ["download_mp", "normalize_mp"]),
+        ("results/data/qm9.parquet", ["download_qm9", "normalize_qm9"]),
+        ("results/data/topoa.parquet", ["normalize_topoa"]),
+    ],
+)
+def test_each_source_is_a_rule_pair(workdir, target, rules):
+    topoa = workdir.parent / "shared/data/topoa"  # the default data.topoa.dir
+    topoa.mkdir(parents=True)
+    for name in ("ti", "tci", "case1", "case3"):
+        (topoa / f"{name}_ccmp.txt").write_text("2, Bi2Se3\n")
+    res = snakemake(workdir, "-n", target)
+    assert res.returncode == 0, res.stdout + res.stderr
+    for rule in rules:
+        assert f"rule {rule}:" in res.stdout
 
 
 def test_conda_envs_pin_what_pyproject_pins(repo_root):

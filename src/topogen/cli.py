@@ -44,26 +44,140 @@ def _log(message: str) -> None:
 # --- data -------------------------------------------------------------------------------------
 
 
+def _save(run, result, out: str, verb: str) -> None:
+    """Write a LoadResult's table and quarantine file, registered with the run; log counts."""
+    from topogen.io.quarantine import quarantine_path, write_quarantine
+    from topogen.io.tables import write_records
+
+    if not result.records:
+        first = result.rejected[0] if result.rejected else None
+        raise TopogenError(
+            f"no usable structure; {len(result.rejected)} rejected"
+            + (f", first: {first.file} {first.item} {first.reason}" if first else "")
+        )
+    write_records(result.records, run.output(out))
+    qpath = write_quarantine(run.output(quarantine_path(out)), result.rejected)
+    _log(
+        f"{verb} {len(result.records)} structure(s) -> {out}; "
+        f"{len(result.rejected)} quarantined -> {qpath}"
+    )
+
+
+def _save_labels(run, result, out: str) -> None:
+    """Write a label table (not structures: space group, formula, label) and its quarantine."""
+    from topogen.io.atomic import atomic_path
+    from topogen.io.quarantine import quarantine_path, write_quarantine
+
+    with atomic_path(run.output(out)) as tmp:
+        result.labels.to_parquet(tmp, index=False)
+    qpath = write_quarantine(run.output(quarantine_path(out)), result.rejected)
+    counts = result.labels["label"].value_counts()
+    _log(
+        f"topoa: {len(result.labels)} labels ({counts.get(1, 0)} topological, "
+        f"{counts.get(0, 0)} trivial) from {result.lines_read} lines; "
+        f"{result.duplicates_merged} duplicates merged, {result.conflicts_dropped} conflicts "
+        f"dropped -> {out}; {len(result.rejected)} quarantined -> {qpath}"
+    )
+
+
 def _data_import(args: argparse.Namespace) -> int:
     from topogen.data.importers import import_files
     from topogen.io import provenance
-    from topogen.io.quarantine import quarantine_path, write_quarantine
-    from topogen.io.tables import write_records
 
     existing = [f for f in args.files if Path(f).exists()]
     with provenance.record("topogen data import", _config(args), inputs=existing) as run:
         result = import_files(args.files, source=args.source, min_distance=args.min_distance)
-        if not result.records:
-            raise TopogenError(
-                f"no usable structure in {len(args.files)} file(s); first reason: "
-                + (result.rejected[0].reason if result.rejected else "none")
-            )
-        write_records(result.records, run.output(args.out))
-        qpath = write_quarantine(run.output(quarantine_path(args.out)), result.rejected)
-    _log(
-        f"imported {len(result.records)} structure(s) from {result.files_read} file(s) -> "
-        f"{args.out}; {len(result.rejected)} quarantined -> {qpath}"
-    )
+        _save(run, result, args.out, f"imported from {result.files_read} file(s):")
+    return 0
+
+
+def _normalize(args: argparse.Namespace) -> int:
+    """``topogen data normalize SOURCE ...``: a downloaded raw file -> structure table."""
+    from topogen.data import c2db, mp, qm9, reference, tqc
+    from topogen.io import provenance
+    from topogen.io.tables import read_records
+
+    if not isinstance(args.inputs, list):  # nargs="?"
+        args.inputs = [args.inputs] if args.inputs else []
+    inputs = [
+        p
+        for p in (
+            *args.inputs,
+            getattr(args, "mp_table", None),
+            getattr(args, "uncharacterized", None),
+        )
+        if p
+    ]
+    command = f"topogen data normalize {args.source}"
+    with provenance.record(command, _config(args), inputs=inputs) as run:
+        if args.source == "c2db":
+            result = c2db.load_c2db_db(args.inputs[0], args.topological, args.min_distance)
+        elif args.source == "jarvis-c2db":
+            result = c2db.load_jarvis_c2db(args.inputs[0], args.min_distance)
+        elif args.source == "mp":
+            result = mp.load_mp(args.inputs[0], args.min_distance)
+        elif args.source == "qm9":
+            if args.inputs:
+                result = qm9.load_qm9(args.inputs[0], args.uncharacterized, args.limit)
+            else:
+                result = qm9.load_qm9pack(args.qm9pack_dir, args.limit)
+        elif args.source == "tqc":
+            result = tqc.join_tqc(args.inputs[0], read_records(args.mp_table))
+        elif args.source == "c2db-subset":
+            result = reference.load_c2db_subset(args.inputs[0])
+        elif args.source == "mc2d":
+            result = reference.load_mc2d(args.inputs[0], args.min_distance)
+        elif args.source == "logan":
+            result = reference.load_logan(args.inputs[0], args.set)
+        elif args.source == "topoa":
+            _save_labels(run, reference.load_topoa(args.inputs[0]), args.out)
+            return 0
+        else:  # pragma: no cover - argparse restricts the choices
+            raise TopogenError(f"unknown source {args.source!r}")
+        _save(run, result, args.out, f"normalized {args.source}:")
+    return 0
+
+
+def _prototypes(args: argparse.Namespace) -> int:
+    from topogen.data.prototypes import build_library, labels_for
+    from topogen.io import provenance
+    from topogen.io.tables import LoadResult
+
+    def progress(done: int, total: int) -> None:
+        _log(f"prototypes: relaxed {done}/{total}")
+
+    seeds = {"seed": args.seed}
+    inputs = [args.labels]
+    with provenance.record("topogen data prototypes", _config(args), inputs, seeds) as run:
+        records, rejected = build_library(
+            n_max=args.max_candidates,
+            seed=args.seed,
+            fmax=args.fmax,
+            steps=args.steps,
+            threads=args.threads,
+            progress=progress,
+        )
+        labels_for(records, args.labels)
+        _save(run, LoadResult(records, rejected), args.out, "prototypes:")
+    return 0
+
+
+def _query_mp(args: argparse.Namespace) -> int:
+    from topogen.data.mp import query_mp
+    from topogen.io import provenance
+
+    with provenance.record("topogen data query-mp", _config(args)) as run:
+        n = query_mp(
+            run.output(args.out),
+            elements=args.elements,
+            exclude_elements=args.exclude_elements,
+            num_sites=tuple(args.num_sites) if args.num_sites else None,
+            energy_above_hull_max=args.energy_above_hull_max,
+            band_gap=tuple(args.band_gap) if args.band_gap else None,
+            chunk_size=args.chunk_size,
+            num_chunks=args.num_chunks,
+        )
+    _log(f"mp: {n} summary document(s) -> {args.out}")
     return 0
 
 
@@ -78,6 +192,31 @@ def _data_merge(args: argparse.Namespace) -> int:
         write_table(merged, run.output(args.out))
         write_quarantine(run.output(quarantine_path(args.out)), report.conflicts)
     _log(report.summary() + f" -> {args.out}")
+    return 0
+
+
+# --- download ---------------------------------------------------------------------------------
+
+
+def _download(args: argparse.Namespace) -> int:
+    from topogen.data.download import download
+    from topogen.io import provenance
+
+    local = args.url.removeprefix("file://")
+    inputs = [local] if "://" not in local and Path(local).exists() else []
+    with provenance.record("topogen download", _config(args), inputs=inputs) as run:
+        result = download(
+            args.url,
+            run.output(args.out),
+            sha256=args.sha256,
+            timeout=args.timeout,
+            retries=args.retries,
+            source=args.source,
+            config_key=args.config_key,
+            progress=not args.quiet,
+        )
+        run.extra.update(result.as_dict())
+    _log(f"{args.out}: {result.size} bytes, sha256 {result.sha256}")
     return 0
 
 
@@ -163,6 +302,126 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="A",
         help="reject structures with two atoms closer than this (Angstrom)",
     )
+    normalize = data_cmds.add_parser(
+        "normalize",
+        help="turn a downloaded source file into a structure table",
+        formatter_class=_HelpFormatter,
+    )
+    sources = normalize.add_subparsers(dest="source", required=True, metavar="SOURCE")
+
+    def source(
+        name: str, help: str, inputs: str = "FILE", nargs: str = "1"
+    ) -> argparse.ArgumentParser:
+        p = _command(sources, name, _normalize, help)
+        p.add_argument(
+            "inputs", nargs=nargs if nargs != "1" else 1, metavar=inputs, help="the downloaded file"
+        )
+        p.add_argument("--out", required=True, metavar="TABLE", help="output table (.parquet)")
+        p.add_argument(
+            "--min-distance",
+            type=float,
+            default=0.5,
+            metavar="A",
+            help="reject structures with two atoms closer than this (Angstrom)",
+        )
+        return p
+
+    p = source("c2db", "the C2DB ASE database (c2db.db)", "DB")
+    p.add_argument(
+        "--topological",
+        nargs="+",
+        default=["QSHI", "QAHI", "CRI"],
+        metavar="VALUE",
+        help="values of C2DB's Topology key that are labelled topological",
+    )
+    source("jarvis-c2db", "JARVIS's copy of C2DB (the figshare zip or its json)", "ZIP")
+    source("mp", "Materials Project summary documents written by `topogen data query-mp`", "JSON")
+    p = source(
+        "qm9",
+        "the QM9 xyz archive, or qm9pack's CSV files when no archive is given",
+        "ARCHIVE",
+        nargs="?",
+    )
+    p.add_argument(
+        "--uncharacterized",
+        metavar="TXT",
+        help="QM9's list of uncharacterized molecules (they are quarantined)",
+    )
+    p.add_argument(
+        "--qm9pack-dir",
+        metavar="DIR",
+        help="qm9pack's data folder (default: the installed package's)",
+    )
+    p.add_argument("--limit", type=int, metavar="N", help="stop after N molecules")
+    source("c2db-subset", "the C2DB subset of the reference data (coordinates repaired)", "ROOT")
+    source("mc2d", "the MC2D v4 monolayers of the reference data", "ROOT")
+    p = source("logan", "one LoGAN benchmark set of the reference data", "ROOT")
+    p.add_argument(
+        "--set",
+        required=True,
+        metavar="NAME",
+        help="C5H12O_training, C5H12O_ground_truth, or mp-<id>_training/_ground_truth",
+    )
+    source("topoa", "TopoA label files (ti/tci/case1/case3_ccmp.txt) -> a label table", "DIR")
+    p = source("tqc", "a Topological Quantum Chemistry export joined to MP structures", "CSV")
+    p.add_argument(
+        "--mp-table",
+        required=True,
+        metavar="TABLE",
+        help="the Materials Project table (from `normalize mp`) to join on ICSD ids",
+    )
+
+    p = _command(
+        data_cmds,
+        "prototypes",
+        _prototypes,
+        "build the offline 2D library: prototypes x substitutions, relaxed with CHGNet",
+        "Build common 2D prototypes with element substitutions, relax them with CHGNet\n"
+        "(atoms and in-plane cell; the vacuum is kept), quarantine those that fall apart,\n"
+        "do not converge or duplicate another, and attach literature topo2d labels.",
+    )
+    p.add_argument("--out", required=True, metavar="TABLE", help="output table (.parquet)")
+    p.add_argument(
+        "--labels",
+        default="resources/topo2d_labels.csv",
+        metavar="CSV",
+        help="literature topology labels (formula, prototype, label, reference)",
+    )
+    p.add_argument("--max-candidates", type=int, metavar="N", help="take N candidates (all)")
+    p.add_argument("--fmax", type=float, default=0.05, metavar="EV_A", help="force criterion")
+    p.add_argument("--steps", type=int, default=300, help="maximum FIRE steps")
+    p.add_argument("--seed", type=int, default=0, help="seed of the candidate choice and rattle")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=int(os.environ.get("OMP_NUM_THREADS", "1")),
+        help="torch threads (default: $OMP_NUM_THREADS or 1)",
+    )
+
+    p = _command(
+        data_cmds,
+        "query-mp",
+        _query_mp,
+        "download Materials Project summary documents with mp-api (key: $MP_API_KEY)",
+    )
+    p.add_argument("--out", required=True, metavar="JSON_GZ", help="raw documents (.json.gz)")
+    p.add_argument("--elements", nargs="+", metavar="EL", help="all of these elements")
+    p.add_argument("--exclude-elements", nargs="+", metavar="EL", help="none of these")
+    p.add_argument(
+        "--num-sites", nargs=2, type=int, metavar=("MIN", "MAX"), help="number of sites per cell"
+    )
+    p.add_argument(
+        "--energy-above-hull-max",
+        type=float,
+        metavar="EV",
+        help="maximum energy above the hull (eV/atom)",
+    )
+    p.add_argument(
+        "--band-gap", nargs=2, type=float, metavar=("MIN", "MAX"), help="band gap range (eV)"
+    )
+    p.add_argument("--chunk-size", type=int, default=1000, help="documents per page")
+    p.add_argument("--num-chunks", type=int, metavar="N", help="stop after N pages")
+
     p = _command(
         data_cmds,
         "merge",
@@ -173,6 +432,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("tables", nargs="+", metavar="TABLE", help="input tables (.parquet)")
     p.add_argument("--out", required=True, metavar="TABLE", help="output table (.parquet)")
+
+    p = _command(
+        stages,
+        "download",
+        _download,
+        "download one file (resumable, retried, checksummed) or copy a local one",
+        "Download URL to PATH: streamed to PATH's folder, resumed with HTTP Range after an\n"
+        "interruption, retried with backoff, checked against --sha256, renamed into place.\n"
+        "URL may be a local path or file:// URL (copied with the same checks).",
+    )
+    p.add_argument("--url", required=True, help="http(s):// or file:// URL, or a local path")
+    p.add_argument("--out", required=True, metavar="PATH", help="where the file goes")
+    p.add_argument("--sha256", metavar="HEX", help="expected sha256 (mismatch: nothing written)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="seconds without data before an attempt is abandoned",
+    )
+    p.add_argument(
+        "--retries", type=int, default=4, metavar="N", help="retries after the first try"
+    )
+    p.add_argument("--source", default="", help="source name used in error messages")
+    p.add_argument(
+        "--config-key",
+        default="",
+        metavar="KEY",
+        help="config key that points to a local copy, named in error messages",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
 
     report = stages.add_parser(
         "report", help="summaries and plots of stage outputs", formatter_class=_HelpFormatter

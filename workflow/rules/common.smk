@@ -1,4 +1,7 @@
 # Shared helpers: config validation and small input functions. No logic beyond that.
+import shlex
+from pathlib import Path
+
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
@@ -10,22 +13,95 @@ except WorkflowError as exc:
         f"does not match workflow/schemas/config.schema.yaml:\n{exc}"
     ) from exc
 
-_unknown = [n for n in config["data"]["use"] if n not in config["data"]["imports"]]
-if _unknown:
-    raise WorkflowError(
-        f"data.use names {_unknown[0]!r}, which is not a key of data.imports "
-        f"(known: {', '.join(config['data']['imports'])})"
-    )
+DATA = config["data"]
+SOURCES = ("prototypes", "c2db", "jarvis_c2db", "mp", "qm9", "tqc")
+
+for _entry in DATA["merge"]:
+    _name = _entry.removeprefix("import/")
+    if _entry.startswith("import/") and _name not in DATA.get("imports", {}):
+        raise WorkflowError(f"data.merge names {_entry!r}, but data.imports has no {_name!r}")
+    if not _entry.startswith("import/") and _entry not in SOURCES:
+        raise WorkflowError(
+            f"data.merge names {_entry!r}: not a source ({', '.join(SOURCES)}) or import/<set>"
+        )
 
 
 wildcard_constraints:
     name=r"[A-Za-z0-9_\-]+",
 
 
-def import_set(wildcards):
-    """The config block of one named import set (data.imports.<name>)."""
-    return config["data"]["imports"][wildcards.name]
+def cli_options(**options):
+    """Render keyword options as quoted command-line flags; None and False are left out."""
+    parts = []
+    for key, value in options.items():
+        flag = "--" + key.replace("_", "-")
+        if value is None or value is False:
+            continue
+        if value is True:
+            parts.append(flag)
+        elif isinstance(value, (list, tuple)):
+            parts.append(" ".join([flag, *(shlex.quote(str(v)) for v in value)]))
+        else:
+            parts.append(f"{flag} {shlex.quote(str(value))}")
+    return " ".join(parts)
 
 
-def used_import_tables(wildcards):
-    return expand("results/data/import/{name}.parquet", name=config["data"]["use"])
+def download_options(source, key="url"):
+    """`topogen download` options for data.<source>.<key>; a clear error when it is unset."""
+    block = DATA[source]
+    url = block.get(key)
+    if not url:
+        raise WorkflowError(
+            f"data.{source}.{key} is not set: give a URL or the path of a local copy"
+        )
+    sha_key = "sha256" if key == "url" else key.removesuffix("url") + "sha256"
+    return cli_options(
+        url=url,
+        sha256=block.get(sha_key),
+        timeout=DATA["download"]["timeout"],
+        retries=DATA["download"]["retries"],
+        source=source,
+        config_key=f"data.{source}.{key}",
+        quiet=True,
+    )
+
+
+def mp_query_options():
+    return cli_options(**{k: v for k, v in DATA["mp"].items()})
+
+
+def qm9_raw_files(wildcards):
+    """The downloaded QM9 archive, or nothing when qm9pack is used (data.qm9.url: null)."""
+    if DATA["qm9"].get("url"):
+        return {
+            "archive": "results/data/raw/qm9/dsgdb9nsd.xyz.tar.bz2",
+            "uncharacterized": "results/data/raw/qm9/uncharacterized.txt",
+        }
+    return {}
+
+
+def qm9_normalize_options(input):
+    if input:
+        return cli_options(uncharacterized=input.uncharacterized, limit=DATA["qm9"]["limit"]) + (
+            f" {shlex.quote(input.archive)}"
+        )
+    return cli_options(limit=DATA["qm9"]["limit"])
+
+
+def topoa_files():
+    folder = Path(DATA["topoa"]["dir"])
+    return [folder / f"{name}_ccmp.txt" for name in ("ti", "tci", "case1", "case3")]
+
+
+def prototype_options():
+    block = DATA["prototypes"]
+    return cli_options(
+        max_candidates=block["max_candidates"],
+        fmax=block["fmax"],
+        steps=block["steps"],
+        seed=config["seed"],
+    )
+
+
+def merged_tables(wildcards):
+    return [f"results/data/{entry}.parquet" for entry in DATA["merge"]]

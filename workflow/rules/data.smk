@@ -1,15 +1,200 @@
-# Data stage: structure files -> normalised structure tables (results/data/).
+# Data stage: public databases and local files -> normalised structure tables (results/data/).
+# Each source is a rule pair download_<source> -> normalize_<source>; the tables named in
+# data.merge are merged into results/data/structures.parquet.
+
+
+rule build_prototypes:
+    input:
+        labels=DATA["prototypes"]["labels"],
+    output:
+        table="results/data/prototypes.parquet",
+        quarantine="results/data/prototypes.parquet.quarantine.csv",
+    params:
+        options=lambda wc: prototype_options(),
+    log:
+        "results/logs/build_prototypes.log",
+    benchmark:
+        "results/benchmarks/build_prototypes.tsv"
+    conda:
+        "../../envs/ml.yaml"
+    threads: 2
+    shell:
+        "topogen data prototypes --labels {input.labels:q} --out {output.table:q}"
+        " --threads {threads} {params.options} > {log:q} 2>&1"
+
+
+rule download_c2db:
+    output:
+        "results/data/raw/c2db/c2db.db",
+    params:
+        options=lambda wc: download_options("c2db"),
+    log:
+        "results/logs/download_c2db.log",
+    conda:
+        "../../envs/ml.yaml"
+    threads: 1
+    shell:
+        "topogen download {params.options} --out {output:q} > {log:q} 2>&1"
+
+
+use rule download_c2db as download_jarvis_c2db with:
+    output:
+        "results/data/raw/jarvis_c2db/c2db_atoms.zip",
+    params:
+        options=lambda wc: download_options("jarvis_c2db"),
+    log:
+        "results/logs/download_jarvis_c2db.log",
+
+
+use rule download_c2db as download_tqc with:
+    output:
+        "results/data/raw/tqc/export.csv",
+    params:
+        options=lambda wc: download_options("tqc"),
+    log:
+        "results/logs/download_tqc.log",
+
+
+rule download_qm9:
+    output:
+        archive="results/data/raw/qm9/dsgdb9nsd.xyz.tar.bz2",
+        uncharacterized="results/data/raw/qm9/uncharacterized.txt",
+    params:
+        archive=lambda wc: download_options("qm9"),
+        uncharacterized=lambda wc: download_options("qm9", "uncharacterized_url"),
+    log:
+        "results/logs/download_qm9.log",
+    conda:
+        "../../envs/ml.yaml"
+    threads: 1
+    shell:
+        "(topogen download {params.archive} --out {output.archive:q}"
+        " && topogen download {params.uncharacterized} --out {output.uncharacterized:q})"
+        " > {log:q} 2>&1"
+
+
+rule download_mp:
+    output:
+        "results/data/raw/mp/summary.json.gz",
+    params:
+        options=lambda wc: mp_query_options(),
+    log:
+        "results/logs/download_mp.log",
+    conda:
+        "../../envs/ml.yaml"
+    threads: 1
+    shell:
+        "topogen data query-mp {params.options} --out {output:q} > {log:q} 2>&1"
+
+
+rule normalize_c2db:
+    input:
+        "results/data/raw/c2db/c2db.db",
+    output:
+        table="results/data/c2db.parquet",
+        quarantine="results/data/c2db.parquet.quarantine.csv",
+    params:
+        source="c2db",
+        options=lambda wc: cli_options(topological=DATA["c2db"]["topological"]),
+        min_distance=DATA["min_distance"],
+    log:
+        "results/logs/normalize_c2db.log",
+    conda:
+        "../../envs/ml.yaml"
+    threads: 1
+    shell:
+        "topogen data normalize {params.source} {input:q} --out {output.table:q}"
+        " --min-distance {params.min_distance} {params.options} > {log:q} 2>&1"
+
+
+use rule normalize_c2db as normalize_jarvis_c2db with:
+    input:
+        "results/data/raw/jarvis_c2db/c2db_atoms.zip",
+    output:
+        table="results/data/jarvis_c2db.parquet",
+        quarantine="results/data/jarvis_c2db.parquet.quarantine.csv",
+    params:
+        source="jarvis-c2db",
+        options="",
+        min_distance=DATA["min_distance"],
+    log:
+        "results/logs/normalize_jarvis_c2db.log",
+
+
+use rule normalize_jarvis_c2db as normalize_mp with:
+    input:
+        "results/data/raw/mp/summary.json.gz",
+    output:
+        table="results/data/mp.parquet",
+        quarantine="results/data/mp.parquet.quarantine.csv",
+    params:
+        source="mp",
+        options="",
+        min_distance=DATA["min_distance"],
+    log:
+        "results/logs/normalize_mp.log",
+
+
+rule normalize_qm9:
+    input:
+        unpack(qm9_raw_files),
+    output:
+        table="results/data/qm9.parquet",
+        quarantine="results/data/qm9.parquet.quarantine.csv",
+    params:
+        options=lambda wc, input: qm9_normalize_options(input),
+    log:
+        "results/logs/normalize_qm9.log",
+    conda:
+        "../../envs/ml.yaml"
+    threads: 1
+    shell:
+        "topogen data normalize qm9 {params.options} --out {output.table:q} > {log:q} 2>&1"
+
+
+rule normalize_tqc:
+    input:
+        export="results/data/raw/tqc/export.csv",
+        mp="results/data/mp.parquet",
+    output:
+        table="results/data/tqc.parquet",
+        quarantine="results/data/tqc.parquet.quarantine.csv",
+    log:
+        "results/logs/normalize_tqc.log",
+    conda:
+        "../../envs/ml.yaml"
+    threads: 1
+    shell:
+        "topogen data normalize tqc {input.export:q} --mp-table {input.mp:q}"
+        " --out {output.table:q} > {log:q} 2>&1"
+
+
+rule normalize_topoa:
+    input:
+        lambda wc: topoa_files(),
+    output:
+        table="results/data/topoa.parquet",
+        quarantine="results/data/topoa.parquet.quarantine.csv",
+    params:
+        dir=DATA["topoa"]["dir"],
+    log:
+        "results/logs/normalize_topoa.log",
+    conda:
+        "../../envs/ml.yaml"
+    threads: 1
+    shell:
+        "topogen data normalize topoa {params.dir:q} --out {output.table:q} > {log:q} 2>&1"
 
 
 rule import_structures:
     input:
-        files=lambda wc: import_set(wc)["files"],
+        files=lambda wc: DATA["imports"][wc.name]["files"],
     output:
         table="results/data/import/{name}.parquet",
         quarantine="results/data/import/{name}.parquet.quarantine.csv",
     params:
-        source=lambda wc: import_set(wc).get("source", wc.name),
-        min_distance=config["data"]["min_distance"],
+        source=lambda wc: DATA["imports"][wc.name].get("source", wc.name),
+        min_distance=DATA["min_distance"],
     log:
         "results/logs/import_structures/{name}.log",
     benchmark:
@@ -19,12 +204,12 @@ rule import_structures:
     threads: 1
     shell:
         "topogen data import {input.files:q} --out {output.table:q}"
-        " --source {params.source:q} --min-distance {params.min_distance:q} > {log:q} 2>&1"
+        " --source {params.source:q} --min-distance {params.min_distance} > {log:q} 2>&1"
 
 
 rule merge_structures:
     input:
-        used_import_tables,
+        merged_tables,
     output:
         table="results/data/structures.parquet",
         quarantine="results/data/structures.parquet.quarantine.csv",
@@ -37,4 +222,3 @@ rule merge_structures:
     threads: 1
     shell:
         "topogen data merge {input:q} --out {output.table:q} > {log:q} 2>&1"
-

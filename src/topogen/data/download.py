@@ -148,13 +148,13 @@ def download(
     part = out.with_name(f".{out.name}.part")
     label = source or host
     meter = _Progress(label, progress)
-    validator: str | None = None  # ETag or Last-Modified of the first answer, for If-Range
+    seen: dict[str, str] = {}  # the first answer's ETag or Last-Modified, for If-Range
     resumed = False
     attempt = 0
     while True:
         attempt += 1
         try:
-            validator, resumed_now = _attempt(url, part, timeout, validator, meter)
+            resumed_now = _attempt(url, part, timeout, seen, meter)
             resumed = resumed or resumed_now
             break
         except urllib.error.HTTPError as exc:
@@ -186,19 +186,19 @@ def download(
     return DownloadResult(url, out, out.stat().st_size, digest, _now(), attempt, resumed)
 
 
-def _attempt(
-    url: str, part: Path, timeout: float, validator: str | None, meter: _Progress
-) -> tuple[str | None, bool]:
-    """One request; appends to ``part``. Returns (validator, whether it resumed)."""
+def _attempt(url: str, part: Path, timeout: float, seen: dict[str, str], meter: _Progress) -> bool:
+    """One request; appends to ``part``. Returns whether it resumed."""
     offset = part.stat().st_size if part.exists() else 0
     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
     if offset:
         headers["Range"] = f"bytes={offset}-"
-        if validator:
-            headers["If-Range"] = validator
+        if "validator" in seen:  # a changed file then comes whole, with 200
+            headers["If-Range"] = seen["validator"]
     request = urllib.request.Request(url, headers=headers)
     with urllib.request.urlopen(request, timeout=timeout) as resp:
-        validator = resp.headers.get("ETag") or resp.headers.get("Last-Modified") or validator
+        validator = resp.headers.get("ETag") or resp.headers.get("Last-Modified")
+        if validator and resp.status == 200:
+            seen["validator"] = validator
         length = resp.headers.get("Content-Length")
         expected = int(length) if length and length.isdigit() else None
         if resp.status == 206:
@@ -214,7 +214,7 @@ def _attempt(
             got = _stream(resp, fh, offset, total, meter)
     if expected is not None and got < expected:
         raise _Transient(f"connection closed after {got} of {expected} bytes")
-    return validator, resumed
+    return resumed
 
 
 def _stream(resp: IO[bytes], fh: IO[bytes], done: int, total: int | None, meter: _Progress) -> int:
