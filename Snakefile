@@ -10,6 +10,7 @@ configfile: "config/config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/encode.smk"
 include: "workflow/rules/report.smk"
 
 
@@ -20,4 +21,6 @@ rule all:
     input:
         "results/data/structures.parquet",
         "results/report/structures.png",
+        "results/encode/graphs.pt",
+        "results/encode/tokens.pt",
     default_target: True

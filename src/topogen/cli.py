@@ -195,6 +195,39 @@ def _data_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- encode -----------------------------------------------------------------------------------
+
+
+def _set_threads(threads: int) -> None:
+    """Pin torch's threads to the rule's (``OMP_NUM_THREADS`` alone is read too late)."""
+    import torch
+
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
+
+
+def _encode(args: argparse.Namespace) -> int:
+    """``topogen encode graphs|tokens|descriptors TABLE --out FILE``."""
+    from topogen.encode import encoded
+    from topogen.io import provenance
+    from topogen.io.quarantine import quarantine_path, write_quarantine
+    from topogen.io.tables import read_records
+
+    _set_threads(args.threads)
+    params = _config(args, "table", "out", "threads")
+    with provenance.record(f"topogen encode {args.kind}", _config(args), [args.table]) as run:
+        records = read_records(args.table)
+        rejected = encoded.encode_table(
+            records, args.kind, run.output(args.out), params, source=args.table
+        )
+        write_quarantine(run.output(quarantine_path(args.out)), rejected)
+    _log(
+        f"encode {args.kind}: {len(records) - len(rejected)} of {len(records)} structures "
+        f"-> {args.out}; {len(rejected)} quarantined"
+    )
+    return 0
+
+
 # --- download ---------------------------------------------------------------------------------
 
 
@@ -432,6 +465,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("tables", nargs="+", metavar="TABLE", help="input tables (.parquet)")
     p.add_argument("--out", required=True, metavar="TABLE", help="output table (.parquet)")
+
+    encode = stages.add_parser(
+        "encode", help="encode structures for the models", formatter_class=_HelpFormatter
+    )
+    encode_cmds = encode.add_subparsers(dest="kind", required=True, metavar="KIND")
+
+    def encoder(name: str, help: str) -> argparse.ArgumentParser:
+        p = _command(encode_cmds, name, _encode, help)
+        p.add_argument("table", metavar="TABLE", help="structure table (.parquet)")
+        p.add_argument("--out", required=True, metavar="PT", help="encoded data set (.pt)")
+        p.add_argument(
+            "--threads",
+            type=int,
+            default=int(os.environ.get("OMP_NUM_THREADS", "1")),
+            help="torch threads (default: $OMP_NUM_THREADS or 1)",
+        )
+        return p
+
+    p = encoder("graphs", "periodic crystal graphs (CGCNN / CrystalBERT)")
+    p.add_argument("--cutoff", type=float, default=8.0, metavar="A", help="neighbour cutoff")
+    p.add_argument("--max-neighbors", type=int, default=12, help="nearest neighbours kept")
+    p.add_argument("--n-gaussians", type=int, default=41, help="Gaussian distance features")
+    p.add_argument(
+        "--atom-features",
+        choices=["onehot", "cgcnn-like"],
+        default="cgcnn-like",
+        help="atom feature vectors",
+    )
+    p = encoder("tokens", "CrystalBERT tokens: space group, electron count, element fractions")
+    p.add_argument("--symprec", type=float, default=0.01, metavar="A", help="spglib tolerance")
+    p = encoder("descriptors", "LoGAN local power-spectrum descriptors, per atom")
+    p.add_argument("--r-cut", type=float, default=5.0, metavar="A", help="cutoff radius")
+    p.add_argument("--n-max", type=int, default=6, help="radial basis functions")
+    p.add_argument("--l-max", type=int, default=4, help="maximum angular momentum")
+    p.add_argument(
+        "--radial", choices=["gaussian", "bessel"], default="gaussian", help="radial basis"
+    )
 
     p = _command(
         stages,

@@ -34,7 +34,7 @@ def cli_options(**options):
     """Render keyword options as quoted command-line flags; None and False are left out."""
     parts = []
     for key, value in options.items():
-        flag = "--" + key.replace("_", "-")
+        flag = f"--{key.replace('_', '-')}"
         if value is None or value is False:
             continue
         if value is True:
@@ -54,7 +54,7 @@ def download_options(source, key="url"):
         raise WorkflowError(
             f"data.{source}.{key} is not set: give a URL or the path of a local copy"
         )
-    sha_key = "sha256" if key == "url" else key.removesuffix("url") + "sha256"
+    sha_key = f"{key.removesuffix('url')}sha256"
     return cli_options(
         url=url,
         sha256=block.get(sha_key),
@@ -82,9 +82,8 @@ def qm9_raw_files(wildcards):
 
 def qm9_normalize_options(input):
     if input:
-        return cli_options(uncharacterized=input.uncharacterized, limit=DATA["qm9"]["limit"]) + (
-            f" {shlex.quote(input.archive)}"
-        )
+        options = cli_options(uncharacterized=input.uncharacterized, limit=DATA["qm9"]["limit"])
+        return f"{options} {shlex.quote(input.archive)}"
     return cli_options(limit=DATA["qm9"]["limit"])
 
 
