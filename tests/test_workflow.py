@@ -7,10 +7,13 @@ import shutil
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from conftest import run
 
+from topogen.encode.store import load_encoded
+from topogen.io.quarantine import read_quarantine
 from topogen.io.tables import read_records
 
 WORKFLOW_PARTS = ("Snakefile", "workflow", "config", "resources", "profiles", "envs")
@@ -37,8 +40,14 @@ def snakemake(workdir: Path, *args: str):
 def test_dry_run_plans_the_default(workdir):
     res = snakemake(workdir, "-n")
     assert res.returncode == 0, res.stderr
-    for rule in ("import_structures", "merge_structures", "summarize_structures"):
-        assert rule in res.stdout
+    for rule in (
+        "build_prototypes",
+        "merge_structures",
+        "summarize_structures",
+        "encode_graphs",
+        "encode_tokens",
+    ):
+        assert f"rule {rule}:" in res.stdout
 
 
 def test_lint_is_clean(workdir):
@@ -118,24 +127,67 @@ def test_conda_envs_pin_what_pyproject_pins(repo_root):
         assert pins == deps, f"envs/{name}.yaml drifted from pyproject.toml"
 
 
+def _min_distance(structure) -> float:
+    dmat = structure.distance_matrix + np.diag([np.inf] * len(structure))
+    images = min(structure.lattice.abc)  # an atom and its own periodic image
+    return float(min(dmat.min(), images))
+
+
 @pytest.mark.slow
-def test_default_workflow_runs_with_provenance(workdir, cli):
+def test_default_workflow_builds_the_library_and_runs(workdir, cli):
+    """`make demo`'s DAG from scratch: the offline library, the merged table, encodings."""
     res = snakemake(workdir, "--cores", "2")
     assert res.returncode == 0, res.stderr[-3000:]
-    table = workdir / "results/data/structures.parquet"
-    records = read_records(table)
-    assert {r.id for r in records} >= {"graphene", "Bi-bilayer", "hBN", "MoS2", "TiS2"}
-    assert all(r.source == "demo" for r in records)
+    library = read_records(workdir / "results/data/prototypes.parquet")
+    assert len(library) >= 200
+    assert len({r.id for r in library}) == len(library)
+    for r in library:
+        p = r.properties
+        assert p["relaxed"] and p["relaxer"] == "CHGNet" and p["converged"], r.id
+        assert p["dim"] == 2 and r.structure.lattice.c - p["thickness"] >= 15.0, r.id
+        assert _min_distance(r.structure) >= 0.7, r.id
+    assert {r.properties["topo2d"] for r in library} == {0, 1, None}
+    rejected = read_quarantine(workdir / "results/data/prototypes.parquet.quarantine.csv")
+    assert all(q.reason for q in rejected)
+    merged = read_records(workdir / "results/data/structures.parquet")
+    assert [r.id for r in merged] == [r.id for r in library]
+    graphs = load_encoded(workdir / "results/encode/graphs.pt", "graphs")
+    assert graphs["ids"] == [r.id for r in library]
     summary = json.loads((workdir / "results/report/structures.json").read_text())
-    assert summary["rows"] == len(records)
-    assert (workdir / "results/report/structures.png").read_bytes()[:4] == b"\x89PNG"
-    lineage = cli("provenance", "results/report/structures.png", cwd=workdir)
+    assert summary["rows"] == len(library)
+    lineage = cli("provenance", "results/encode/tokens.pt", cwd=workdir)
     assert lineage.returncode == 0, lineage.stderr
-    for step in ("topogen report table", "topogen data merge", "topogen data import"):
+    for step in ("topogen encode tokens", "topogen data merge", "topogen data prototypes"):
         assert step in lineage.stdout
-    assert "resources/structures/MoS2.cif" in lineage.stdout
-    # nothing left to do; a forced merge reruns merge and what follows it, not the import
+    assert "resources/topo2d_labels.csv" in lineage.stdout
+    # nothing left to do; a forced merge reruns merge and what follows it, not the library
     assert "Nothing to be done" in snakemake(workdir, "-n").stdout
     plan = snakemake(workdir, "-n", "--forcerun", "merge_structures").stdout
-    assert "merge_structures" in plan and "summarize_structures" in plan
-    assert "import_structures" not in plan
+    for rule in ("merge_structures", "summarize_structures", "encode_graphs", "encode_tokens"):
+        assert f"rule {rule}:" in plan
+    assert "build_prototypes" not in plan
+
+
+@pytest.mark.slow
+def test_import_sets_merge_after_the_library(workdir):
+    """Local files as an import set, merged into the structure table (tiny library)."""
+    override = (
+        "data={'merge':['import/demo'],'imports':{'demo':{'files':"
+        "['resources/structures/hBN.cif','resources/structures/honeycombs.extxyz'],"
+        "'source':'demo'}}}"
+    )
+    res = snakemake(
+        workdir, "--cores", "2", "--config", override, "--", "results/data/structures.parquet"
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    merged = read_records(workdir / "results/data/structures.parquet")
+    assert {r.id for r in merged} == {
+        "hBN",
+        "graphene",
+        "silicene",
+        "germanene",
+        "stanene",
+        "Sb-bilayer",
+        "Bi-bilayer",
+    }
+    assert all(r.source == "demo" for r in merged)

@@ -1,0 +1,522 @@
+"""An offline library of 2D crystals: textbook prototypes, decorated, relaxed with CHGNet.
+
+Candidates are built from scratch (pymatgen) with starting lattice constants from covalent
+radii: 2H-, 1T- and 1T'-MX2, Janus 2H-/1T-MXY, buckled honeycombs (graphene ... bismuthene),
+hexagonal AB binaries (hBN, SiC, GaN, ZnO ...), MXene-like M2X, chair-functionalised
+honeycombs (SnF, GeI, BiH ...), GaS-type MX and puckered (phosphorene-like) layers. Every cell
+has c perpendicular to the layer and at least :data:`VACUUM` of vacuum.
+
+:func:`build_library` relaxes them with CHGNet (atoms and in-plane cell; c and the vacuum kept),
+rejects the ones that fall apart or leave their prototype (the reasons go to the rejected
+list), and drops duplicates. :func:`labels_for` attaches literature topology labels from
+``resources/topo2d_labels.csv`` by (reduced formula, prototype).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import re
+import warnings
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from topogen.io.quarantine import Rejected
+from topogen.io.sanity import structure_problem
+from topogen.io.tables import Record
+
+SOURCE = "prototypes"
+VACUUM = 18.0  # Angstrom of vacuum along c in every starting cell
+MIN_DISTANCE = 0.7  # Angstrom; closer atoms after relaxation reject a structure
+MAX_THICKENING = 3.0  # Angstrom; a layer that grows thicker than this is rejected
+COLLAPSE_THICKENING = 1.0  # Angstrom; with COLLAPSE_SHRINK, a high-buckled collapse
+COLLAPSE_SHRINK = 0.15  # fraction of the in-plane area
+SYMPREC = 0.1  # Angstrom; spglib tolerance when comparing space groups
+BOND_FACTOR = 1.3  # atoms closer than 1.3 x (sum of covalent radii) are bonded
+LABELS_FILE = Path(__file__).resolve().parents[3] / "resources" / "topo2d_labels.csv"
+
+# Element families used by the prototypes.
+MX2_METALS = ("Mo", "W", "Ti", "Zr", "Hf", "Nb", "Ta", "V", "Cr", "Pt", "Pd", "Sn")
+CHALCOGENS = ("S", "Se", "Te")
+HONEYCOMB = ("C", "Si", "Ge", "Sn", "Pb", "P", "As", "Sb", "Bi")
+AB_PAIRS = (
+    ("B", "N"), ("Al", "N"), ("Ga", "N"), ("In", "N"),
+    ("B", "P"), ("Al", "P"), ("Ga", "P"), ("In", "P"),
+    ("B", "As"), ("Al", "As"), ("Ga", "As"), ("In", "As"),
+    ("B", "Sb"), ("Al", "Sb"), ("Ga", "Sb"), ("In", "Sb"),
+    ("Si", "C"), ("Ge", "C"), ("Sn", "C"), ("Si", "Ge"), ("Si", "Sn"), ("Ge", "Sn"),
+    ("Be", "O"), ("Mg", "O"), ("Zn", "O"), ("Cd", "O"),
+    ("Zn", "S"), ("Zn", "Se"), ("Zn", "Te"), ("Cd", "S"), ("Cd", "Se"), ("Cd", "Te"),
+)  # fmt: skip
+MXENE_METALS = ("Ti", "Zr", "Hf", "V", "Nb", "Ta", "Cr", "Mo")
+DECORATED_HOSTS = ("Si", "Ge", "Sn", "Pb", "As", "Sb", "Bi")
+DECORATIONS = ("H", "F", "Cl", "Br", "I")
+GROUP_V = ("N", "P", "As", "Sb", "Bi")
+FIRST_ROW = ("B", "C", "N", "O")
+
+
+def covalent_radius(symbol: str) -> float:
+    from ase.data import atomic_numbers, covalent_radii
+
+    return float(covalent_radii[atomic_numbers[symbol]])
+
+
+def _bond(a: str, b: str, scale: float = 1.0) -> float:
+    return scale * (covalent_radius(a) + covalent_radius(b))
+
+
+def _mx_bond(m: str, x: str) -> float:
+    """Starting M-X bond: covalent radii overestimate early transition metals' bonds."""
+    return _bond(m, x, 1.0 if m in ("Sn", "Pt", "Pd") else 0.93)
+
+
+@dataclass
+class Candidate:
+    """One starting structure: its id, prototype, the substitution that made it, the cell."""
+
+    id: str
+    prototype: str
+    substitution: dict[str, str]
+    structure: Any  # pymatgen Structure
+    properties: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "prototype": self.prototype,
+            "substitution": ",".join(f"{k}={v}" for k, v in self.substitution.items()),
+            "dim": 2,
+            **self.properties,
+        }
+
+
+def slab(
+    a_vec: Sequence[float],
+    b_vec: Sequence[float],
+    species: Sequence[str],
+    frac_xy: Sequence[Sequence[float]],
+    z: Sequence[float],
+    vacuum: float = VACUUM,
+) -> Any:
+    """A layer in the xy plane, centred along c, with ``vacuum`` Angstrom above and below.
+
+    ``frac_xy`` are fractional in-plane coordinates, ``z`` Cartesian heights (Angstrom).
+    """
+    from pymatgen.core import Lattice, Structure
+
+    z = np.asarray(z, dtype=float)
+    thickness = float(z.max() - z.min())
+    c = thickness + vacuum
+    matrix = np.array([[*a_vec[:2], 0.0], [*b_vec[:2], 0.0], [0.0, 0.0, c]])
+    fz = (z - z.min() + vacuum / 2) / c
+    coords = [[x, y, w] for (x, y), w in zip(frac_xy, fz, strict=True)]
+    return Structure(Lattice(matrix), list(species), coords)
+
+
+def _hex(a: float) -> tuple[list[float], list[float]]:
+    return [a, 0.0], [-a / 2, a * math.sqrt(3) / 2]
+
+
+# --- prototypes ---------------------------------------------------------------------------
+
+
+def mx2_2h(m: str, x: str, y: str | None = None) -> Any:
+    """Trigonal prismatic MX2 (2H, MoS2-type); Janus MXY when ``y`` is given (Y below)."""
+    y = y or x
+    dx, dy = _mx_bond(m, x), _mx_bond(m, y)
+    a = (dx + dy) / 2 * math.sqrt(12 / 7)  # ideal prism: X-X height equals a
+    hx = math.sqrt(max(dx**2 - a**2 / 3, 0.5))
+    hy = math.sqrt(max(dy**2 - a**2 / 3, 0.5))
+    return slab(*_hex(a), [m, x, y], [[1 / 3, 2 / 3], [2 / 3, 1 / 3], [2 / 3, 1 / 3]], [0, hx, -hy])
+
+
+def mx2_1t(m: str, x: str, y: str | None = None) -> Any:
+    """Octahedral MX2 (1T, CdI2-type); Janus MXY when ``y`` is given (Y below)."""
+    y = y or x
+    dx, dy = _mx_bond(m, x), _mx_bond(m, y)
+    a = (dx + dy) / 2 * math.sqrt(2)  # ideal octahedron
+    hx = math.sqrt(max(dx**2 - a**2 / 3, 0.5))
+    hy = math.sqrt(max(dy**2 - a**2 / 3, 0.5))
+    return slab(*_hex(a), [m, x, y], [[0, 0], [1 / 3, 2 / 3], [2 / 3, 1 / 3]], [0, hx, -hy])
+
+
+def mx2_1tp(m: str, x: str, shift: float = 0.04) -> Any:
+    """Distorted octahedral MX2 (1T', WTe2-type): the 1T cell made rectangular (a x sqrt3 a),
+    with the metal atoms paired into zigzag chains along a (``shift`` of b each)."""
+    d = _mx_bond(m, x)
+    a = d * math.sqrt(2)
+    h = math.sqrt(d**2 - a**2 / 3)
+    species = [m, m, x, x, x, x]
+    frac = [[0, shift], [0.5, 0.5 - shift], [0, 1 / 3], [0.5, 5 / 6], [0.5, 1 / 6], [0, 2 / 3]]
+    z = [0, 0, h, h, -h, -h]
+    return slab([a, 0], [0, a * math.sqrt(3)], species, frac, z)
+
+
+def honeycomb(a_el: str, b_el: str | None = None, buckling: float | None = None) -> Any:
+    """Buckled (or planar) honeycomb: graphene, silicene ... bismuthene; hBN-type AB when two
+    elements are given. ``buckling`` is the height difference as a fraction of the bond."""
+    b_el = b_el or a_el
+    d = _bond(a_el, b_el)
+    if buckling is None:
+        if a_el in FIRST_ROW or b_el in FIRST_ROW:
+            buckling = 0.0  # sp2, planar
+        elif a_el == b_el and a_el in GROUP_V:
+            buckling = 0.55  # blue phosphorene, arsenene, antimonene, bismuthene
+        else:
+            buckling = 0.2  # low-buckled (silicene, germanene, stanene, GaAs ...)
+    h = buckling * d
+    a = math.sqrt(3 * (d**2 - h**2))
+    return slab(*_hex(a), [a_el, b_el], [[1 / 3, 2 / 3], [2 / 3, 1 / 3]], [h / 2, -h / 2])
+
+
+def mxene(m: str, x: str) -> Any:
+    """MXene-like M2X (Ti2C-type): X in octahedral holes between two M planes."""
+    d = _bond(m, x, 0.9)
+    a = d * math.sqrt(2)
+    h = d / math.sqrt(3)
+    return slab(*_hex(a), [x, m, m], [[0, 0], [1 / 3, 2 / 3], [2 / 3, 1 / 3]], [0, h, -h])
+
+
+def decorated_honeycomb(host: str, x: str) -> Any:
+    """Chair-functionalised honeycomb (germanane, fluorostanene, BiH ...): one X on each host
+    atom, on alternating sides."""
+    d = _bond(host, host)
+    buckling = 0.1 if host in GROUP_V else 1 / 3  # group V: nearly flat; group IV: sp3
+    h = buckling * d
+    a = math.sqrt(3 * (d**2 - h**2))
+    dx = _bond(host, x)
+    species = [host, host, x, x]
+    frac = [[1 / 3, 2 / 3], [2 / 3, 1 / 3], [1 / 3, 2 / 3], [2 / 3, 1 / 3]]
+    return slab(*_hex(a), species, frac, [h / 2, -h / 2, h / 2 + dx, -h / 2 - dx])
+
+
+def mx_gas(m: str, x: str) -> Any:
+    """GaS/InSe-type MX: an M-M dimer layer between two X planes (X-M-M-X)."""
+    d = _bond(m, x)
+    dmm = _bond(m, m, 0.95)
+    a = math.sqrt(3) * 0.87 * d
+    dz = math.sqrt(d**2 - a**2 / 3)
+    frac = [[1 / 3, 2 / 3], [2 / 3, 1 / 3], [2 / 3, 1 / 3], [1 / 3, 2 / 3]]
+    z = [dmm / 2 + dz, dmm / 2, -dmm / 2, -dmm / 2 - dz]
+    return slab(*_hex(a), [x, m, m, x], frac, z)
+
+
+def puckered(el: str) -> Any:
+    """Puckered (black-phosphorene-type) layer: zigzag chains along a, armchair along b."""
+    d = _bond(el, el)
+    a = 1.49 * d  # zigzag period (phosphorene: 3.30 A for a 2.22 A bond)
+    w = math.sqrt(d**2 - a**2 / 4)  # in-plane armchair step
+    hz = 0.95 * d  # height between the two sub-layers
+    t = math.sqrt(d**2 - hz**2)
+    b = 2 * w + 2 * t
+    frac = [[0, 0], [0.5, w / b], [0.5, (w + t) / b], [0, (2 * w + t) / b]]
+    return slab([a, 0], [0, b], [el] * 4, frac, [hz, hz, 0, 0])
+
+
+def readable_formula(structure: Any) -> str:
+    """Reduced formula in IUPAC order (``MoTe2``, ``PbH``), for ids."""
+    tokens = structure.composition.reduced_composition.iupac_formula.split()
+    return "".join(t[:-1] if re.fullmatch(r"[A-Za-z]+1", t) else t for t in tokens)
+
+
+def candidates() -> list[Candidate]:
+    """Every starting structure of the library, in a fixed order."""
+    out: list[Candidate] = []
+
+    def add(proto: str, sub: dict[str, str], structure: Any) -> None:
+        out.append(Candidate(f"{proto}-{readable_formula(structure)}", proto, sub, structure))
+
+    for m in MX2_METALS:
+        for x in CHALCOGENS:
+            add("2H-MX2", {"M": m, "X": x}, mx2_2h(m, x))
+            add("1T-MX2", {"M": m, "X": x}, mx2_1t(m, x))
+    for m in ("Mo", "W"):
+        for x in CHALCOGENS:
+            add("1T'-MX2", {"M": m, "X": x}, mx2_1tp(m, x))
+    for m in MX2_METALS:
+        for x, y in combinations(CHALCOGENS, 2):
+            add("2H-MXY", {"M": m, "X": x, "Y": y}, mx2_2h(m, x, y))
+            add("1T-MXY", {"M": m, "X": x, "Y": y}, mx2_1t(m, x, y))
+    for el in HONEYCOMB:
+        add("honeycomb-X2", {"X": el}, honeycomb(el))
+    for a_el, b_el in AB_PAIRS:
+        add("honeycomb-AB", {"A": a_el, "B": b_el}, honeycomb(a_el, b_el))
+    for m in MXENE_METALS:
+        for x in ("C", "N"):
+            add("MXene-M2X", {"M": m, "X": x}, mxene(m, x))
+    for host in DECORATED_HOSTS:
+        for x in DECORATIONS:
+            add("decorated-honeycomb-AX", {"A": host, "X": x}, decorated_honeycomb(host, x))
+    for m in ("Ga", "In"):
+        for x in CHALCOGENS:
+            add("GaS-MX", {"M": m, "X": x}, mx_gas(m, x))
+    for el in GROUP_V[1:]:
+        add("puckered-X4", {"X": el}, puckered(el))
+    return out
+
+
+def select(cands: Sequence[Candidate], n_max: int | None, seed: int) -> list[Candidate]:
+    """``n_max`` candidates spread over the prototypes (round robin, seeded order)."""
+    if n_max is None or n_max >= len(cands):
+        return list(cands)
+    rng = np.random.default_rng(seed)
+    by_proto: dict[str, list[Candidate]] = {}
+    for c in cands:
+        by_proto.setdefault(c.prototype, []).append(c)
+    queues = [[group[i] for i in rng.permutation(len(group))] for group in by_proto.values()]
+    chosen: list[Candidate] = []
+    while len(chosen) < n_max:
+        for q in queues:
+            if q and len(chosen) < n_max:
+                chosen.append(q.pop(0))
+    return chosen
+
+
+def rattle(structure: Any, amplitude: float, seed: int, key: str) -> Any:
+    """A copy with every atom displaced by up to ``amplitude`` Angstrom (seeded per ``key``)."""
+    s = structure.copy()
+    if amplitude <= 0:
+        return s
+    rng = np.random.default_rng([seed, zlib.crc32(key.encode())])
+    disp = rng.uniform(-amplitude, amplitude, size=(len(s), 3))
+    for i, vec in enumerate(disp):
+        s.translate_sites([i], vec, frac_coords=False, to_unit_cell=True)
+    return s
+
+
+# --- checks after relaxation --------------------------------------------------------------
+
+
+def layer_thickness(structure: Any) -> float:
+    """Extent of the atoms along c (Angstrom), across the periodic boundary if need be."""
+    z = np.sort(np.mod(structure.frac_coords[:, 2], 1.0))
+    gaps = np.diff(np.concatenate([z, [z[0] + 1.0]]))
+    return float((1.0 - gaps.max()) * structure.lattice.c)
+
+
+def n_fragments(structure: Any, factor: float = BOND_FACTOR) -> int:
+    """Number of bonded pieces (bond: closer than ``factor`` x the covalent radii sum)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    radii = np.array([covalent_radius(s.specie.symbol) for s in structure])
+    cutoff = float(factor * 2 * radii.max())
+    i, j, _, dist = structure.get_neighbor_list(cutoff)
+    keep = dist < factor * (radii[i] + radii[j])
+    n = len(structure)
+    graph = coo_matrix((np.ones(int(keep.sum())), (i[keep], j[keep])), shape=(n, n))
+    return int(connected_components(graph, directed=False)[0])
+
+
+def space_group(structure: Any, symprec: float = SYMPREC) -> str:
+    """International symbol and number, e.g. ``P-6m2 (187)``."""
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    with warnings.catch_warnings():  # spglib's notice about its error handling
+        warnings.simplefilter("ignore", DeprecationWarning)
+        sga = SpacegroupAnalyzer(structure, symprec=symprec)
+        return f"{sga.get_space_group_symbol()} ({sga.get_space_group_number()})"
+
+
+def in_plane_area(structure: Any) -> float:
+    return float(abs(np.linalg.det(structure.lattice.matrix[:2, :2])))
+
+
+def relaxed_problem(ideal: Any, after: Any, energy: float | None) -> str | None:
+    """Why a relaxed 2D structure is unusable, or None.
+
+    ``ideal`` is the unrattled starting cell of the prototype. Checks, in order: finite energy,
+    no atoms closer than :data:`MIN_DISTANCE`, c (and so the vacuum) unchanged, no atom left
+    the layer (thickness), one bonded piece, same space group as the prototype (a structure
+    that distorted or rearranged is no longer that prototype, and its literature label would
+    not apply), and no high-buckled collapse (thicker by > 1 A while the area shrinks > 15%:
+    CHGNet has no low-buckled minimum for Ge/Sn/Pb honeycombs and pulls them into a dense
+    high-buckled layer without necessarily changing the space group).
+    """
+    if energy is None or not math.isfinite(energy):
+        return "non-finite energy"
+    problem = structure_problem(after, MIN_DISTANCE)
+    if problem:
+        return problem
+    if abs(after.lattice.c - ideal.lattice.c) > 1e-3:
+        return f"c changed from {ideal.lattice.c:.2f} to {after.lattice.c:.2f} A"
+    t0, t1 = layer_thickness(ideal), layer_thickness(after)
+    if t1 > t0 + MAX_THICKENING:
+        return f"layer thickness grew from {t0:.2f} to {t1:.2f} A (atoms left the layer)"
+    pieces = n_fragments(after)
+    if pieces > 1:
+        return f"fell apart into {pieces} bonded pieces"
+    g0, g1 = space_group(ideal), space_group(after)
+    if g0 != g1:
+        return f"left its prototype: space group {g0} -> {g1}"
+    shrink = 1 - in_plane_area(after) / in_plane_area(ideal)
+    if t1 - t0 > COLLAPSE_THICKENING and shrink > COLLAPSE_SHRINK:
+        return (
+            f"left its prototype: collapsed (area -{100 * shrink:.0f}%, "
+            f"thickness {t0:.2f} -> {t1:.2f} A)"
+        )
+    return None
+
+
+# --- the library --------------------------------------------------------------------------
+
+
+def matcher() -> Any:
+    """A StructureMatcher for relaxed slabs that share a c axis and vacuum.
+
+    pymatgen's defaults are too loose here: ``stol`` is relative to (V/n)^(1/3), which the
+    vacuum inflates to ~4 A, so the default 0.3 calls 2H- and 1T-MoS2 (one S plane shifted by
+    1.8 A) equal. ``stol=0.1`` (~0.4 A) separates them; ``scale=False`` keeps the slab's
+    vacuum out of the volume scaling.
+    """
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    return StructureMatcher(ltol=0.1, stol=0.1, angle_tol=3, scale=False)
+
+
+def deduplicate(records: list[Record]) -> tuple[list[Record], list[Rejected]]:
+    """Drop structures that :func:`matcher` finds equal to an earlier one (same formula)."""
+    match = matcher()
+    kept: list[Record] = []
+    dropped: list[Rejected] = []
+    by_formula: dict[str, list[Record]] = {}
+    for r in records:
+        twins = by_formula.setdefault(r.formula, [])
+        twin = next((k for k in twins if match.fit(k.structure, r.structure)), None)
+        if twin is not None:
+            dropped.append(Rejected(SOURCE, "", r.id, f"duplicate of {twin.id} (StructureMatcher)"))
+            continue
+        twins.append(r)
+        kept.append(r)
+    return kept, dropped
+
+
+def build_library(
+    n_max: int | None = None,
+    seed: int = 0,
+    *,
+    relax: bool = True,
+    fmax: float = 0.05,
+    steps: int = 300,
+    threads: int | None = None,
+    batch_size: int = 32,
+    rattle_amplitude: float = 0.02,
+    keep_unconverged: bool = False,
+    candidates_in: Iterable[Candidate] | None = None,
+    model: Any = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[list[Record], list[Rejected]]:
+    """Build, relax (CHGNet), check and deduplicate the 2D library.
+
+    ``n_max`` candidates are taken from :func:`candidates` (spread over the prototypes; all by
+    default), or from ``candidates_in`` when given. Each starting cell is rattled by up to
+    ``rattle_amplitude`` Angstrom (seeded per candidate id), relaxed with CHGNet and FIRE
+    (atoms + in-plane cell; c and the vacuum kept) to ``fmax`` eV/A within ``steps`` steps,
+    ``batch_size`` structures per model call, on ``threads`` CPU threads. A candidate is
+    rejected, with the reason, if its id repeats, its start is unusable, CHGNet fails, it does
+    not converge (unless ``keep_unconverged``), or :func:`relaxed_problem` finds a problem;
+    then duplicates (:func:`deduplicate`) go. ``relax=False`` skips CHGNet (starting cells
+    only). Returns (records, rejected) in candidate order; every candidate is in exactly one.
+    The same arguments (and thread count) give the same result.
+    """
+    from topogen.calc.relax import load_model, relax_batch, set_threads
+
+    set_threads(threads)
+    if candidates_in is None:
+        chosen = select(candidates(), n_max, seed)
+    else:
+        chosen = list(candidates_in)[:n_max]
+    rejected: list[Rejected] = []
+    todo: list[tuple[int, Candidate, Any]] = []
+    seen: set[str] = set()
+    for k, cand in enumerate(chosen):
+        start = rattle(cand.structure, rattle_amplitude, seed, cand.id)
+        problem = f"duplicate id {cand.id!r}" if cand.id in seen else None
+        problem = problem or structure_problem(start, MIN_DISTANCE)
+        seen.add(cand.id)
+        if problem:
+            rejected.append(Rejected(SOURCE, str(k), cand.id, f"starting cell: {problem}"))
+        else:
+            todo.append((k, cand, start))
+
+    records: list[Record] = []
+    if not relax:
+        for _, cand, start in todo:
+            records.append(Record(cand.id, SOURCE, start, {**cand.describe(), "relaxed": False}))
+        return _finish(chosen, records, rejected)
+
+    results = relax_batch(
+        [start for _, _, start in todo],
+        model=model if model is not None else load_model(),
+        fmax=fmax,
+        steps=steps,
+        batch_size=batch_size,
+        progress=progress,
+    )
+    for (k, cand, _), res in zip(todo, results, strict=True):
+        if res.error:
+            problem = res.error
+        elif not res.converged and not keep_unconverged:
+            problem = f"not converged in {res.steps} steps (fmax {res.fmax:.3f} eV/A)"
+        else:
+            problem = relaxed_problem(cand.structure, res.structure, res.energy_per_atom)
+        if problem:
+            rejected.append(Rejected(SOURCE, str(k), cand.id, problem))
+            continue
+        props = {
+            **cand.describe(),
+            "relaxed": True,
+            "relaxer": "CHGNet",
+            "relax_fmax_target": fmax,
+            "energy_per_atom": res.energy_per_atom,
+            "fmax": res.fmax,
+            "steps": res.steps,
+            "converged": res.converged,
+            "thickness": layer_thickness(res.structure),
+            "space_group": space_group(res.structure),
+        }
+        records.append(Record(cand.id, SOURCE, res.structure, props))
+    return _finish(chosen, records, rejected)
+
+
+def _finish(
+    chosen: list[Candidate], records: list[Record], rejected: list[Rejected]
+) -> tuple[list[Record], list[Rejected]]:
+    records, dups = deduplicate(records)
+    order = {}
+    for k, c in enumerate(chosen):
+        order.setdefault(c.id, k)
+    rejected = sorted([*rejected, *dups], key=lambda r: order.get(r.id, len(order)))
+    return records, rejected
+
+
+# --- literature topology labels -----------------------------------------------------------
+
+
+def read_labels(path: str | os.PathLike[str] = LABELS_FILE) -> dict[tuple[str, str], int]:
+    """(reduced formula, prototype) -> 1 (QSH / 2D TI) or 0 (trivial)."""
+    labels: dict[tuple[str, str], int] = {}
+    with open(path, newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            labels[(row["formula"], row["prototype"])] = int(row["label"])
+    return labels
+
+
+def labels_for(
+    records: Iterable[Record], path: str | os.PathLike[str] = LABELS_FILE
+) -> list[Record]:
+    """Set ``properties["topo2d"]`` to 1/0 where the literature table has the record's
+    (reduced formula, prototype), None otherwise. Returns the same records."""
+    from pymatgen.core import Composition
+
+    labels = {(Composition(f).reduced_formula, p): v for (f, p), v in read_labels(path).items()}
+    out = list(records)
+    for r in out:
+        r.properties["topo2d"] = labels.get((r.formula, r.properties.get("prototype")))
+    return out

@@ -1,0 +1,1 @@
+"""A throw-away single-node SLURM cluster for the integration tests (see cluster.py)."""
