@@ -38,6 +38,16 @@ def test_bad_inputs_are_quarantined_with_reasons(structure_files):
     assert len(result.records) == 6  # the good ones proceed
 
 
+def test_unsupported_elements_are_quarantined(tmp_path):
+    path = tmp_path / "CmO2.vasp"
+    path.write_text(
+        "CmO2\n1.0\n5.0 0 0\n0 5.0 0\n0 0 5.0\nCm O\n1 2\nDirect\n"
+        "0 0 0\n0.25 0.25 0.25\n0.75 0.75 0.75\n"
+    )
+    (rej,) = import_files([path]).rejected
+    assert rej.reason == "element Cm outside the supported set (Z = 1..94)"
+
+
 def test_duplicate_ids_within_one_import_are_quarantined(structure_files, tmp_path):
     copy = tmp_path / "MoS2.cif"
     copy.write_bytes(structure_files["cif"].read_bytes())

@@ -124,6 +124,7 @@ def test_c2db_database(cli, tmp_path):
         db.write(mono["MoS2"], uid="MoS2-1", gap=1.58, Topology="Trivial", dyn_stab="Yes")
         db.write(mono["graphene"], uid="C2-1", gap=0.0)
         db.write(broken, uid="BN-broken", gap=4.0)
+        db.write(mono["hBN"], uid="BN-nogap", ehull=0.0)
     out = tmp_path / "c2db.parquet"
     res = cli("data", "normalize", "c2db", db_path, "--out", out)
     assert res.returncode == 0, res.stderr
@@ -133,8 +134,9 @@ def test_c2db_database(cli, tmp_path):
     assert bi["topo2d"] == 1 and bi["gap_nosoc"] == 0.1 and "unrelated_key" not in bi
     assert recs["MoS2-1"].properties["topo2d"] == 0
     assert "topo2d" not in recs["C2-1"].properties  # unlabelled stays unlabelled
-    (rej,) = read_quarantine(f"{out}.quarantine.csv")
-    assert rej.id == "BN-broken" and "overlapping atoms" in rej.reason
+    reasons = {q.id: q.reason for q in read_quarantine(f"{out}.quarantine.csv")}
+    assert "overlapping atoms" in reasons["BN-broken"]
+    assert reasons["BN-nogap"] == "missing property gap"
 
 
 def test_jarvis_c2db_zip(cli, tmp_path):
@@ -189,6 +191,7 @@ def _mp_docs():
         },
         {**doc, "material_id": "mp-bad", "structure": squashed.as_dict()},
         {**doc, "material_id": "mp-nostructure"},
+        {**doc, "material_id": "mp-nogap", "band_gap": None, "structure": nacl.as_dict()},
     ]
 
 
@@ -210,6 +213,7 @@ def test_mp_documents(mp_table):
     assert recs["mp-541837"].properties["spacegroup_number"] == 166
     reasons = {q.id: q.reason for q in read_quarantine(f"{mp_table}.quarantine.csv")}
     assert "overlapping atoms" in reasons["mp-bad"] and "KeyError" in reasons["mp-nostructure"]
+    assert reasons["mp-nogap"] == "missing property band_gap"
 
 
 def test_mp_query_needs_the_key_from_the_environment(cli, tmp_path):

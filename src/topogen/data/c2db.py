@@ -31,6 +31,7 @@ KEPT_KEYS = (
     "dynamic_stability_phonons", "dynamic_stability_stiffness", "dynamic_stability_level",
     "magstate", "is_magnetic", "Topology", "spacegroup", "layergroup", "folder",
 )  # fmt: skip
+REQUIRED_KEYS = ("gap",)  # rows without these are quarantined: the models train on them
 # Values of C2DB's ``Topology`` key that count as topological (label 1); others are 0.
 TOPOLOGICAL = ("QSHI", "QAHI", "CRI")
 
@@ -49,15 +50,23 @@ def load_c2db_db(
 ) -> LoadResult:
     """Read the C2DB ASE database; keeps KEPT_KEYS and adds ``topo2d`` from ``Topology``."""
     imported = import_files([path], source="c2db", min_distance=min_distance)
+    records = []
     for rec in imported.records:
         props = rec.properties
+        missing = [k for k in REQUIRED_KEYS if props.get(k) is None]
+        if missing:
+            item = props["origin"].rsplit("#", 1)[-1]
+            reason = f"missing property {', '.join(missing)}"
+            imported.rejected.append(Rejected(str(path), item, rec.id, reason))
+            continue
+        records.append(rec)
         kept = {k: props[k] for k in KEPT_KEYS if k in props}
         label = topology_label(props.get("Topology"), topological)
         if label is not None:
             kept["topo2d"] = label
         kept["origin"] = props["origin"]
         rec.properties = kept
-    return LoadResult(imported.records, imported.rejected)
+    return LoadResult(records, imported.rejected)
 
 
 def _jarvis_entries(path: Path) -> list[dict[str, Any]]:

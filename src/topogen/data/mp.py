@@ -109,6 +109,8 @@ def load_mp(path: str | os.PathLike[str], min_distance: float = 0.5) -> LoadResu
             reason = f"{type(exc).__name__}: {exc}"
         if reason is None and not mid:
             reason = "no material_id"
+        if reason is None and doc.get("band_gap") is None:
+            reason = "missing property band_gap"
         if reason is None and mid in seen:
             reason = f"duplicate id {mid!r}"
         if reason is not None:

@@ -7,12 +7,17 @@ from typing import Any
 import numpy as np
 
 MIN_DISTANCE = 0.5  # Angstrom; the papers' structural-validity threshold
+MAX_Z = 94  # the elements CHGNet (the funnel's force field) was trained on: H..Pu
 
 
 def structure_problem(structure: Any, min_distance: float = MIN_DISTANCE) -> str | None:
     """A one-line reason why ``structure`` (Structure or Molecule) is unusable, or None."""
     if len(structure) == 0:
         return "no atoms"
+    for el in structure.composition.elements:
+        z = getattr(el, "Z", None)
+        if z is None or not 1 <= z <= MAX_Z:
+            return f"element {el} outside the supported set (Z = 1..{MAX_Z})"
     coords = np.asarray(structure.cart_coords, dtype=float)
     if not np.isfinite(coords).all():
         return "non-finite atomic coordinates"
