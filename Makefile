@@ -11,7 +11,7 @@ DEB_PACKAGES := quantum-espresso wannier90 slurm-wlm munge libpmix-dev
 PYTEST_ARGS ?=
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: demo test test-fast lint install system-deps clean
+.PHONY: demo test test-fast lint install install-profile system-deps clean
 
 demo: install system-deps  ## run the workflow on the embedded default config
 	$(BIN)/snakemake --cores all
@@ -45,6 +45,10 @@ system-deps:
 	  echo "note: not root (or no apt-get): skipping Debian packages$$missing;" \
 	       "the DFT and SLURM steps and their tests will be skipped"; \
 	fi
+
+install-profile:  ## let `snakemake --profile slurm` find profiles/slurm
+	mkdir -p $${XDG_CONFIG_HOME:-$$HOME/.config}/snakemake
+	ln -sfn $(abspath profiles/slurm) $${XDG_CONFIG_HOME:-$$HOME/.config}/snakemake/slurm
 
 clean:  ## remove workflow outputs (not the venv)
 	rm -rf results .snakemake

@@ -17,15 +17,16 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import yaml
 from conftest import BIN, run
 from slurm.cluster import Cluster, Job, write_profile
 
 from topogen.io.tables import COLUMNS, read_table
 
 pytestmark = pytest.mark.slow
-pytest_plugins = ["slurm.fixture"]  # the session-scoped `slurm_cluster` fixture
 
 WORKFLOW_PARTS = ("Snakefile", "workflow", "config", "resources", "profiles", "envs")
 DEMO_CONFIG = (
@@ -119,6 +120,60 @@ def outputs(workdir: Path) -> dict:
 
 def tail(res) -> str:
     return (res.stdout + res.stderr)[-4000:]
+
+
+def test_cluster_profile_plans_the_workflow(repo_root, tmp_path):
+    """profiles/slurm parses (anchors, expressions, rules that do not exist yet) and applies."""
+    wf = copy_workflow(repo_root, tmp_path / "wf")
+    res = run(
+        ["snakemake", "-n", "--profile", "profiles/slurm", *TARGETS, "--config", DEMO_CONFIG],
+        cwd=wf,
+    )
+    assert res.returncode == 0, tail(res)
+    assert "Using profiles profiles/slurm and workflow specific profile profiles/default" in (
+        res.stdout + res.stderr
+    )
+    assert "mem_mb=2000" in res.stdout and "runtime=30" in res.stdout  # the data family
+    assert "cpus_per_task=1" in res.stdout  # `threads`, evaluated
+
+
+@pytest.mark.parametrize(
+    ("rule", "flags"),
+    [
+        ("train_gan", ["--gpus=1", "--cpus-per-gpu=8", "-t 720", "--mem 32000"]),
+        ("dft_scf", ["--ntasks=32", "--cpus-per-task=1", "-t 1440"]),
+        ("wannierize", ["--ntasks=8", "-t 240"]),
+        ("screen_relax", ["--ntasks=1", "--cpus-per-task=4", "--mem 16000"]),
+        ("build_prototypes", ["--ntasks=1", "--cpus-per-task=2", "--mem 8000"]),
+    ],
+)
+def test_cluster_profile_families_reach_sbatch(repo_root, rule, flags):
+    """The plugin's own sbatch builder, fed a rule family's set-resources from profiles/slurm.
+
+    Guards the plugin's quirks: cpus_per_task wins over cpus_per_gpu unless it is 0, and
+    `gpu` (not `gpus`) is what becomes --gpus.
+    """
+    from snakemake_executor_plugin_slurm.submit_string import get_submit_command
+    from snakemake_executor_plugin_slurm.utils import set_gres_string
+
+    class Resources(dict):
+        __getattr__ = dict.__getitem__
+
+    profile = yaml.safe_load((repo_root / "profiles/slurm/config.yaml").read_text())
+    job = SimpleNamespace(name=rule, threads=1, resources=Resources(profile["set-resources"][rule]))
+    params = {
+        "run_uuid": "uuid",
+        "slurm_logfile": "log",
+        "comment_str": f"rule_{rule}",
+        "account": "",
+        "partition": "",
+        "workdir": "/work",
+    }
+    call = get_submit_command(job, params) + set_gres_string(job)
+    for flag in flags:
+        assert f" {flag}" in call, call
+    if "--gpus=1" in flags:
+        assert "--cpus-per-task" not in call, call
 
 
 def test_sub_dag_runs_on_slurm_like_locally(slurm_cluster, repo_root, tmp_path):

@@ -396,7 +396,8 @@ def _wait_for(predicate, timeout: float, what: str, root: Path) -> None:
         time.sleep(0.3)
     else:
         dead = []
-    logs = "\n".join(_tail(root / "log" / f) for f in ("munged.log", "slurmctld.log", "slurmd.log"))
+    names = ("munged.stdout", "slurmctld.log", "slurmd.log", "slurmd.stdout")
+    logs = "\n".join(_tail(root / "log" / name) for name in names)
     died = f" ({', '.join(dead)} exited)" if dead else ""
     raise ClusterUnavailable(f"{what} within {timeout:.0f} s{died}\n{logs}")
 

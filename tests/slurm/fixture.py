@@ -1,12 +1,15 @@
 """The ``slurm_cluster`` pytest fixture: one live single-node cluster per test session.
 
-Import it into a test module (``from slurm.fixture import slurm_cluster``). Tests that use
-it are skipped, with the reason, where SLURM or munge is not installed (``make
+Load it with ``pytest_plugins = ["slurm.fixture"]`` (in a test module or tests/conftest.py).
+Tests using it are skipped, with the reason, where SLURM or munge is not installed (``make
 system-deps`` installs them when run as root) or where the cluster does not come up.
+Set ``TOPOGEN_KEEP_SLURM=1`` to keep the cluster's directory (config, daemon logs, the
+jobcomp file) after the session; its path is printed with ``pytest -s``.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -37,4 +40,7 @@ def slurm_cluster() -> Iterator[Cluster]:
         yield cluster
     finally:
         stop(root)
-        shutil.rmtree(root, ignore_errors=True)
+        if os.environ.get("TOPOGEN_KEEP_SLURM"):
+            print(f"SLURM test cluster directory kept: {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)

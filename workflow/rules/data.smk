@@ -3,6 +3,15 @@
 # data.merge are merged into results/data/structures.parquet.
 
 
+# Compute nodes often have no internet: downloads run on the submit host.
+localrules:
+    download_c2db,
+    download_jarvis_c2db,
+    download_tqc,
+    download_qm9,
+    download_mp,
+
+
 rule build_prototypes:
     input:
         labels=DATA["prototypes"]["labels"],
