@@ -64,6 +64,7 @@ def load_c2db_db(
         label = topology_label(props.get("Topology"), topological)
         if label is not None:
             kept["topo2d"] = label
+        kept["band_gap"] = props["gap"]  # the key every source uses for the gap (eV)
         kept["origin"] = props["origin"]
         rec.properties = kept
     return LoadResult(records, imported.rejected)
@@ -114,6 +115,7 @@ def load_jarvis_c2db(path: str | os.PathLike[str], min_distance: float = 0.5) ->
             continue
         seen.add(rid)
         props = {k: entry.get(k) for k in ("gap", "etot", "efermi", "wf") if k in entry}
+        props["band_gap"] = props.get("gap")
         props["origin"] = f"{path}#{i}"
         result.records.append(Record(rid, "c2db", structure, props))
     return result
