@@ -198,22 +198,15 @@ def _data_merge(args: argparse.Namespace) -> int:
 # --- encode -----------------------------------------------------------------------------------
 
 
-def _set_threads(threads: int) -> None:
-    """Pin torch's threads to the rule's (``OMP_NUM_THREADS`` alone is read too late)."""
-    import torch
-
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    torch.set_num_threads(threads)
-
-
 def _encode(args: argparse.Namespace) -> int:
     """``topogen encode graphs|tokens|descriptors TABLE --out FILE``."""
     from topogen.encode import encoded
     from topogen.io import provenance
     from topogen.io.quarantine import quarantine_path, write_quarantine
     from topogen.io.tables import read_records
+    from topogen.models.training import set_threads
 
-    _set_threads(args.threads)
+    set_threads(args.threads)
     params = _config(args, "table", "out", "threads")
     with provenance.record(f"topogen encode {args.kind}", _config(args), [args.table]) as run:
         records = read_records(args.table)
@@ -224,6 +217,46 @@ def _encode(args: argparse.Namespace) -> int:
     _log(
         f"encode {args.kind}: {len(records) - len(rejected)} of {len(records)} structures "
         f"-> {args.out}; {len(rejected)} quarantined"
+    )
+    return 0
+
+
+# --- train ------------------------------------------------------------------------------------
+
+
+def _train_cgcnn(args: argparse.Namespace) -> int:
+    from topogen.io import provenance
+    from topogen.io.atomic import write_text
+    from topogen.io.quarantine import quarantine_path, write_quarantine
+    from topogen.models.cgcnn import load_graph_set, train_cgcnn
+    from topogen.models.training import set_threads
+
+    set_threads(args.threads)
+    inputs = [args.graphs, args.table]
+    seeds = {"seed": args.seed}
+    with provenance.record("topogen train cgcnn", _config(args), inputs, seeds) as run:
+        data = load_graph_set(args.graphs, args.table, args.target)
+        _log(
+            f"cgcnn: {len(data.graphs)} structures with {args.target!r}, "
+            f"{len(data.rejected)} without"
+        )
+        metrics = train_cgcnn(
+            data,
+            args.workdir,
+            run.output(args.out),
+            epochs=args.epochs,
+            seed=args.seed,
+            batch_size=args.batch_size,
+            hidden=args.hidden,
+            layers=args.layers,
+            lr=args.lr,
+            accelerator=args.accelerator,
+        )
+        write_text(run.output(args.metrics), json.dumps(metrics, indent=2) + "\n")
+        write_quarantine(run.output(quarantine_path(args.out)), data.rejected)
+    _log(
+        f"cgcnn: held-out MAE {metrics['test_mae_ev']:.3f} eV (predicting the mean: "
+        f"{metrics['test_mae_of_train_mean_ev']:.3f} eV) -> {args.out}"
     )
     return 0
 
@@ -501,6 +534,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--l-max", type=int, default=4, help="maximum angular momentum")
     p.add_argument(
         "--radial", choices=["gaussian", "bessel"], default="gaussian", help="radial basis"
+    )
+
+    train = stages.add_parser("train", help="train the models", formatter_class=_HelpFormatter)
+    train_cmds = train.add_subparsers(dest="model", required=True, metavar="MODEL")
+    p = _command(
+        train_cmds,
+        "cgcnn",
+        _train_cgcnn,
+        "CGCNN band-gap model on encoded graphs (held-out MAE reported)",
+    )
+    p.add_argument("--graphs", required=True, metavar="PT", help="from `topogen encode graphs`")
+    p.add_argument(
+        "--table", required=True, metavar="TABLE", help="structure table with the target"
+    )
+    p.add_argument("--target", default="band_gap", help="property to learn (eV)")
+    p.add_argument("--out", required=True, metavar="CKPT", help="trained model (.ckpt)")
+    p.add_argument("--metrics", required=True, metavar="JSON", help="held-out metrics")
+    p.add_argument(
+        "--workdir",
+        required=True,
+        metavar="DIR",
+        help="checkpoints and per-epoch logs; an interrupted run resumes from here",
+    )
+    p.add_argument("--epochs", type=int, default=50, help="training epochs")
+    p.add_argument("--batch-size", type=int, default=32, help="structures per batch")
+    p.add_argument("--hidden", type=int, default=64, help="hidden width")
+    p.add_argument("--layers", type=int, default=3, help="graph convolutions")
+    p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split and the weights")
+    p.add_argument("--accelerator", default="auto", help="Lightning accelerator: auto, cpu, gpu")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=int(os.environ.get("OMP_NUM_THREADS", "1")),
+        help="torch threads (default: $OMP_NUM_THREADS or 1)",
     )
 
     p = _command(

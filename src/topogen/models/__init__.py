@@ -1,0 +1,1 @@
+"""LightningModules: autoencoders, image GAN, CGCNN, CrystalBERT, ... (depend on encode)."""
