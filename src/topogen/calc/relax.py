@@ -123,37 +123,50 @@ def _to_structure(atoms: Any) -> Any:
     )
 
 
-def evaluate(model: Any, structures: Sequence[Any]) -> list[tuple[float, np.ndarray, np.ndarray]]:
+def evaluate(
+    model: Any, structures: Sequence[Any], *, stress: bool = True
+) -> list[tuple[float, np.ndarray, np.ndarray | None]]:
     """Energy per atom (eV), forces (eV/A) and stress (3x3, eV/A^3, ASE sign) for each structure.
 
     One batched forward pass and one backward pass (no ``create_graph``) for all of them.
     Matches ``CHGNet.predict_structure(task="efs")`` to floating-point precision.
+    ``stress=False`` skips the strain derivative (the stress is then None): forces only.
     """
+    return evaluate_graphs(model, [model.graph_converter(s) for s in structures], stress=stress)
+
+
+def evaluate_graphs(
+    model: Any, graphs: Sequence[Any], *, stress: bool = True
+) -> list[tuple[float, np.ndarray, np.ndarray | None]]:
+    """:func:`evaluate` on CHGNet ``CrystalGraph`` objects already built (or re-used)."""
     import torch
     from chgnet.model.model import BatchedGraph
 
-    graphs = [model.graph_converter(s) for s in structures]
     comp = 0 if model.composition_model is None else model.composition_model(graphs)
-    with warnings.catch_warnings():  # chgnet turns grad-tracking volumes into a tensor
+    with torch.enable_grad(), warnings.catch_warnings():
+        # chgnet turns grad-tracking volumes into a tensor
         warnings.filterwarnings("ignore", "Converting a tensor with requires_grad", UserWarning)
         batch = BatchedGraph.from_graphs(
             graphs,
             bond_basis_expansion=model.bond_basis_expansion,
             angle_basis_expansion=model.angle_basis_expansion,
-            compute_stress=True,
+            compute_stress=stress,
         )
-    pred = model._compute(batch, compute_force=False, compute_stress=False)
-    n_atoms = pred["atoms_per_graph"]
-    e_atom = pred["e"]  # per atom when the model is intensive (CHGNet's is)
-    total = (e_atom * n_atoms).sum() if model.is_intensive else e_atom.sum()
-    grads = torch.autograd.grad(total, [*batch.atom_positions, *batch.strains])
+        pred = model._compute(batch, compute_force=False, compute_stress=False)
+        n_atoms = pred["atoms_per_graph"]
+        e_atom = pred["e"]  # per atom when the model is intensive (CHGNet's is)
+        total = (e_atom * n_atoms).sum() if model.is_intensive else e_atom.sum()
+        wrt = [*batch.atom_positions, *(batch.strains if stress else ())]
+        grads = torch.autograd.grad(total, wrt)
     n = len(graphs)
-    e_atom = (e_atom if model.is_intensive else e_atom / n_atoms) + comp
+    e_atom = (e_atom if model.is_intensive else e_atom / n_atoms).detach() + comp
     out = []
     for i in range(n):
         forces = -grads[i].detach().numpy().astype(float)
-        stress = grads[n + i].detach().numpy().astype(float) / float(batch.volumes[i])
-        out.append((float(e_atom[i]), forces, stress))
+        sigma = None
+        if stress:
+            sigma = grads[n + i].detach().numpy().astype(float) / float(batch.volumes[i])
+        out.append((float(e_atom[i]), forces, sigma))
     return out
 
 
@@ -169,6 +182,7 @@ def relax_batch(
     steps: int = 300,
     batch_size: int = 32,
     mask: Sequence[int] | None = SLAB_MASK,
+    masks: Sequence[Sequence[int] | None] | None = None,
     relax_cell: bool = True,
     cell_filter: str = "unit",
     threads: int | None = None,
@@ -177,8 +191,10 @@ def relax_batch(
     """Relax every structure (pymatgen) with CHGNet and FIRE; results in input order.
 
     ``mask`` selects the cell strains that may relax (Voigt order; the default keeps c and the
-    vacuum of a slab fixed); ``relax_cell=False`` relaxes positions only; ``cell_filter`` is
-    ``"unit"`` (ASE UnitCellFilter) or ``"frechet"``. Converged means the largest force on the
+    vacuum of a slab fixed; None relaxes the whole cell); ``masks`` gives one mask per
+    structure instead (a batch that mixes slabs and bulk crystals); ``relax_cell=False``
+    relaxes positions only; ``cell_filter`` is ``"unit"`` (ASE UnitCellFilter) or
+    ``"frechet"``. Converged means the largest force on the
     filter's degrees of freedom (atoms and masked cell) is below ``fmax`` within ``steps``
     FIRE steps. A structure whose model call fails or whose energy, forces or stress become
     non-finite stops with ``error`` set; the others go on. ``batch_size`` structures share a
@@ -192,6 +208,8 @@ def relax_batch(
     set_threads(threads)
     model = model if model is not None else load_model()
     total = len(structures)
+    if masks is not None and len(masks) != total:
+        raise ValueError(f"relax_batch: {len(masks)} masks for {total} structures")
     results: list[RelaxResult | None] = [None] * total
     queue = list(range(total))[::-1]
     active: list[_Job] = []
@@ -217,7 +235,8 @@ def relax_batch(
             atoms.pbc = True
             if relax_cell:
                 cls = {"unit": UnitCellFilter, "frechet": FrechetCellFilter}[cell_filter]
-                filt = cls(atoms, mask=None if mask is None else list(mask))
+                m = mask if masks is None else masks[i]
+                filt = cls(atoms, mask=None if m is None else list(m))
             else:
                 filt = atoms
             active.append(_Job(i, atoms, filt, _Fire()))

@@ -93,6 +93,7 @@ class PwResult:
     attempts: list[Attempt]
     directory: Path
     outdir: Path
+    reused: bool = False  # returned from an attempt of an earlier call, nothing rerun
 
     @property
     def output_path(self) -> Path:
@@ -298,7 +299,7 @@ def run_pw(
         )  # fmt: skip
         attempts.append(attempt)
         if reason is None:
-            return PwResult(out, current, attempts, workdir, workdir / "out")
+            return PwResult(out, current, attempts, workdir, workdir / "out", reused=True)
         try:
             current, attempt.action = next_input(current, out, attempts, min_mixing_beta)
         except PwFailedError as exc:

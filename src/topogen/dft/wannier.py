@@ -55,6 +55,7 @@ __all__ = [
     "WannierError",
     "WannierResult",
     "WoutResult",
+    "apply_ws_distance",
     "band_deviation",
     "choose_projections",
     "count_projections",
@@ -439,6 +440,42 @@ def band_deviation(
     }
 
 
+def apply_ws_distance(model: TBModel, wsvec: str | os.PathLike[str]) -> TBModel:
+    """The model with Wannier90's ``use_ws_distance`` correction from ``<seed>_wsvec.dat``:
+    each hopping H_mn(R) is spread equally over the shortest images R + T of the pair."""
+    path = Path(wsvec)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()[1:]
+    except OSError as exc:
+        raise WannierError(f"{path}: cannot read: {exc}") from None
+    index = {tuple(r): i for i, r in enumerate(model.r_vectors.tolist())}
+    acc: dict[tuple[int, ...], np.ndarray] = {}
+    i = 0
+    nw = model.num_wann
+    try:
+        while i < len(lines):
+            head = lines[i].split()
+            if not head:
+                i += 1
+                continue
+            r, m, n = tuple(int(x) for x in head[:3]), int(head[3]) - 1, int(head[4]) - 1
+            nt = int(lines[i + 1])
+            shifts = [[int(x) for x in lines[i + 2 + j].split()[:3]] for j in range(nt)]
+            i += 2 + nt
+            h = model.hoppings[index[r], m, n] / nt
+            for t in shifts:
+                key = (r[0] + t[0], r[1] + t[1], r[2] + t[2])
+                acc.setdefault(key, np.zeros((nw, nw), dtype=complex))[m, n] += h
+    except (ValueError, IndexError, KeyError) as exc:
+        raise WannierError(f"{path}: line {i + 2}: cannot read ({exc!r})") from None
+    return TBModel(
+        np.array(list(acc)),
+        np.array(list(acc.values())),
+        positions=model.positions,
+        source=f"{model.source} + {path.name}",
+    )
+
+
 def model_gap(model: TBModel, nocc: int, n: int = 24) -> dict[str, float | None]:
     """Direct and indirect gaps (eV) of the model's lowest ``nocc`` bands on an n x n grid."""
     if not 0 < nocc < model.num_wann:
@@ -537,13 +574,16 @@ def wannierize(
     launcher: Launcher | None = None,
     max_attempts: int = 3,
     win_extra: Mapping[str, Any] | None = None,
+    ws_distance: bool = False,
 ) -> WannierResult:
     """nscf on the full ``kgrid`` -> projections -> ``wannier90 -pp`` -> ``pw2wannier90`` ->
     ``wannier90`` -> checks, in ``workdir/nscf`` and ``workdir/wannier``.
 
     ``projections`` (Wannier90 lines) and ``n_excluded`` override the automatic choice.
-    ``band_window`` (eV, relative to the VBM or Fermi level) bounds the DFT bands compared
-    with the model (also cut at the frozen window). Finished steps are not rerun.
+    ``band_window`` (eV: below the VBM, above the CBM; around the Fermi level of a metal)
+    bounds the DFT bands compared with the model (also cut at the frozen window). ``ws_distance`` applies Wannier90's
+    minimal-image correction to the model (default: the plain ``_hr.dat``, as written).
+    Finished steps are not rerun.
     """
     launcher = launcher or Launcher()
     workdir = Path(workdir)
@@ -611,7 +651,7 @@ def wannierize(
     hr = wdir / f"{SEEDNAME}_hr.dat"
     wout_path = wdir / f"{SEEDNAME}.wout"
     win_path = wdir / f"{SEEDNAME}.win"
-    done = hr.exists() and win_path.exists() and win_path.read_text() == win
+    done = nscf.reused and hr.exists() and win_path.exists() and win_path.read_text() == win
     if not done:
         for stale in [hr, wout_path, *wdir.glob("*.werr")]:
             stale.unlink(missing_ok=True)
@@ -656,11 +696,13 @@ def wannierize(
     if wout.centres is not None and len(wout.centres) == choice.num_wann:
         positions = wout.centres @ np.linalg.inv(crystal.cell)
     model = read_hr(hr, positions=positions)
+    if ws_distance:
+        model = apply_ws_distance(model, wdir / f"{SEEDNAME}_wsvec.dat")
     n_occ = n_occ_total - choice.n_excluded
-    hi = reference + band_window[1]
+    lo = reference + band_window[0]
+    hi = (edges["cbm"] if insulating else reference) + band_window[1]
     if froz is not None:
         hi = min(hi, froz)
-    lo = reference + band_window[0]
     check = {"max_eV": None, "n_compared": 0, "note": "no SCF band energies with k points"}
     so = scf.output
     if so.eigenvalues is not None and so.kpoints is not None and len(so.kpoints) == len(so.eigenvalues):

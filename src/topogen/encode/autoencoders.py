@@ -95,15 +95,37 @@ class _Conv(nn.Module):
         return self.conv(_wrap_pad(x) if self.periodic else x)
 
 
+def coordinate_channels(size: int, periodic: bool, device: Any = None) -> torch.Tensor:
+    """(n, size, size, size) fixed position channels for CoordConv-style layers:
+    ``sin`` and ``cos`` of ``2 pi i / size`` per axis when periodic (6 channels), else a linear
+    ramp from -1 to 1 per axis (3 channels)."""
+    i = torch.arange(size, dtype=torch.float32, device=device)
+    if periodic:
+        t = 2 * math.pi * i / size
+        axes = [torch.sin(t), torch.cos(t)]
+    else:
+        axes = [torch.linspace(-1, 1, size, device=device)]
+    out = []
+    for dim in range(3):
+        shape = [1, 1, 1]
+        shape[dim] = size
+        for a in axes:
+            out.append(a.view(shape).expand(size, size, size))
+    return torch.stack(out)
+
+
 class VoxelAutoencoder(nn.Module):
-    """3D-conv autoencoder (C, G, G, G) -> latent (tanh) -> logits (C, G, G, G).
+    """3D-conv autoencoder (C, G, G, G) -> latent -> logits (C, G, G, G).
 
     Encoder: a 3x3x3 convolution to ``width`` channels, then stride-2 3x3x3 convolutions
     (channels doubling up to ``max_width``) while the grid is even and larger than 4, then a
-    linear layer to the latent. Decoder: a linear layer, then per level a stride-2 transposed
-    convolution (kernel 2) and, except at full resolution, a 3x3x3 convolution; a last 3x3x3
-    convolution gives the logits. Full-resolution work is kept to two thin convolutions:
-    3D convolutions dominate the cost on CPUs. ``periodic``: circular padding.
+    linear layer to the latent (``tanh``). Decoder: a linear layer, then per level a stride-2
+    transposed convolution (kernel 2) and a 3x3x3 convolution, and a last 3x3x3 convolution
+    gives the logits. Every convolution also sees fixed coordinate channels
+    (:func:`coordinate_channels`, CoordConv, Liu et al. 2018): turning a vector into blobs at
+    the right voxels is then a smooth function to learn, not a memorised one. Full-resolution
+    work is kept to thin convolutions: 3D convolutions dominate the cost on CPUs.
+    ``periodic``: circular padding and periodic coordinates.
     """
 
     def __init__(
@@ -116,33 +138,50 @@ class VoxelAutoencoder(nn.Module):
         periodic: bool = True,
     ) -> None:
         super().__init__()
-        enc: list[nn.Module] = [_Conv(channels, width, 1, periodic), nn.GELU()]
-        dec: list[nn.Module] = []
-        size, ch = grid, width
-        while size > 4 and size % 2 == 0:
-            nxt = min(2 * ch, max_width)
-            enc += [_Conv(ch, nxt, 2, periodic), nn.GELU()]
-            level: list[nn.Module] = [nn.ConvTranspose3d(nxt, ch, 2, stride=2), nn.GELU()]
-            if dec:  # not the full-resolution level
-                level += [_Conv(ch, ch, 1, periodic), nn.GELU()]
-            dec = level + dec
-            ch, size = nxt, size // 2
-        flat = ch * size**3
-        self.encoder = nn.Sequential(*enc, nn.Flatten(), nn.Linear(flat, latent_dim), nn.Tanh())
-        self.decoder = nn.Sequential(
-            nn.Linear(latent_dim, flat),
-            nn.GELU(),
-            nn.Unflatten(1, (ch, size, size, size)),
-            *dec,
-            _Conv(width, channels, 1, periodic),
+        self.periodic = periodic
+        nc = 6 if periodic else 3
+        sizes, widths = [grid], [width]
+        while sizes[-1] > 4 and sizes[-1] % 2 == 0:
+            sizes.append(sizes[-1] // 2)
+            widths.append(min(2 * widths[-1], max_width))
+        self.sizes = sizes
+        for s in sorted(set(sizes)):
+            self.register_buffer(f"coords{s}", coordinate_channels(s, periodic), persistent=False)
+        self.stem = _Conv(channels + nc, width, 1, periodic)
+        self.down = nn.ModuleList(
+            _Conv(widths[k] + nc, widths[k + 1], 2, periodic) for k in range(len(sizes) - 1)
         )
+        flat = widths[-1] * sizes[-1] ** 3
+        self.to_latent = nn.Linear(flat, latent_dim)
+        self.from_latent = nn.Linear(latent_dim, flat)
+        self.up = nn.ModuleList(
+            nn.ConvTranspose3d(widths[k + 1], widths[k], 2, stride=2)
+            for k in reversed(range(len(sizes) - 1))
+        )
+        self.refine = nn.ModuleList(
+            _Conv(widths[k] + nc, widths[k], 1, periodic) for k in reversed(range(len(sizes) - 1))
+        )
+        self.head = _Conv(width + nc, channels, 1, periodic)
+        self._widths = widths
+
+    def _with_coords(self, x: torch.Tensor) -> torch.Tensor:
+        c = getattr(self, f"coords{x.shape[-1]}").to(x.dtype)
+        return torch.cat([x, c.expand(x.shape[0], *c.shape)], 1)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x)
+        h = F.gelu(self.stem(self._with_coords(x)))
+        for conv in self.down:
+            h = F.gelu(conv(self._with_coords(h)))
+        return torch.tanh(self.to_latent(h.flatten(1)))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Latents -> logits; ``torch.sigmoid`` gives the grid."""
-        return self.decoder(z)
+        s = self.sizes[-1]
+        h = F.gelu(self.from_latent(z)).view(-1, self._widths[-1], s, s, s)
+        for up, conv in zip(self.up, self.refine, strict=True):
+            h = F.gelu(up(h))
+            h = F.gelu(conv(self._with_coords(h)))
+        return self.head(self._with_coords(h))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))
