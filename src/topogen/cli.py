@@ -330,6 +330,15 @@ def _command(
     return parser
 
 
+def _threads_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=int(os.environ.get("OMP_NUM_THREADS", "1")),
+        help="torch threads (default: $OMP_NUM_THREADS or 1)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="topogen",
@@ -457,12 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fmax", type=float, default=0.05, metavar="EV_A", help="force criterion")
     p.add_argument("--steps", type=int, default=300, help="maximum FIRE steps")
     p.add_argument("--seed", type=int, default=0, help="seed of the candidate choice and rattle")
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=int(os.environ.get("OMP_NUM_THREADS", "1")),
-        help="torch threads (default: $OMP_NUM_THREADS or 1)",
-    )
+    _threads_option(p)
 
     p = _command(
         data_cmds,
@@ -564,12 +568,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate")
     p.add_argument("--seed", type=int, default=0, help="seed of the split and the weights")
     p.add_argument("--accelerator", default="auto", help="Lightning accelerator: auto, cpu, gpu")
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=int(os.environ.get("OMP_NUM_THREADS", "1")),
-        help="torch threads (default: $OMP_NUM_THREADS or 1)",
-    )
+    _threads_option(p)
 
     p = _command(
         stages,

@@ -60,7 +60,7 @@ def _properties(mapping: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in ((k, _plain(v)) for k, v in mapping.items()) if v is not None}
 
 
-def _to_pymatgen(atoms: Any) -> Any:
+def atoms_to_pymatgen(atoms: Any) -> Any:
     """ASE Atoms -> Structure if any direction is periodic, else Molecule."""
     from pymatgen.core import Lattice, Molecule, Structure
 
@@ -139,7 +139,7 @@ def import_files(
                 reason = _reason(obj)
             else:
                 try:
-                    structure = obj if hasattr(obj, "as_dict") else _to_pymatgen(obj)
+                    structure = obj if hasattr(obj, "as_dict") else atoms_to_pymatgen(obj)
                     reason = structure_problem(structure, min_distance)
                 except Exception as exc:  # e.g. an unknown element symbol
                     reason = _reason(exc)

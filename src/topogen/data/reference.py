@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from topogen.data.importers import atoms_to_pymatgen
 from topogen.errors import TopogenError
 from topogen.io.quarantine import Rejected
 from topogen.io.sanity import MIN_DISTANCE, structure_problem
@@ -145,19 +146,6 @@ def _qm9_properties(comment: str) -> dict[str, Any]:
     for key, value in zip(QM9_FIELDS, values, strict=False):
         props[key] = int(value) if key == "qm9_index" else float(value)
     return props
-
-
-def _atoms_to_pymatgen(atoms: Any) -> Any:
-    from pymatgen.core import Lattice, Molecule, Structure
-
-    if atoms.pbc.any():
-        return Structure(
-            Lattice(atoms.cell.array),
-            atoms.get_chemical_symbols(),
-            atoms.positions,
-            coords_are_cartesian=True,
-        )
-    return Molecule(atoms.get_chemical_symbols(), atoms.positions)
 
 
 def _frame_properties(atoms: Any, comment: str) -> dict[str, Any]:
@@ -297,7 +285,7 @@ def load_logan(
             continue
         try:
             atoms = read(io.StringIO(frame), format="extxyz")
-            structure = _atoms_to_pymatgen(atoms)
+            structure = atoms_to_pymatgen(atoms)
             reason = structure_problem(structure, min_distance)
         except Exception as exc:  # any parse failure rejects this frame only
             reason = _reason(exc)
