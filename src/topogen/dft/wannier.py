@@ -15,9 +15,11 @@ Nothing is hand-picked by default:
   Fermi level of a metal), lowered where needed so that no k point holds more than
   ``num_wann`` bands inside it.
 
-SCDM projections (``scdm=True``) are available but not the default: with QE 6.7 and spinors
-they broke the time-reversal symmetry of the model (Kramers pairs split by 1-140 meV) and
-gave different Z2 along the two loop directions, where atomic projections gave exact pairs.
+SCDM projections (``scdm=True``; erfc with mu at the top of the frozen window) are available
+but not the default: with QE 6.7 and spinors they have broken the time-reversal symmetry of
+the model (Kramers pairs split by 1-140 meV, different Z2 along the two loop directions)
+where atomic projections gave exact pairs. Here, on the Bi bilayer, they gave Z2 = 1 both
+ways but Wannier bands 0.11 eV off DFT (0.07 eV with projections) and mixed spins.
 
 Before an invariant is trusted, :func:`wannierize` reports: the largest deviation of the
 Wannier-interpolated bands (from the ``_hr.dat`` model itself) from DFT bands near the Fermi
@@ -57,11 +59,15 @@ __all__ = [
     "WoutResult",
     "apply_ws_distance",
     "band_deviation",
+    "band_edges",
     "choose_projections",
     "count_projections",
     "frozen_window",
+    "model_gap",
     "parse_wout",
     "read_eig",
+    "trs_asymmetry",
+    "valence_states",
     "wannierize",
     "win_text",
 ]
@@ -154,6 +160,12 @@ def choose_projections(
     excluded: dict[str, list[Shell]] = {}
     for el in counts:
         shells = _ordered_shells(headers[el])
+        electrons = sum(s.occupation for s in shells)
+        if shells and abs(electrons - headers[el].z_valence) > 1e-3:
+            raise WannierError(
+                f"{headers[el].path}: the PP_CHI shells hold {electrons:g} electrons but "
+                f"z_valence is {headers[el].z_valence:g}; give the projections explicitly"
+            )
         if not shells:
             raise WannierError(
                 f"{headers[el].path}: the pseudopotential lists no valence wavefunctions "
@@ -181,7 +193,7 @@ def choose_projections(
             key=lambda t: (t[1].energy if t[1].energy is not None else 0.0, t[1].l),
         )
         excluded[el].remove(shell)
-        projected[el].append(shell)
+        projected[el] = [s for s in _ordered_shells(headers[el]) if s in (*projected[el], shell)]
 
     lines, num_wann = [], 0
     for el in counts:
@@ -276,7 +288,9 @@ def win_text(
         "write_hr": True,
         "iprint": 1,
     }
-    excluded = list(range(1, choice.n_excluded + 1)) + list(range(choice.n_excluded + num_bands + 1, nbnd + 1))
+    excluded = list(range(1, choice.n_excluded + 1)) + list(
+        range(choice.n_excluded + num_bands + 1, nbnd + 1)
+    )
     if excluded:
         keys["exclude_bands"] = _ranges(excluded)
     if num_bands > choice.num_wann:
@@ -305,7 +319,7 @@ def win_text(
 
 def _ranges(values: list[int]) -> str:
     out, start, prev = [], values[0], values[0]
-    for v in values[1:] + [None]:
+    for v in [*values[1:], None]:
         if v is not None and v == prev + 1:
             prev = v
             continue
@@ -489,6 +503,19 @@ def model_gap(model: TBModel, nocc: int, n: int = 24) -> dict[str, float | None]
     }
 
 
+def trs_asymmetry(model: TBModel, n: int = 8, seed: int = 0) -> float:
+    """max |E_n(k) - E_n(-k)| (eV) at ``n`` random in-plane k: zero under time reversal.
+
+    Basis independent and, unlike the Kramers splitting at the TRIM (which sit on even
+    Wannier meshes, where the model reproduces DFT by construction), tested off the mesh.
+    """
+    k = np.random.default_rng(seed).uniform(0, 1, (n, 3))
+    k[:, 2] = 0.0
+    plus = np.linalg.eigvalsh(hamiltonian(model, k))
+    minus = np.linalg.eigvalsh(hamiltonian(model, -k))
+    return float(np.abs(plus - minus).max())
+
+
 def _on_mesh(k: np.ndarray, grid: Sequence[int]) -> np.ndarray:
     scaled = np.asarray(k) * np.asarray(grid, dtype=float)
     return (np.abs(scaled - np.round(scaled)) < 1e-4).all(axis=1)
@@ -514,6 +541,7 @@ class WannierResult:
     band_check: dict[str, Any]
     band_check_mesh: dict[str, Any]
     kramers: float | None
+    trs_asymmetry: float
     dft_edges: dict[str, float | None]
     model_gaps: dict[str, float | None]
     problems: list[str]
@@ -537,6 +565,7 @@ class WannierResult:
             "band_check": self.band_check,
             "band_check_on_mesh": self.band_check_mesh,
             "kramers_splitting_eV": self.kramers,
+            "trs_asymmetry_eV": self.trs_asymmetry,
             "dft_band_edges": self.dft_edges,
             "wannier_gaps": self.model_gaps,
             "problems": self.problems,
@@ -545,7 +574,9 @@ class WannierResult:
 
 
 def _run_checked(cmd: list[str], cwd: Path, name: str, launcher: Launcher) -> float:
-    run = run_program(cmd, cwd, cwd / f"{name}.out", cwd / f"{name}.err", env=launcher.environment())
+    run = run_program(
+        cmd, cwd, cwd / f"{name}.out", cwd / f"{name}.err", env=launcher.environment()
+    )
     werr = list(cwd.glob("*.werr"))
     if run.returncode != 0 or werr:
         detail = ""
@@ -581,8 +612,9 @@ def wannierize(
 
     ``projections`` (Wannier90 lines) and ``n_excluded`` override the automatic choice.
     ``band_window`` (eV: below the VBM, above the CBM; around the Fermi level of a metal)
-    bounds the DFT bands compared with the model (also cut at the frozen window). ``ws_distance`` applies Wannier90's
-    minimal-image correction to the model (default: the plain ``_hr.dat``, as written).
+    bounds the DFT bands compared with the model (also cut at the frozen window).
+    ``ws_distance`` applies Wannier90's minimal-image correction to the model (default: the
+    plain ``_hr.dat``, as written).
     Finished steps are not rerun.
     """
     launcher = launcher or Launcher()
@@ -596,7 +628,7 @@ def wannierize(
     if nelec is None:
         raise WannierError(f"{scf.output_path}: number of electrons not found")
     per_band = 1 if spinors else 2
-    n_occ_total = int(round(nelec / per_band))
+    n_occ_total = round(nelec / per_band)
 
     if projections is None:
         first = choose_projections(crystal.symbols, headers, None, spinors)
@@ -705,7 +737,11 @@ def wannierize(
         hi = min(hi, froz)
     check = {"max_eV": None, "n_compared": 0, "note": "no SCF band energies with k points"}
     so = scf.output
-    if so.eigenvalues is not None and so.kpoints is not None and len(so.kpoints) == len(so.eigenvalues):
+    if (
+        so.eigenvalues is not None
+        and so.kpoints is not None
+        and len(so.kpoints) == len(so.eigenvalues)
+    ):
         off = ~_on_mesh(so.kpoints, kgrid)
         check = band_deviation(model, so.kpoints, so.eigenvalues, choice.n_excluded, lo, hi)
         check["n_kpoints"] = len(so.kpoints)
@@ -732,6 +768,7 @@ def wannierize(
         band_check=check,
         band_check_mesh=mesh,
         kramers=kramers,
+        trs_asymmetry=trs_asymmetry(model),
         dft_edges=edges,
         model_gaps=model_gap(model, n_occ),
         problems=problems,
