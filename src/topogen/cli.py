@@ -261,6 +261,108 @@ def _train_cgcnn(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- screen -----------------------------------------------------------------------------------
+
+
+def _screen_split(args: argparse.Namespace) -> int:
+    from topogen.io import provenance
+    from topogen.screen.funnel import split_file
+
+    with provenance.record("topogen screen split", _config(args), [args.table]) as run:
+        sizes = split_file(args.table, [run.output(p) for p in args.out])
+    _log(
+        f"screen split: {sum(sizes)} candidates -> {len(sizes)} chunks ({min(sizes)}-{max(sizes)})"
+    )
+    return 0
+
+
+def _screen_options(args: argparse.Namespace):
+    from topogen.screen.funnel import FunnelOptions
+    from topogen.screen.validity import ValidityOptions
+
+    return FunnelOptions(
+        fmax=args.fmax,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        phonons=not args.no_phonons,
+        displacement=args.displacement,
+        min_repeat_2d=args.min_repeat_2d,
+        symprec=args.symprec,
+        tol=args.tol,
+        gamma_tol=args.gamma_tol,
+        gamma_radius=args.gamma_radius,
+        band_gap_min=args.band_gap_min,
+        topology_min=args.topology_min,
+        validity=ValidityOptions(
+            min_distance=args.min_distance, oxidation_states_set=args.oxidation_states
+        ),
+    )
+
+
+def _screen_chunk(args: argparse.Namespace) -> int:
+    from topogen.io import provenance
+    from topogen.screen.funnel import run_chunk, summary
+
+    inputs = [args.candidates, *([args.training] if args.training else [])]
+    with provenance.record("topogen screen chunk", _config(args), inputs) as run:
+        result = run_chunk(
+            args.candidates,
+            out=run.output(args.out),
+            funnel=run.output(args.funnel),
+            dos=run.output(args.dos),
+            training=args.training,
+            chunk=args.chunk,
+            options=_screen_options(args),
+            threads=args.threads,
+            workers=args.workers,
+            log=_log,
+        )
+    counts = summary(result.frame())
+    _log(
+        f"screen chunk {args.chunk}: {len(result.rows)} candidates, "
+        + ", ".join(f"{s} {c['pass']} pass" for s, c in counts.items())
+        + f"; {len(result.records)} relaxed -> {args.out}"
+    )
+    return 0
+
+
+def _screen_merge(args: argparse.Namespace) -> int:
+    from topogen.io import provenance
+    from topogen.screen.funnel import merge_files
+
+    inputs = [*args.funnel_in, *args.structures_in, *args.dos_in]
+    with provenance.record("topogen screen merge", _config(args), inputs) as run:
+        counts = merge_files(
+            args.funnel_in,
+            args.structures_in,
+            args.dos_in,
+            funnel_out=run.output(args.funnel),
+            survivors_out=run.output(args.out),
+            dos_out=run.output(args.dos),
+        )
+    _log("screen merge: " + json.dumps(counts))
+    return 0
+
+
+def _screen_select(args: argparse.Namespace) -> int:
+    from topogen.io import provenance
+    from topogen.screen.selection import select_file
+
+    seeds = {"seed": args.seed}
+    with provenance.record("topogen screen select", _config(args), [args.table], seeds) as run:
+        chosen = select_file(
+            args.table,
+            run.output(args.out),
+            args.slots,
+            seed=args.seed,
+            r_cut=args.r_cut,
+            n_max=args.n_max,
+            l_max=args.l_max,
+        )
+    _log(f"screen select: {len(chosen)} structures for DFT -> {args.out}")
+    return 0
+
+
 # --- download ---------------------------------------------------------------------------------
 
 
@@ -569,6 +671,64 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the split and the weights")
     p.add_argument("--accelerator", default="auto", help="Lightning accelerator: auto, cpu, gpu")
     _threads_option(p)
+
+    screen = stages.add_parser(
+        "screen",
+        help="screening funnel: validity, novelty, CHGNet relaxation, phonons, selection",
+        formatter_class=_HelpFormatter,
+    )
+    screen_cmds = screen.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = _command(
+        screen_cmds,
+        "split",
+        _screen_split,
+        "split candidates into chunk tables",
+        "Possible duplicates (same reduced formula and number of sites) share a chunk.",
+    )
+    p.add_argument("table", help="structure table of candidates")
+    p.add_argument("--out", nargs="+", required=True, help="one output table per chunk")
+
+    p = _command(screen_cmds, "chunk", _screen_chunk, "screen one chunk of candidates")
+    p.add_argument("candidates", help="chunk structure table")
+    p.add_argument("--training", help="structure table for novelty (none: skipped)")
+    p.add_argument("--chunk", default="", help="chunk label recorded in the funnel table")
+    p.add_argument("--out", required=True, help="relaxed structures (structure table)")
+    p.add_argument("--funnel", required=True, help="funnel table (every candidate)")
+    p.add_argument("--dos", required=True, help="phonon DOS per candidate (.npz)")
+    p.add_argument("--fmax", type=float, default=0.05, help="eV/A")
+    p.add_argument("--steps", type=int, default=300, help="FIRE steps")
+    p.add_argument("--batch-size", type=int, default=32, help="structures per CHGNet call")
+    p.add_argument("--no-phonons", action="store_true", help="skip the phonon step")
+    p.add_argument("--displacement", type=float, default=0.01, help="A")
+    p.add_argument("--min-repeat-2d", type=int, default=6, help="slab supercell >= n x n x 1")
+    p.add_argument("--symprec", type=float, default=0.01, help="A, phonopy symmetry tolerance")
+    p.add_argument("--tol", type=float, default=0.05, help="THz, imaginary-mode tolerance")
+    p.add_argument("--gamma-tol", type=float, default=1.0, help="THz, near Gamma")
+    p.add_argument("--gamma-radius", type=float, default=0.06, help="1/A (no 2 pi)")
+    p.add_argument("--band-gap-min", type=float, default=0.1, help="eV, band-gap hook")
+    p.add_argument("--topology-min", type=float, default=0.5, help="topology-score hook")
+    p.add_argument("--min-distance", type=float, default=0.5, help="A, structural validity")
+    p.add_argument("--oxidation-states", help='SMACT set ("smact14": CDVAE / Liu et al.)')
+    p.add_argument("--workers", type=int, default=1, help="CHGNet worker processes")
+    _threads_option(p)
+
+    p = _command(screen_cmds, "merge", _screen_merge, "merge chunk outputs")
+    p.add_argument("--funnel-in", nargs="+", required=True, help="chunk funnel tables")
+    p.add_argument("--structures-in", nargs="+", required=True, help="chunk structure tables")
+    p.add_argument("--dos-in", nargs="+", required=True, help="chunk phonon DOS files")
+    p.add_argument("--funnel", required=True, help="funnel table of every candidate")
+    p.add_argument("--out", required=True, help="structures that passed every step")
+    p.add_argument("--dos", required=True, help="their phonon DOS (.npz)")
+
+    p = _command(screen_cmds, "select", _screen_select, "diverse selection for DFT (LoGAN)")
+    p.add_argument("table", help="structure table (survivors)")
+    p.add_argument("--out", required=True, help="selected structures")
+    p.add_argument("--slots", type=int, required=True, help="number of DFT slots (k)")
+    p.add_argument("--seed", type=int, default=0, help="k-means seed")
+    p.add_argument("--r-cut", type=float, default=5.0, help="A, power-spectrum cutoff")
+    p.add_argument("--n-max", type=int, default=6, help="radial basis functions")
+    p.add_argument("--l-max", type=int, default=4, help="maximum angular momentum")
 
     p = _command(
         stages,

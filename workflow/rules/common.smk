@@ -28,6 +28,7 @@ for _entry in DATA["merge"]:
 
 wildcard_constraints:
     name=r"[A-Za-z0-9_\-]+",
+    chunk=r"[0-9]+",
 
 
 def cli_options(**options):
@@ -104,3 +105,30 @@ def prototype_options():
 
 def merged_tables(wildcards):
     return [f"results/data/{entry}.parquet" for entry in DATA["merge"]]
+
+
+# --- screen stage ---
+SCREEN = config["screen"]
+SCREEN_CHUNKS = [f"{i:03d}" for i in range(SCREEN["chunks"])]
+
+
+def screen_options():
+    """`topogen screen chunk` options from the config's screen block."""
+    return cli_options(
+        fmax=SCREEN["fmax"],
+        steps=SCREEN["steps"],
+        batch_size=SCREEN["batch_size"],
+        no_phonons=not SCREEN["phonons"],
+        displacement=SCREEN["displacement"],
+        min_repeat_2d=SCREEN["min_repeat_2d"],
+        symprec=SCREEN["symprec"],
+        tol=SCREEN["tol"],
+        gamma_tol=SCREEN["gamma_tol"],
+        gamma_radius=SCREEN["gamma_radius"],
+        band_gap_min=SCREEN["band_gap_min"],
+        topology_min=SCREEN["topology_min"],
+        min_distance=SCREEN["min_distance"],
+        oxidation_states=SCREEN["oxidation_states"],
+    )
+
+

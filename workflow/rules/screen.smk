@@ -1,0 +1,92 @@
+# Screening stage: generated candidates -> validity, uniqueness/novelty, batched CHGNet
+# relaxation, phonon stability, band-gap/topology hooks (topogen.screen.funnel), in
+# screen.chunks chunks: the DAG has chunks + 3 jobs, whatever the number of candidates.
+# split_candidates puts every possible pair of duplicates (same reduced formula and number
+# of sites) in the same chunk, so per-chunk uniqueness is uniqueness over all candidates.
+
+rule split_candidates:
+    input:
+        SCREEN["candidates"],
+    output:
+        expand("results/screen/chunks/{chunk}/candidates.parquet", chunk=SCREEN_CHUNKS),
+    log:
+        "results/logs/screen/split_candidates.log",
+    benchmark:
+        "results/benchmarks/screen/split_candidates.tsv"
+    conda:
+        "../../envs/ml.yaml"
+    threads: 1
+    shell:
+        "topogen screen split {input:q} --out {output:q} > {log:q} 2>&1"
+
+
+rule screen_chunk:
+    input:
+        candidates="results/screen/chunks/{chunk}/candidates.parquet",
+        training=SCREEN["training"],
+    output:
+        structures="results/screen/chunks/{chunk}/screened.parquet",
+        funnel="results/screen/chunks/{chunk}/funnel.parquet",
+        dos="results/screen/chunks/{chunk}/phonon_dos.npz",
+    params:
+        options=lambda wc: screen_options(),
+    log:
+        "results/logs/screen/screen_chunk_{chunk}.log",
+    benchmark:
+        "results/benchmarks/screen/screen_chunk_{chunk}.tsv"
+    conda:
+        "../../envs/ml.yaml"
+    # One thread per chunk and many chunks at once: on shared or small CPU nodes, 2-thread
+    # torch was 3-30x slower than 1 thread for CHGNet's small graphs.
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=240,
+    shell:
+        "topogen screen chunk {input.candidates:q} --training {input.training:q}"
+        " --chunk {wildcards.chunk} --out {output.structures:q} --funnel {output.funnel:q}"
+        " --dos {output.dos:q} --threads {threads} {params.options} > {log:q} 2>&1"
+
+
+rule merge_screen:
+    input:
+        funnel=expand("results/screen/chunks/{chunk}/funnel.parquet", chunk=SCREEN_CHUNKS),
+        structures=expand(
+            "results/screen/chunks/{chunk}/screened.parquet", chunk=SCREEN_CHUNKS
+        ),
+        dos=expand("results/screen/chunks/{chunk}/phonon_dos.npz", chunk=SCREEN_CHUNKS),
+    output:
+        funnel="results/screen/funnel.parquet",
+        survivors="results/screen/survivors.parquet",
+        dos="results/screen/phonon_dos.npz",
+    log:
+        "results/logs/screen/merge_screen.log",
+    benchmark:
+        "results/benchmarks/screen/merge_screen.tsv"
+    conda:
+        "../../envs/ml.yaml"
+    threads: 1
+    shell:
+        "topogen screen merge --funnel-in {input.funnel:q} --structures-in {input.structures:q}"
+        " --dos-in {input.dos:q} --funnel {output.funnel:q} --out {output.survivors:q}"
+        " --dos {output.dos:q} > {log:q} 2>&1"
+
+
+rule select_dft:
+    input:
+        "results/screen/survivors.parquet",
+    output:
+        "results/screen/selected.parquet",
+    params:
+        options=lambda wc: cli_options(
+            slots=SCREEN["dft_slots"], seed=config["seed"], **SCREEN["selection"]
+        ),
+    log:
+        "results/logs/screen/select_dft.log",
+    benchmark:
+        "results/benchmarks/screen/select_dft.tsv"
+    conda:
+        "../../envs/ml.yaml"
+    threads: 1
+    shell:
+        "topogen screen select {input:q} --out {output:q} {params.options} > {log:q} 2>&1"
