@@ -72,3 +72,52 @@ def test_learns_c2db_gaps_better_than_the_mean(tmp_path, cli):
     )
     print(json.dumps({k: v for k, v in m.items() if k != "test_ids"}))
     assert m["test_mae_ev"] < 0.85 * m["test_mae_of_train_mean_ev"]
+
+
+def test_screening_uses_the_band_gap_model(cli, tmp_path):
+    """`topogen screen chunk --band-gap-model`: the CGCNN fills the funnel's band-gap step."""
+    import pandas as pd
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    set_threads(2)
+    mono = monolayers()
+    records = [
+        Record(f"{name}-{i}", "t", AseAtomsAdaptor.get_structure(atoms), {"band_gap": gap})
+        for i in range(2)
+        for name, atoms, gap in (("hBN", mono["hBN"], 4.6), ("graphene", mono["graphene"], 0.0))
+    ]
+    table, graphs = _encode(records, tmp_path)
+    model = tmp_path / "cgcnn.ckpt"
+    train_cgcnn(
+        load_graph_set(graphs, table, "band_gap"),
+        tmp_path / "w",
+        model,
+        epochs=1,
+        batch_size=2,
+        hidden=8,
+        accelerator="cpu",
+    )
+    cands = tmp_path / "cands.parquet"
+    write_records(records[:2], cands)
+    res = cli(
+        "screen",
+        "chunk",
+        cands,
+        "--out",
+        tmp_path / "s.parquet",
+        "--funnel",
+        tmp_path / "f.parquet",
+        "--dos",
+        tmp_path / "d.npz",
+        "--no-phonons",
+        "--band-gap-model",
+        model,
+        "--band-gap-min",
+        "-1",
+    )
+    assert res.returncode == 0, res.stderr
+    funnel = pd.read_parquet(tmp_path / "f.parquet").set_index("id")
+    assert (funnel["band_gap"] == "pass").all()
+    assert funnel["predicted_band_gap"].ge(0).all()
+    manifest = json.loads((tmp_path / "f.parquet.prov.json").read_text())
+    assert any(i["relpath"] == "cgcnn.ckpt" for i in manifest["inputs"])

@@ -304,9 +304,17 @@ def _screen_chunk(args: argparse.Namespace) -> int:
     from topogen.screen.funnel import run_chunk, summary
 
     inputs = [args.candidates, *([args.training] if args.training else [])]
+    band_gap = None
+    if args.band_gap_model:  # the CGCNN of `topogen train cgcnn`
+        from topogen.models.cgcnn import load_cgcnn, predict_gaps
+
+        inputs.append(args.band_gap_model)
+        gap_model = load_cgcnn(args.band_gap_model)
+        band_gap = lambda structures: predict_gaps(gap_model, structures).numpy()  # noqa: E731
     with provenance.record("topogen screen chunk", _config(args), inputs) as run:
         result = run_chunk(
             args.candidates,
+            band_gap=band_gap,
             out=run.output(args.out),
             funnel=run.output(args.funnel),
             dos=run.output(args.dos),
@@ -706,6 +714,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tol", type=float, default=0.05, help="THz, imaginary-mode tolerance")
     p.add_argument("--gamma-tol", type=float, default=1.0, help="THz, near Gamma")
     p.add_argument("--gamma-radius", type=float, default=0.06, help="1/A (no 2 pi)")
+    p.add_argument(
+        "--band-gap-model",
+        metavar="CKPT",
+        help="CGCNN from `topogen train cgcnn` (none: the band-gap step is skipped)",
+    )
     p.add_argument("--band-gap-min", type=float, default=0.1, help="eV, band-gap hook")
     p.add_argument("--topology-min", type=float, default=0.5, help="topology-score hook")
     p.add_argument("--min-distance", type=float, default=0.5, help="A, structural validity")
