@@ -129,6 +129,12 @@ def screen_options():
         topology_min=SCREEN["topology_min"],
         min_distance=SCREEN["min_distance"],
         oxidation_states=SCREEN["oxidation_states"],
+        band_gap_model=SCREEN["band_gap_model"],
     )
+
+
+def screen_models(wildcards):
+    """The band-gap model, when the config names one (Snakemake then trains it first)."""
+    return {"gap_model": SCREEN["band_gap_model"]} if SCREEN["band_gap_model"] else {}
 
 

@@ -22,6 +22,7 @@ rule split_candidates:
 
 rule screen_chunk:
     input:
+        unpack(screen_models),
         candidates="results/screen/chunks/{chunk}/candidates.parquet",
         training=SCREEN["training"],
     output:
