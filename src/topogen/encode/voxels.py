@@ -5,20 +5,20 @@ npj Comput. Mater. 7, 66, 2021) and iMatGen (Noh et al., Matter 1, 1370, 2019): 
 becomes one voxel grid of its sites per element plus one voxel grid of its lattice; 3D-conv
 autoencoders (:mod:`topogen.encode.autoencoders`) compress each grid to a vector.
 
-Element grids (``grid``\\ :sup:`3` voxels, one per element present, stored sparsely with
+Element grids (``grid^3`` voxels, one per element present, stored sparsely with
 their atomic numbers): voxel ``(i, j, k)`` sits at fractional coordinates ``(i, j, k) / grid``
 of the unit cell, and each site adds a Gaussian of width ``sigma`` **in voxels** (isotropic in
 index space, so equally sharp along every axis whatever the cell), summed over periodic images,
 so an atom at fractional 0.99 also puts density at 0.0. A lone atom's peak is 1. Supported
 elements: Z = 1..84 without the noble gases (:data:`VOXEL_ELEMENTS`, 79 elements).
 
-Lattice grid (``lattice_grid``\\ :sup:`3` voxels, 2 channels): a Gaussian of width
+Lattice grid (``lattice_grid^3`` voxels, 2 channels): a Gaussian of width
 ``lattice_sigma`` voxels at the point ``(ln a, ln b, ln c)`` of a fixed box of log-lengths
 (channel 0, ranges :attr:`VoxelSpec.length_range`) and one at ``(alpha, beta, gamma)`` in a
 fixed box of angles (channel 1, :attr:`VoxelSpec.angle_range`). This departs from iMatGen,
 which draws the lattice points of the cell in one fixed Cartesian box: a box that holds the
 c axis of a 2D cell (20-40 Angstrom with its vacuum) leaves an in-plane vector of 3 Angstrom a
-few voxels long, and at 16\\ :sup:`3` a 0.3-voxel error of the autoencoder would move gamma by
+few voxels long, and at 16^3 a 0.3-voxel error of the autoencoder would move gamma by
 about 5 degrees, the whole angle tolerance of pymatgen's StructureMatcher. In parameter space
 each voxel is a fixed *relative* step of the lengths (the log box) and a fixed step of the
 angles, and decoding is one peak per channel.
@@ -29,10 +29,21 @@ the vacuum length is ``c - thickness``, with c read from the lattice grid. Latti
 rebuilt with :meth:`pymatgen.core.Lattice.from_parameters`, which puts c along z and, when
 alpha = beta = 90 degrees, a and b in the xy plane.
 
+Widths. iMatGen and CCDCGAN used 32^3 grids, with a Gaussian width of about 0.15 in units
+that do not carry over to a fractional grid; here widths are in voxels, so a blob looks the
+same along every axis whatever the cell. Site sigma: 1 voxel at 32^3 (:data:`PAPER_LIKE`),
+0.75 voxel at 16^3 (:data:`SMALL`): narrow enough that two sites of one element about 2.5
+sigma apart still give two peaks (the S pair of a MoS2 monolayer is 2.4 voxels apart along c
+at 16^3), wide enough that an atom between voxels keeps a peak well above the threshold.
+Lattice sigma: 2.5 (16^3) or 3 (32^3) voxels: the lattice grid holds one blob per channel,
+and a wide blob lets its autoencoder learn sub-voxel positions several times faster (the
+peak read-out is exact at any width).
+
 Decoding: per element channel, periodic local maxima (3x3x3) above ``threshold``; each is
 refined to sub-voxel precision by a parabola through the logarithms of the peak and its two
-neighbours along each axis (exact for a Gaussian), then converted to fractional coordinates.
-Two sites of one element closer than about ``2 sigma`` voxels merge into one peak.
+neighbours along each axis (exact for a Gaussian); when several sites of one element overlap,
+the Gaussians of the others are subtracted first (a few fixed-point rounds). Two sites of one
+element closer than about ``2.5 sigma`` voxels merge into one peak and cannot be told apart.
 """
 
 from __future__ import annotations
@@ -91,7 +102,7 @@ class VoxelSpec:
     grid: int = 16
     sigma: float = 0.75
     lattice_grid: int | None = None
-    lattice_sigma: float = 1.0
+    lattice_sigma: float = 2.5
     length_range: tuple[tuple[float, float], ...] = ((1.5, 16.0), (1.5, 16.0), (1.5, 48.0))
     angle_range: tuple[float, float] = (30.0, 150.0)
     threshold: float = 0.3
@@ -123,7 +134,7 @@ class VoxelSpec:
 
 
 SMALL = VoxelSpec(grid=16, sigma=0.75)
-PAPER_LIKE = VoxelSpec(grid=32, sigma=1.0)
+PAPER_LIKE = VoxelSpec(grid=32, sigma=1.0, lattice_sigma=3.0)
 
 
 @dataclass
@@ -143,7 +154,7 @@ class CrystalVoxels:
 def _periodic_profiles(u: np.ndarray, grid: int, sigma: float) -> np.ndarray:
     """(n,) positions in voxel units -> (n, grid) periodic 1D Gaussians (sum over images)."""
     idx = np.arange(grid, dtype=np.float64)
-    reach = int(math.ceil(5 * sigma / grid))
+    reach = math.ceil(5 * sigma / grid)
     shifts = np.arange(-reach, reach + 1) * grid
     d = idx[None, None, :] - u[:, None, None] - shifts[None, :, None]
     return np.exp(-(d**2) / (2 * sigma**2)).sum(axis=1)
@@ -228,10 +239,51 @@ def _refine(lm: float, l0: float, lp: float) -> float:
     return float(np.clip(0.5 * (lm - lp) / den, -0.5, 0.5))
 
 
-def find_peaks(grid: Any, threshold: float = 0.3, periodic: bool = True) -> np.ndarray:
+def _gaussians_at(points: np.ndarray, centres: np.ndarray, shape: np.ndarray, sigma: float):
+    """(P, C) values of unit Gaussians at ``centres`` seen from voxel ``points`` (periodic)."""
+    d = points[:, None, :] - centres[None, :, :]
+    d -= shape * np.rint(d / shape)
+    return np.exp(-(d**2).sum(-1) / (2 * sigma**2))
+
+
+def _deblend(
+    g: np.ndarray, voxels: np.ndarray, pos: np.ndarray, sigma: float, rounds: int = 6
+) -> np.ndarray:
+    """Refine peak positions with the Gaussians of the other peaks subtracted.
+
+    The log-parabola is exact for one Gaussian; two sites of one element a few voxels apart
+    pull each other's maxima inwards. Each round models every peak as a Gaussian of width
+    ``sigma`` and of the height read at its voxel, subtracts the others from the 7 values the
+    parabolas use, and refits (a fixed-point iteration, converged in a few rounds)."""
+    shape = np.array(g.shape)
+    steps = np.vstack(
+        [np.zeros(3, dtype=np.int64), np.eye(3, dtype=np.int64), -np.eye(3, dtype=np.int64)]
+    )
+    pts = (voxels[:, None, :] + steps[None]) % shape  # (n, 7, 3)
+    vals = g[tuple(pts.reshape(-1, 3).T)].reshape(len(voxels), 7)
+    pos = pos.copy()
+    for _ in range(rounds):
+        unit = _gaussians_at(voxels.astype(np.float64), pos, shape, sigma)  # (n, n)
+        amp = np.maximum(vals[:, 0], 1e-12) / np.maximum(np.diag(unit), 1e-12)
+        new = pos.copy()
+        for i in range(len(voxels)):
+            others = np.arange(len(voxels)) != i
+            near = pts[i].astype(np.float64)
+            model = _gaussians_at(near, pos[others], shape, sigma) @ amp[others]
+            res = np.log(np.maximum(vals[i] - model, 1e-12))
+            for ax in range(3):
+                new[i, ax] = voxels[i, ax] + _refine(res[4 + ax], res[0], res[1 + ax])
+        pos = np.mod(new, shape)
+    return pos
+
+
+def find_peaks(
+    grid: Any, threshold: float = 0.3, periodic: bool = True, sigma: float | None = None
+) -> np.ndarray:
     """(n, 3) sub-voxel positions (voxel units) of the local maxima above ``threshold``,
-    highest first; 3x3x3 neighbourhoods wrap around when ``periodic``. Plateaus and peaks
-    closer than 1 voxel (periodic distance) are merged into the highest one."""
+    highest first; 3x3x3 neighbourhoods wrap around when ``periodic``. Plateaus (maxima
+    closer than 1 voxel) are merged into the highest one. With ``sigma`` (periodic grids),
+    overlapping Gaussians are deblended (see :func:`_deblend`)."""
     from scipy.ndimage import maximum_filter
 
     g = np.asarray(grid, dtype=np.float64)
@@ -242,6 +294,7 @@ def find_peaks(grid: Any, threshold: float = 0.3, periodic: bool = True) -> np.n
     shape = np.array(g.shape)
     logs = np.log(np.maximum(g, 1e-12))
     out: list[np.ndarray] = []
+    kept: list[np.ndarray] = []
     for p in idx:
         pos = p.astype(np.float64)
         for ax in range(3):
@@ -266,20 +319,30 @@ def find_peaks(grid: Any, threshold: float = 0.3, periodic: bool = True) -> np.n
                 break
         if keep:
             out.append(pos)
-    return np.array(out, dtype=np.float64).reshape(-1, 3)
+            kept.append(p)
+    pos = np.array(out, dtype=np.float64).reshape(-1, 3)
+    if sigma is not None and periodic and len(pos) > 1:
+        pos = _deblend(g, np.array(kept, dtype=np.int64), pos, sigma)
+    return pos
 
 
 def _lattice_peak(channel: np.ndarray) -> np.ndarray:
+    """Highest voxel, refined by a log-parabola through three voxels along each axis (moved
+    inwards at the faces of the box, which a Gaussian's log allows: it is exactly quadratic)."""
     g = np.asarray(channel, dtype=np.float64)
     p = np.array(np.unravel_index(int(np.argmax(g)), g.shape))
     logs = np.log(np.maximum(g, 1e-12))
     pos = p.astype(np.float64)
     for ax in range(3):
-        if 0 < p[ax] < g.shape[ax] - 1:
-            lo, hi = p.copy(), p.copy()
-            lo[ax] -= 1
-            hi[ax] += 1
-            pos[ax] += _refine(logs[tuple(lo)], logs[tuple(p)], logs[tuple(hi)])
+        mid = min(max(p[ax], 1), g.shape[ax] - 2)
+        three = []
+        for k in (mid - 1, mid, mid + 1):
+            q = p.copy()
+            q[ax] = k
+            three.append(logs[tuple(q)])
+        den = three[0] - 2 * three[1] + three[2]
+        if den < -1e-12:
+            pos[ax] = mid + float(np.clip(0.5 * (three[0] - three[2]) / den, -1.5, 1.5))
     return pos
 
 
@@ -305,7 +368,7 @@ def site_positions(grid: Any, spec: VoxelSpec = SMALL, threshold: float | None =
     """(n, 3) fractional coordinates of the sites in one element grid."""
     g = np.asarray(grid)
     thr = spec.threshold if threshold is None else threshold
-    return find_peaks(g, thr, periodic=True) / np.array(g.shape, dtype=np.float64)
+    return find_peaks(g, thr, periodic=True, sigma=spec.sigma) / np.array(g.shape, dtype=np.float64)
 
 
 def devoxelize(
