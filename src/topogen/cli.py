@@ -440,6 +440,14 @@ def _command(
     return parser
 
 
+def _group(
+    stages: argparse._SubParsersAction, name: str, help: str, dest: str, metavar: str
+) -> argparse._SubParsersAction:
+    """A stage (``topogen NAME ...``) whose subcommands are added to the returned object."""
+    parser = stages.add_parser(name, help=help, formatter_class=_HelpFormatter)
+    return parser.add_subparsers(dest=dest, required=True, metavar=metavar)
+
+
 def _threads_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--threads",
@@ -465,10 +473,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stages = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
 
-    data = stages.add_parser(
-        "data", help="import, merge and download structure data", formatter_class=_HelpFormatter
+    data_cmds = _group(
+        stages, "data", "import, merge and download structure data", "command", "COMMAND"
     )
-    data_cmds = data.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = _command(
         data_cmds,
         "import",
@@ -613,10 +620,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("tables", nargs="+", metavar="TABLE", help="input tables (.parquet)")
     p.add_argument("--out", required=True, metavar="TABLE", help="output table (.parquet)")
 
-    encode = stages.add_parser(
-        "encode", help="encode structures for the models", formatter_class=_HelpFormatter
-    )
-    encode_cmds = encode.add_subparsers(dest="kind", required=True, metavar="KIND")
+    encode_cmds = _group(stages, "encode", "encode structures for the models", "kind", "KIND")
 
     def encoder(name: str, help: str) -> argparse.ArgumentParser:
         p = _command(encode_cmds, name, _encode, help)
@@ -650,8 +654,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--radial", choices=["gaussian", "bessel"], default="gaussian", help="radial basis"
     )
 
-    train = stages.add_parser("train", help="train the models", formatter_class=_HelpFormatter)
-    train_cmds = train.add_subparsers(dest="model", required=True, metavar="MODEL")
+    train_cmds = _group(stages, "train", "train the models", "model", "MODEL")
     p = _command(
         train_cmds,
         "cgcnn",
@@ -680,12 +683,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--accelerator", default="auto", help="Lightning accelerator: auto, cpu, gpu")
     _threads_option(p)
 
-    screen = stages.add_parser(
+    screen_cmds = _group(
+        stages,
         "screen",
-        help="screening funnel: validity, novelty, CHGNet relaxation, phonons, selection",
-        formatter_class=_HelpFormatter,
+        "screening funnel: validity, novelty, CHGNet relaxation, phonons, selection",
+        "command",
+        "COMMAND",
     )
-    screen_cmds = screen.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = _command(
         screen_cmds,
@@ -774,10 +778,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
 
-    report = stages.add_parser(
-        "report", help="summaries and plots of stage outputs", formatter_class=_HelpFormatter
+    report_cmds = _group(
+        stages, "report", "summaries and plots of stage outputs", "command", "COMMAND"
     )
-    report_cmds = report.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = _command(
         report_cmds,
         "table",
