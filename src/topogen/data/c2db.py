@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from topogen.data.importers import import_files
+from topogen.data.importers import error_reason, import_files
 from topogen.io.quarantine import Rejected
 from topogen.io.sanity import structure_problem
 from topogen.io.tables import LoadResult, Record
@@ -100,22 +100,20 @@ def load_jarvis_c2db(path: str | os.PathLike[str], min_distance: float = 0.5) ->
     entries = _jarvis_entries(path)
     if not isinstance(entries, list):
         raise ValueError(f"{path}: expected a JSON list of entries")
-    seen: set[str] = set()
     for i, entry in enumerate(entries):
         rid = str(entry.get("id") or f"jarvis-c2db-{i}") if isinstance(entry, dict) else ""
         try:
             structure = jarvis_structure(entry["atoms"])
             reason = structure_problem(structure, min_distance)
         except Exception as exc:  # one bad entry must not stop the rest
-            reason = f"{type(exc).__name__}: {exc}"
-        if reason is None and rid in seen:
-            reason = f"duplicate id {rid!r}"
-        if reason is not None:
-            result.rejected.append(Rejected(str(path), str(i), rid, reason))
-            continue
-        seen.add(rid)
+            reason = error_reason(exc)
         props = {k: entry.get(k) for k in ("gap", "etot", "efermi", "wf") if k in entry}
-        props["band_gap"] = props.get("gap")
-        props["origin"] = f"{path}#{i}"
-        result.records.append(Record(rid, "c2db", structure, props))
+        props.update(band_gap=props.get("gap"), origin=f"{path}#{i}")
+        result.admit(
+            str(path),
+            str(i),
+            rid,
+            reason,
+            Record(rid, "c2db", structure, props) if reason is None else None,
+        )
     return result

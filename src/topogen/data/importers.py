@@ -128,7 +128,7 @@ def import_files(
             if not entries:
                 raise ValueError("no structure found in file")
         except Exception as exc:  # any reader failure: the whole file is quarantined
-            result.rejected.append(Rejected(str(path), "", "", _reason(exc)))
+            result.rejected.append(Rejected(str(path), "", "", error_reason(exc)))
             continue
         result.files_read += 1
         many = len(entries) > 1
@@ -136,13 +136,13 @@ def import_files(
             rid = uid or (f"{path.stem}-{item}" if many else path.stem)
             reason = None
             if isinstance(obj, Exception):
-                reason = _reason(obj)
+                reason = error_reason(obj)
             else:
                 try:
                     structure = obj if hasattr(obj, "as_dict") else atoms_to_pymatgen(obj)
                     reason = structure_problem(structure, min_distance)
                 except Exception as exc:  # e.g. an unknown element symbol
-                    reason = _reason(exc)
+                    reason = error_reason(exc)
             if reason is None and rid in seen:
                 reason = f"duplicate id {rid!r}"
             if reason is not None:
@@ -154,6 +154,7 @@ def import_files(
     return result
 
 
-def _reason(exc: BaseException) -> str:
+def error_reason(exc: BaseException) -> str:
+    """``Type: message`` on one line, at most 500 characters (for quarantine files)."""
     text = " ".join(str(exc).split()) or "no detail"
     return f"{type(exc).__name__}: {text}"[:500]

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from topogen.data.importers import error_reason
 from topogen.errors import TopogenError
 from topogen.io.atomic import atomic_open
-from topogen.io.quarantine import Rejected
 from topogen.io.sanity import structure_problem
 from topogen.io.tables import LoadResult, Record
 
@@ -99,24 +99,20 @@ def load_mp(path: str | os.PathLike[str], min_distance: float = 0.5) -> LoadResu
 
     path = Path(path)
     result = LoadResult()
-    seen: set[str] = set()
     for i, doc in enumerate(_read_docs(path)):
         mid = str(doc.get("material_id") or "") if isinstance(doc, dict) else ""
         try:
             structure = Structure.from_dict(doc["structure"])
             reason = structure_problem(structure, min_distance)
         except Exception as exc:  # one bad document must not stop the rest
-            reason = f"{type(exc).__name__}: {exc}"
+            reason = error_reason(exc)
         if reason is None and not mid:
             reason = "no material_id"
         if reason is None and doc.get("band_gap") is None:
             reason = "missing property band_gap"
-        if reason is None and mid in seen:
-            reason = f"duplicate id {mid!r}"
         if reason is not None:
-            result.rejected.append(Rejected(str(path), str(i), mid, reason))
+            result.admit(str(path), str(i), mid, reason, None)
             continue
-        seen.add(mid)
         sym = doc.get("symmetry") or {}
         props = {
             "band_gap": doc.get("band_gap"),
@@ -130,5 +126,11 @@ def load_mp(path: str | os.PathLike[str], min_distance: float = 0.5) -> LoadResu
             "is_magnetic": doc.get("is_magnetic"),
             "theoretical": doc.get("theoretical"),
         }
-        result.records.append(Record(mid, "mp", structure, props))
+        result.admit(
+            str(path),
+            str(i),
+            mid,
+            None,
+            Record(mid, "mp", structure, props) if reason is None else None,
+        )
     return result

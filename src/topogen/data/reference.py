@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from topogen.data.importers import atoms_to_pymatgen
+from topogen.data.importers import atoms_to_pymatgen, error_reason
 from topogen.errors import TopogenError
 from topogen.io.quarantine import Rejected
 from topogen.io.sanity import MIN_DISTANCE, structure_problem
@@ -78,11 +78,6 @@ def _require(path: Path, what: str) -> Path:
     if not path.is_file():
         raise ReferenceDataError(f"{path}: no such file ({what})")
     return path
-
-
-def _reason(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or "no detail"
-    return f"{type(exc).__name__}: {text}"[:500]
 
 
 def _scalar(value: Any) -> Any:
@@ -247,7 +242,7 @@ def _attach_smiles(records: list[Record], smi: Path, rejected: list[Rejected]) -
         try:
             g = smiles_graph(smiles)
         except ValueError as exc:
-            rejected.append(Rejected(str(smi), str(lineno), smiles, _reason(exc)))
+            rejected.append(Rejected(str(smi), str(lineno), smiles, error_reason(exc)))
             continue
         hits = [r for r, h in graphs if nx.is_isomorphic(g, h, node_match=match)]
         free = [r for r in hits if "smiles" not in r.properties]
@@ -281,14 +276,14 @@ def load_logan(
     for i, comment, frame in _xyz_frames(path.read_text(encoding="utf-8")):
         rid = f"{name}-{i:03d}"
         if isinstance(frame, Exception):
-            result.rejected.append(Rejected(str(path), str(i), rid, _reason(frame)))
+            result.rejected.append(Rejected(str(path), str(i), rid, error_reason(frame)))
             continue
         try:
             atoms = read(io.StringIO(frame), format="extxyz")
             structure = atoms_to_pymatgen(atoms)
             reason = structure_problem(structure, min_distance)
         except Exception as exc:  # any parse failure rejects this frame only
-            reason = _reason(exc)
+            reason = error_reason(exc)
         if reason is not None:
             result.rejected.append(Rejected(str(path), str(i), rid, reason))
             continue
@@ -361,7 +356,7 @@ def load_topoa(root: str | os.PathLike[str]) -> TopoaResult:
                     raise ValueError(f"space group {sg} outside 1-230")
                 formula = normalise_formula(m.group(2))
             except Exception as exc:  # malformed line: reject it, keep the rest
-                result.rejected.append(Rejected(str(path), str(lineno), "", _reason(exc)))
+                result.rejected.append(Rejected(str(path), str(lineno), "", error_reason(exc)))
                 continue
             entry = seen.setdefault((sg, formula), {"labels": {}, "categories": []})
             if label in entry["labels"]:
@@ -439,7 +434,6 @@ def load_mc2d(root: str | os.PathLike[str], min_distance: float = MIN_DISTANCE) 
     if not isinstance(entries, list):
         raise ReferenceDataError(f"{path}: expected a JSON list of structures")
     result = LoadResult()
-    seen: set[str] = set()
     for i, entry in enumerate(entries):
         rid = str(entry.get("structure_label") or "") if isinstance(entry, dict) else ""
         try:
@@ -450,14 +444,16 @@ def load_mc2d(root: str | os.PathLike[str], min_distance: float = MIN_DISTANCE) 
             structure = _mc2d_structure(entry)
             reason = structure_problem(structure, min_distance)
         except Exception as exc:  # a malformed entry rejects itself only
-            reason = _reason(exc)
-        if reason is None and rid in seen:
-            reason = f"duplicate id {rid!r}"
-        if reason is not None:
-            result.rejected.append(Rejected(str(path), str(i), rid, reason))
-            continue
-        seen.add(rid)
-        result.records.append(Record(rid, "mc2d", structure, _mc2d_properties(entry, path, i)))
+            reason = error_reason(exc)
+        result.admit(
+            str(path),
+            str(i),
+            rid,
+            reason,
+            Record(rid, "mc2d", structure, _mc2d_properties(entry, path, i))
+            if reason is None
+            else None,
+        )
     return result
 
 
@@ -666,12 +662,11 @@ def load_c2db_subset(
     try:
         df = pd.read_csv(path, dtype={"material_id": str, "cif": str}, keep_default_na=False)
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise ReferenceDataError(f"{path}: unreadable CSV ({_reason(exc)})") from exc
+        raise ReferenceDataError(f"{path}: unreadable CSV ({error_reason(exc)})") from exc
     missing = [c for c in ("material_id", "band_gap", "workfunction", "cif") if c not in df]
     if missing:
         raise ReferenceDataError(f"{path}: missing column(s) {', '.join(missing)}")
     result = LoadResult()
-    seen: set[str] = set()
     for row, (rid, gap, wf, cif) in enumerate(
         zip(df["material_id"], df["band_gap"], df["workfunction"], df["cif"], strict=True)
     ):
@@ -701,14 +696,14 @@ def load_c2db_subset(
                 "origin": f"{path}#{row}",
             }
         except Exception as exc:  # a bad row rejects itself only
-            reason = _reason(exc)
-        if reason is None and rid in seen:
-            reason = f"duplicate id {rid!r}"
-        if reason is not None:
-            result.rejected.append(Rejected(str(path), str(row), rid, reason))
-            continue
-        seen.add(rid)
-        result.records.append(Record(rid, "c2db", structure, props))
+            reason = error_reason(exc)
+        result.admit(
+            str(path),
+            str(row),
+            rid,
+            reason,
+            Record(rid, "c2db", structure, props) if reason is None else None,
+        )
     return result
 
 

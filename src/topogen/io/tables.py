@@ -58,6 +58,18 @@ class LoadResult:
 
     records: list[Record] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
+    _ids: set[str] = field(default_factory=set, init=False, repr=False)
+
+    def admit(self, file: str, item: str, rid: str, reason: str | None, record: Any) -> None:
+        """Keep ``record``, or reject entry ``item`` of ``file`` with ``reason`` (or as a
+        duplicate of an id already kept); ``record`` is None when there is a reason."""
+        if reason is None and rid in self._ids:
+            reason = f"duplicate id {rid!r}"
+        if reason is not None:
+            self.rejected.append(Rejected(file, item, rid, reason))
+            return
+        self._ids.add(rid)
+        self.records.append(record)
 
 
 def _json_safe(value: Any) -> Any:
