@@ -13,6 +13,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/encode.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/screen.smk"
+include: "workflow/rules/dft.smk"
 include: "workflow/rules/report.smk"
 
 
@@ -25,4 +26,9 @@ rule all:
         "results/report/structures.png",
         "results/encode/graphs.pt",
         "results/encode/tokens.pt",
+        "results/models/autoencoder/metrics.json",
+        "results/models/gan/stage1/metrics.png",
+        "results/models/gan/stage2/metrics.png",
+        "results/models/gan/stage3/metrics.png",
+        "results/generate/candidates.parquet",
     default_target: True

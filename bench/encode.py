@@ -81,50 +81,6 @@ def load_structures(table: Path | None) -> tuple[str, list[tuple[str, Any]]]:
         return "built-in monolayers", fallback_structures()
 
 
-def site_error(ref: Any, new: Any, exact: Any) -> float:
-    """Mean distance (Angstrom, in ref's cell) between matched sites; NaN if unavailable."""
-    try:
-        like = exact.get_s2_like_s1(ref, new)
-    except (ValueError, TypeError):
-        like = None
-    if like is None or len(like) != len(ref):
-        return math.nan
-    d = like.frac_coords - ref.frac_coords
-    d -= np.rint(d)
-    return float(np.linalg.norm(d @ ref.lattice.matrix, axis=1).mean())
-
-
-def score(refs: list[Any], news: list[Any]) -> dict[str, Any]:
-    from pymatgen.analysis.structure_matcher import StructureMatcher
-
-    default, exact = StructureMatcher(), StructureMatcher(primitive_cell=False)
-    ok, errs, dlen, dang, wrong_count = [], [], [], [], 0
-    for ref, new in zip(refs, news, strict=True):
-        if new is None:
-            ok.append(False)
-            continue
-        wrong_count += new.composition != ref.composition
-        pr, pn = np.array(ref.lattice.parameters), np.array(new.lattice.parameters)
-        dlen.append(np.abs(pn[:3] / pr[:3] - 1).mean())
-        dang.append(np.abs(pn[3:] - pr[3:]).mean())
-        match = default.fit(ref, new)
-        ok.append(bool(match))
-        if match:
-            errs.append(site_error(ref, new, exact))
-    errs_f = [e for e in errs if math.isfinite(e)]
-    return {
-        "n": len(refs),
-        "reproduced": float(np.mean(ok)) if ok else math.nan,
-        "n_reproduced": int(sum(ok)),
-        "n_undecodable": sum(n is None for n in news),
-        "n_wrong_composition": int(wrong_count),
-        "mean_site_error_A": float(np.mean(errs_f)) if errs_f else math.nan,
-        "max_site_error_A": float(np.max(errs_f)) if errs_f else math.nan,
-        "mean_length_error_rel": float(np.mean(dlen)) if dlen else math.nan,
-        "mean_angle_error_deg": float(np.mean(dang)) if dang else math.nan,
-    }
-
-
 def rate(n: int, seconds: float) -> float:
     return n / seconds if seconds > 0 else math.inf
 
@@ -157,6 +113,7 @@ def main() -> None:
     from topogen.encode.autoencoders import train_autoencoder, voxelize_all
     from topogen.encode.descriptors import PowerSpectrum
     from topogen.encode.graphs import structure_graph
+    from topogen.encode.roundtrip import score
     from topogen.encode.tokens import tokens_from_structure
     from topogen.encode.voxels import PAPER_LIKE, SMALL, devoxelize
 

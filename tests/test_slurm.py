@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from conftest import BIN, run
@@ -35,6 +37,28 @@ DEMO_CONFIG = (
 )
 TARGETS = ("results/data/structures.parquet", "results/report/structures.png")
 RULES = ["import_structures", "merge_structures", "summarize_structures"]
+# data -> encode (crystal images) -> a short training stage -> one screening chunk
+SUB_DAG_TARGETS = (
+    *TARGETS,
+    "results/models/gan/stage1/model.ckpt",
+    "results/screen/chunks/000/funnel.parquet",
+)
+SUB_DAG_RULES = sorted(
+    [*RULES, "encode_images", "train_gan_stage1", "split_candidates", "screen_chunk"]
+)
+RULE_RESOURCES = {"screen_chunk": (240, 4000)}  # its `resources:` (workflow/rules/screen.smk)
+SUB_DAG_CONFIG = """
+data:
+  merge: [import/demo]
+  imports:
+    demo:
+      files: [resources/structures/hBN.cif, resources/structures/MoS2.cif,
+              resources/structures/honeycombs.extxyz]
+      source: demo
+encode: {images: {epochs: 2, held_out: 0.2}}
+train: {gan: {stage1: {epochs: 2}}}
+screen: {candidates: results/data/structures.parquet, chunks: 1, phonons: false}
+"""
 RUNTIME_MIN, MEM_MB = 7, 1234  # unusual values, looked for in SLURM's records
 TIMEOUT_S = 240
 
@@ -85,10 +109,14 @@ def cluster_env(cluster: Cluster, wrapper_dir: Path | None = None) -> dict[str, 
     return {**cluster.env, "PATH": os.pathsep.join([*first, str(BIN), cluster.env["PATH"]])}
 
 
-def snakemake_args(profile: Path | None, prefix: str, *extra: str) -> list[str]:
-    args = ["snakemake", *TARGETS]
+def snakemake_args(
+    profile: Path | None, prefix: str, *extra: str, targets: tuple[str, ...] = TARGETS
+) -> list[str]:
+    args = ["snakemake", *targets]
     if profile is not None:
         args += ["--profile", str(profile), "--slurm-jobname-prefix", prefix]
+    if targets != TARGETS:  # the longer sub-DAG: its whole config is in SUB_DAG_CONFIG
+        return [*args, *extra, "--configfile", "sub_dag.yaml"]
     return [*args, *extra, "--config", DEMO_CONFIG]  # --config last: it takes many values
 
 
@@ -140,7 +168,7 @@ def test_cluster_profile_plans_the_workflow(repo_root, tmp_path):
 @pytest.mark.parametrize(
     ("rule", "flags"),
     [
-        ("train_gan", ["--gpus=1", "--cpus-per-gpu=8", "-t 720", "--mem 32000"]),
+        ("train_gan_stage1", ["--gpus=1", "--cpus-per-gpu=8", "-t 720", "--mem 32000"]),
         ("dft_scf", ["--ntasks=32", "--cpus-per-task=1", "-t 1440"]),
         ("wannierize", ["--ntasks=8", "-t 240"]),
         ("screen_relax", ["--ntasks=1", "--cpus-per-task=4", "--mem 16000"]),
@@ -176,32 +204,60 @@ def test_cluster_profile_families_reach_sbatch(repo_root, rule, flags):
         assert "--cpus-per-task" not in call, call
 
 
+def sub_dag_outputs(workdir: Path) -> dict:
+    """:func:`outputs` plus the crystal images, the GAN's per-epoch metrics and the
+    screening chunk's verdicts (numbers as arrays, compared to a tolerance)."""
+    from topogen.encode.store import load_encoded
+
+    images = load_encoded(workdir / "results/encode/images.pt", "images")
+    funnel = pd.read_parquet(workdir / "results/screen/chunks/000/funnel.parquet")
+    gan = pd.read_csv(workdir / "results/models/gan/stage1/metrics.csv")
+    verdicts = [c for c in funnel.columns if funnel[c].dtype == object and "reason" not in c]
+    return {
+        **outputs(workdir),
+        "image_ids": images["ids"],
+        "images": images["tensors"]["images"].numpy(),
+        "gan": gan[["epoch", "d_loss", "g_loss"]].to_numpy(),
+        "verdicts": funnel[verdicts].to_dict("records"),
+        "energies": funnel["energy_per_atom"].to_numpy(dtype=float),
+    }
+
+
 def test_sub_dag_runs_on_slurm_like_locally(slurm_cluster, repo_root, tmp_path):
+    """data -> encode -> GAN Stage I -> a screening chunk, as SLURM jobs; same as locally."""
     wf = copy_workflow(repo_root, tmp_path / "slurm")
+    (wf / "sub_dag.yaml").write_text(SUB_DAG_CONFIG)
     profile = write_profile(tmp_path / "profile", runtime_min=RUNTIME_MIN, mem_mb=MEM_MB)
     env = cluster_env(slurm_cluster)
-    res = run(snakemake_args(profile, "test_a"), cwd=wf, env=env, timeout=TIMEOUT_S)
+    args = snakemake_args(profile, "test_a", targets=SUB_DAG_TARGETS)
+    res = run(args, cwd=wf, env=env, timeout=3 * TIMEOUT_S)
     assert res.returncode == 0, tail(res)
 
     jobs = wait_for_completions(slurm_cluster, jobs_of(slurm_cluster, "test_a"))
-    assert sorted(j.rule for j in jobs) == RULES, [(j.id, j.rule, j.state) for j in jobs]
+    assert sorted(j.rule for j in jobs) == SUB_DAG_RULES, [(j.id, j.rule, j.state) for j in jobs]
     for job in jobs:
         assert job.state == "COMPLETED", job
-        # the profile's default-resources, as SLURM recorded them (squeue and jobcomp)
-        assert (job.time_limit_min, job.memory_mb, job.cpus) == (RUNTIME_MIN, MEM_MB, 1), job
+        # the profile's default-resources (or the rule's own), as SLURM recorded them
+        # (squeue and jobcomp)
+        runtime, mem = RULE_RESOURCES.get(job.rule, (RUNTIME_MIN, MEM_MB))
+        assert (job.time_limit_min, job.memory_mb, job.cpus) == (runtime, mem, 1), job
         assert job.completion["JobState"] == "COMPLETED", job.completion
-        assert job.completion["TimeLimit"] == str(RUNTIME_MIN), job.completion
-        assert f"mem={MEM_MB}M" in job.completion["Tres"].split(","), job.completion
+        assert job.completion["TimeLimit"] == str(runtime), job.completion
+        assert f"mem={mem}M" in job.completion["Tres"].split(","), job.completion
         assert job.completion["WorkDir"] == str(wf)
 
     # the reference: a local run of the same sub-DAG (run after, not alongside: on two
     # cores it slowed the SLURM jobs past the plugin's 12 s status check, costing 20 s)
     local = copy_workflow(repo_root, tmp_path / "local")
-    res = run(snakemake_args(None, "", "--cores", "2"), cwd=local, timeout=TIMEOUT_S)
+    (local / "sub_dag.yaml").write_text(SUB_DAG_CONFIG)
+    args = snakemake_args(None, "", "--cores", "2", targets=SUB_DAG_TARGETS)
+    res = run(args, cwd=local, timeout=3 * TIMEOUT_S)
     assert res.returncode == 0, tail(res)
-    on_slurm = outputs(wf)
-    assert {r["id"] for r in on_slurm["table"]} == {"hBN", "MoS2"}
-    assert on_slurm == outputs(local)
+    on_slurm, here = sub_dag_outputs(wf), sub_dag_outputs(local)
+    assert {"hBN", "MoS2"} <= {r["id"] for r in on_slurm["table"]}
+    for key in ("images", "gan", "energies"):  # same seeds, same numbers
+        np.testing.assert_allclose(on_slurm.pop(key), here.pop(key), rtol=1e-5, atol=1e-6)
+    assert on_slurm == here
 
 
 def test_failed_job_is_retried(slurm_cluster, repo_root, tmp_path):

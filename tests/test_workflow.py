@@ -34,8 +34,8 @@ def workdir(repo_root, tmp_path) -> Path:
     return dest
 
 
-def snakemake(workdir: Path, *args: str):
-    return run(["snakemake", *args], cwd=workdir)
+def snakemake(workdir: Path, *args: str, timeout: int = 600):
+    return run(["snakemake", *args], cwd=workdir, timeout=timeout)
 
 
 def test_dry_run_plans_the_default(workdir):
@@ -137,7 +137,7 @@ def _min_distance(structure) -> float:
 @pytest.mark.slow
 def test_default_workflow_builds_the_library_and_runs(workdir, cli):
     """`make demo`'s DAG from scratch: the offline library, the merged table, encodings."""
-    res = snakemake(workdir, "--cores", "2")
+    res = snakemake(workdir, "--cores", "2", timeout=2400)  # the whole demo: ~10 minutes
     assert res.returncode == 0, res.stderr[-3000:]
     library = read_records(workdir / "results/data/prototypes.parquet")
     assert len(library) >= 200
@@ -167,6 +167,27 @@ def test_default_workflow_builds_the_library_and_runs(workdir, cli):
     for rule in ("merge_structures", "summarize_structures", "encode_graphs", "encode_tokens"):
         assert f"rule {rule}:" in plan
     assert "build_prototypes" not in plan
+    # the GAN: images -> three stages -> candidates, each stage with per-epoch metrics
+    ae = json.loads((workdir / "results/models/autoencoder/metrics.json").read_text())
+    assert ae["held_out"]["n"] >= 40 and ae["held_out"]["reproduced"] >= 0.8, ae["held_out"]
+    for stage, epochs in ((1, 150), (2, 10), (3, 2)):
+        m = pd.read_csv(workdir / f"results/models/gan/stage{stage}/metrics.csv")
+        assert m["epoch"].tolist() == list(range(epochs)), stage
+    m3 = pd.read_csv(workdir / "results/models/gan/stage3/metrics.csv")
+    assert m3["oracle_stable"].between(0, 1).all() and m3["oracle_insulating"].isna().all()
+    candidates = read_records(workdir / "results/generate/candidates.parquet")
+    bad = read_quarantine(workdir / "results/generate/candidates.parquet.quarantine.csv")
+    assert len(candidates) + len(bad) == 64 and len(candidates) > 0
+    lineage = cli("provenance", "results/generate/candidates.parquet", cwd=workdir)
+    assert lineage.returncode == 0, lineage.stderr
+    for step in ("topogen generate gan", "--stage 3", "--stage 2", "--stage 1", "encode images"):
+        assert step in lineage.stdout, step
+    # rerunning stage 2 plans it and everything after it, nothing before it
+    plan = snakemake(workdir, "-n", "--forcerun", "train_gan_stage2").stdout
+    for rule in ("train_gan_stage2", "train_gan_stage3", "sample_gan"):
+        assert f"rule {rule}:" in plan, rule
+    for rule in ("train_gan_stage1", "encode_images", "build_prototypes", "merge_structures"):
+        assert f"rule {rule}:" not in plan, rule
 
 
 @pytest.mark.slow

@@ -221,6 +221,43 @@ def _encode(args: argparse.Namespace) -> int:
     return 0
 
 
+def _encode_images(args: argparse.Namespace) -> int:
+    """``topogen encode images TABLE --out PT --model CKPT``: autoencoders + crystal images."""
+    from topogen.encode.images import ImageSettings, encode_images
+    from topogen.io import provenance
+    from topogen.io.atomic import write_text
+    from topogen.io.quarantine import quarantine_path, write_quarantine
+    from topogen.io.tables import read_records
+    from topogen.models.training import accelerator_devices, set_threads
+
+    set_threads(args.threads)
+    names = ImageSettings.__dataclass_fields__
+    settings = ImageSettings(**{k: v for k, v in vars(args).items() if k in names})
+    seeds = {"seed": args.seed}
+    with provenance.record("topogen encode images", _config(args), [args.table], seeds) as run:
+        records = read_records(args.table)
+        metrics, rejected = encode_images(
+            records,
+            run.output(args.out),
+            run.output(args.model),
+            args.workdir,
+            settings,
+            source=args.table,
+            accelerator=accelerator_devices(args.gpus)[0],
+            log=_log,
+        )
+        write_text(run.output(args.metrics), json.dumps(metrics, indent=2) + "\n")
+        write_quarantine(run.output(quarantine_path(args.out)), rejected)
+    held = metrics["held_out"] or {}
+    _log(
+        f"encode images: {metrics['n_encoded']} of {len(records)} structures -> {args.out}; "
+        f"{len(rejected)} quarantined; held-out round trip "
+        f"{held.get('n_reproduced', 0)}/{held.get('n', 0)} reproduced, mean site error "
+        f"{held.get('mean_site_error_A', float('nan')):.3f} A"
+    )
+    return 0
+
+
 # --- train ------------------------------------------------------------------------------------
 
 
@@ -258,6 +295,66 @@ def _train_cgcnn(args: argparse.Namespace) -> int:
         f"cgcnn: held-out MAE {metrics['test_mae_ev']:.3f} eV (predicting the mean: "
         f"{metrics['test_mae_of_train_mean_ev']:.3f} eV) -> {args.out}"
     )
+    return 0
+
+
+def _train_gan(args: argparse.Namespace) -> int:
+    """``topogen train gan --stage N``: one stage of the three-stage GAN."""
+    from topogen.io import provenance
+    from topogen.models.gan import train_stage
+    from topogen.models.training import accelerator_devices, set_threads
+    from topogen.report.training import plot_training, write_metrics_csv
+
+    set_threads(args.threads)
+    accelerator, devices = accelerator_devices(args.gpus)
+    optional = [args.init, args.autoencoder, args.band_gap_model]
+    inputs = [args.images, args.table, *(p for p in optional if p)]
+    oracle = {k: getattr(args, k) for k in ("fmax", "relax_steps", "min_repeat_2d", "band_gap_min")}
+    names = ("noise_dim", "width", "lr", "adv_weight", "reward_weight", "reward_steps", "seed")
+    hparams = {k: getattr(args, k) for k in (*names, "oracle_samples")}
+    command = f"topogen train gan --stage {args.stage}"
+    with provenance.record(command, _config(args), inputs, {"seed": args.seed}) as run:
+        metrics = train_stage(
+            args.stage,
+            args.images,
+            args.table,
+            args.workdir,
+            run.output(args.out),
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            init=args.init,
+            autoencoder=args.autoencoder,
+            band_gap_model=args.band_gap_model,
+            patience=args.patience,
+            accelerator=accelerator,
+            devices=devices,
+            threads=args.threads,
+            log=_log,
+            oracle=oracle,
+            **hparams,
+        )
+        write_metrics_csv(metrics, run.output(args.metrics))
+        plot_training(metrics, run.output(args.plot), f"GAN stage {args.stage}")
+    last = metrics.iloc[-1].to_dict() if len(metrics) else {}
+    shown = ", ".join(
+        f"{k} {v:.3g}" for k, v in last.items() if k != "epoch" and isinstance(v, float)
+    )
+    _log(f"gan stage {args.stage}: {len(metrics)} epochs -> {args.out}; last epoch: {shown}")
+    return 0
+
+
+def _generate_gan(args: argparse.Namespace) -> int:
+    from topogen.io import provenance
+    from topogen.models.sampling import sample_candidates
+    from topogen.models.training import set_threads
+
+    set_threads(args.threads)
+    inputs = [args.generator, args.autoencoder]
+    with provenance.record(
+        "topogen generate gan", _config(args), inputs, {"seed": args.seed}
+    ) as run:
+        result = sample_candidates(args.generator, args.autoencoder, args.n, args.seed)
+        _save(run, result, args.out, f"gan: {args.n} samples,")
     return 0
 
 
@@ -454,6 +551,15 @@ def _threads_option(p: argparse.ArgumentParser) -> None:
         type=int,
         default=int(os.environ.get("OMP_NUM_THREADS", "1")),
         help="torch threads (default: $OMP_NUM_THREADS or 1)",
+    )
+
+
+def _gpus_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--gpus",
+        default="auto",
+        help="GPUs to train on: auto (one if there is one), 0 (CPU) or N (the rule's gpu "
+        "resource); mixed precision on a GPU",
     )
 
 
@@ -654,6 +760,37 @@ def build_parser() -> argparse.ArgumentParser:
         "--radial", choices=["gaussian", "bessel"], default="gaussian", help="radial basis"
     )
 
+    p = _command(
+        encode_cmds,
+        "images",
+        _encode_images,
+        "crystal images: train the voxel autoencoders, then encode every structure",
+        "Train the voxel autoencoders (resuming from --workdir) on the table minus a seeded\n"
+        "held-out part, report the held-out encode -> decode round trip (StructureMatcher,\n"
+        "default tolerances) in --metrics, and write every structure's crystal image.\n"
+        "Structures that cannot be voxelized go to PT.quarantine.csv with the reason.",
+    )
+    p.add_argument("table", metavar="TABLE", help="structure table (.parquet)")
+    p.add_argument("--out", required=True, metavar="PT", help="crystal images (.pt)")
+    p.add_argument("--model", required=True, metavar="CKPT", help="trained autoencoders")
+    p.add_argument("--metrics", required=True, metavar="JSON", help="held-out round trip")
+    p.add_argument(
+        "--workdir", required=True, metavar="DIR", help="checkpoints and logs (resumable)"
+    )
+    p.add_argument("--grid", type=int, default=16, help="voxels per axis")
+    p.add_argument("--sigma", type=float, default=0.75, help="site Gaussian width (voxels)")
+    p.add_argument("--lattice-sigma", type=float, default=2.5, help="lattice width (voxels)")
+    p.add_argument("--latent-dim", type=int, default=32, help="latent size (image width - 1)")
+    p.add_argument("--max-elements", type=int, default=4, help="element rows of an image")
+    p.add_argument("--width", type=int, default=8, help="channels at full resolution")
+    p.add_argument("--epochs", type=int, default=40, help="autoencoder training epochs")
+    p.add_argument("--batch-size", type=int, default=8, help="crystals per batch")
+    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
+    p.add_argument("--held-out", type=float, default=0.2, help="fraction never trained on")
+    p.add_argument("--seed", type=int, default=0, help="split and weight seed")
+    _gpus_option(p)
+    _threads_option(p)
+
     train_cmds = _group(stages, "train", "train the models", "model", "MODEL")
     p = _command(
         train_cmds,
@@ -681,6 +818,63 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate")
     p.add_argument("--seed", type=int, default=0, help="seed of the split and the weights")
     p.add_argument("--accelerator", default="auto", help="Lightning accelerator: auto, cpu, gpu")
+    _threads_option(p)
+
+    p = _command(
+        train_cmds,
+        "gan",
+        _train_gan,
+        "one stage of the three-stage GAN on crystal images",
+        "Stage 1: real vs generated crystal images. Stage 2: a new topology-aware\n"
+        "discriminator (topo2d labels; generated = 0). Stage 3: CHGNet relaxation + phonon\n"
+        "stability and CGCNN gap oracles through a reward model refit every epoch (see\n"
+        "topogen.models.gan). Writes the model, per-epoch metrics (CSV) and their plot;\n"
+        "an interrupted stage resumes from --workdir.",
+    )
+    p.add_argument("--stage", type=int, choices=[1, 2, 3], required=True, help="GAN stage")
+    p.add_argument("--images", required=True, metavar="PT", help="`topogen encode images` output")
+    p.add_argument("--table", required=True, metavar="TABLE", help="structure table (labels)")
+    p.add_argument("--init", metavar="CKPT", help="the previous stage's model (stages 2, 3)")
+    p.add_argument("--autoencoder", metavar="CKPT", help="crystal autoencoder (stage 3)")
+    p.add_argument("--band-gap-model", metavar="CKPT", help="CGCNN gap oracle (stage 3)")
+    p.add_argument("--out", required=True, metavar="CKPT", help="the stage's model")
+    p.add_argument("--metrics", required=True, metavar="CSV", help="per-epoch metrics")
+    p.add_argument("--plot", required=True, metavar="PNG", help="per-epoch curves")
+    p.add_argument("--workdir", required=True, metavar="DIR", help="checkpoints and logs")
+    p.add_argument("--epochs", type=int, default=10, help="epochs (paper: 100, 50, 50)")
+    p.add_argument("--batch-size", type=int, default=32, help="images per batch")
+    p.add_argument("--lr", type=float, help="Adam learning rate (default: 5e-4, 2e-4, 2e-4)")
+    p.add_argument("--noise-dim", type=int, default=64, help="generator noise size")
+    p.add_argument("--width", type=int, default=32, help="convolution channels")
+    p.add_argument("--seed", type=int, default=0, help="weights, batches, oracle samples")
+    p.add_argument("--patience", type=int, help="stage 3: stop after N epochs without gain")
+    p.add_argument("--adv-weight", type=float, default=1.0, help="stage 3 adversarial weight")
+    p.add_argument("--reward-weight", type=float, default=1.0, help="stage 3 reward weight")
+    p.add_argument("--reward-steps", type=int, default=50, help="reward-model steps per epoch")
+    p.add_argument("--oracle-samples", type=int, default=32, help="oracle samples per epoch")
+    p.add_argument("--fmax", type=float, default=0.05, help="oracle relaxation fmax (eV/A)")
+    p.add_argument("--relax-steps", type=int, default=150, help="oracle FIRE steps")
+    p.add_argument("--min-repeat-2d", type=int, default=6, help="oracle phonon supercell")
+    p.add_argument("--band-gap-min", type=float, default=0.1, help="eV: insulating")
+    _gpus_option(p)
+    _threads_option(p)
+
+    generate_cmds = _group(
+        stages, "generate", "sample candidates from trained models", "model", "MODEL"
+    )
+    p = _command(
+        generate_cmds,
+        "gan",
+        _generate_gan,
+        "decode N generator samples into a candidate structure table",
+        "Sample i uses noise seeded with SEED + i; every row records the generator checkpoint,\n"
+        "its sha256 and its seed. Undecodable samples go to TABLE.quarantine.csv.",
+    )
+    p.add_argument("--generator", required=True, metavar="CKPT", help="a GAN stage's model")
+    p.add_argument("--autoencoder", required=True, metavar="CKPT", help="crystal autoencoder")
+    p.add_argument("--n", type=int, default=100, help="samples")
+    p.add_argument("--seed", type=int, default=0, help="seed of sample 0")
+    p.add_argument("--out", required=True, metavar="TABLE", help="candidate table (.parquet)")
     _threads_option(p)
 
     screen_cmds = _group(
@@ -801,6 +995,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("file", metavar="FILE", help="a file written by topogen")
     p.add_argument("--json", action="store_true", help="print the tree as JSON")
+    from topogen.dft.commands import register as register_dft
+
+    register_dft(stages)
     return parser
 
 

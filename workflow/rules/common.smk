@@ -138,3 +138,70 @@ def screen_models(wildcards):
     return {"gap_model": SCREEN["band_gap_model"]} if SCREEN["band_gap_model"] else {}
 
 
+
+
+# --- training stages ---
+def gpus(wildcards, resources):
+    """The rule's `gpu` resource (set by a cluster profile) for `--gpus`; auto without one."""
+    return resources.get("gpu", "auto")
+
+
+# --- dft stage ---
+DFT = config["dft"]
+# Control folders (results/dft/control-<name>/) -> control names of topogen.dft.candidates.
+DFT_CONTROLS = {f"control-{name}": name for name in DFT["controls"].values()}
+
+
+def dft_options():
+    """The chain settings, identical for every step of every candidate."""
+    return cli_options(**DFT["settings"])
+
+
+def dft_pseudo_options():
+    return cli_options(**DFT["pseudos"])
+
+
+def dft_candidate(wildcards):
+    """A candidate's file: a control's, or one that the dft_candidates checkpoint wrote."""
+    if wildcards.cand in DFT_CONTROLS:
+        return f"results/dft/controls/{wildcards.cand}.json"
+    return f"results/dft/selected/{wildcards.cand}.json"
+
+
+def dft_selected(wildcards):
+    """Names of the candidates the checkpoint wrote (its index.csv), known once it ran."""
+    import csv
+
+    index = Path(checkpoints.dft_candidates.get().output[0]) / "index.csv"
+    with open(index, newline="") as fh:
+        return [row["candidate"] for row in csv.DictReader(fh)]
+
+
+def dft_results(name, candidates):
+    return expand(f"results/dft/{{cand}}/{name}", cand=candidates)
+
+
+def dft_launch(wildcards, resources):
+    """MPI options of a DFT step from its resources; pw.x stops before `runtime` minutes."""
+    return cli_options(
+        tasks=resources.tasks,
+        pools=resources.pools,
+        mpi=resources.mpi,
+        time_limit=resources.runtime,
+    )
+
+
+# --- GAN stages (workflow/rules/train.smk) ---
+GAN = config["train"]["gan"]
+
+
+def gan_options(stage):
+    block = dict(GAN[f"stage{stage}"])
+    block.pop("band_gap_model", None)
+    shared = {k: v for k, v in GAN.items() if not k.startswith("stage") and k != "sample"}
+    return cli_options(stage=stage, seed=config["seed"], **shared, **block)
+
+
+def gan_stage3_inputs(wildcards):
+    model = GAN["stage3"].get("band_gap_model")
+    return {"band_gap_model": model} if model else {}

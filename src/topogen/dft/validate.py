@@ -13,8 +13,12 @@ Layout of ``workdir``::
     verdict.json                      the result
 
 Rerunning on the same folder resumes: a finished step whose fingerprint (its input and its
-upstream steps) is unchanged is not rerun. A step whose settings changed is moved aside to
-``<step>.stale-N`` with everything downstream of it, never deleted.
+upstream steps; not ``max_seconds``) is unchanged is not rerun. A step whose settings changed
+is moved aside to ``<step>.stale-N`` with everything downstream of it, never deleted.
+
+:class:`Chain` runs the same steps one at a time (the workflow runs one per job, see
+``topogen dft --help``): each resumes from disk, and ``run=False`` rebuilds a finished step's
+result from its files without running anything.
 """
 
 from __future__ import annotations
@@ -34,18 +38,25 @@ from typing import Any
 import numpy as np
 
 from topogen.dft.espresso import Crystal, Launcher, pw_input
-from topogen.dft.handlers import PwResult, run_pw
+from topogen.dft.handlers import PwResult, comparable, run_pw
 from topogen.dft.pseudos import PseudoFamily, pseudo_record, pseudos_for
-from topogen.dft.wannier import WannierResult, wannierize
+from topogen.dft.wannier import WannierResult, run_nscf, wannierize
 from topogen.errors import TopogenError
 from topogen.io.atomic import write_text
 from topogen.topology.invariants import spin_chern_number, z2_invariant
 from topogen.topology.spinors import spin_operator
 
-__all__ = ["VERDICT_SCHEMA", "ValidationSettings", "validate"]
+__all__ = [
+    "VERDICT_SCHEMA",
+    "Chain",
+    "ValidationSettings",
+    "relax_record",
+    "validate",
+    "write_verdict",
+]
 
 VERDICT_SCHEMA = "topogen-dft-verdict/1"
-STEPS = ("relax", "scf", "wannier")
+STEPS = ("relax", "scf", "nscf", "wannier")
 
 
 @dataclass(frozen=True)
@@ -110,21 +121,17 @@ class _Steps:
         except (OSError, json.JSONDecodeError):
             self.done = {}
 
-    def folders(self, step: str) -> list[str]:
-        return ["nscf", "wannier"] if step == "wannier" else [step]
-
     def check(self, step: str, fingerprint: str) -> None:
         old = self.done.get(step)
         if old is None or old == fingerprint:
             return
         for later in STEPS[STEPS.index(step) :]:
-            for name in self.folders(later):
-                d = self.workdir / name
-                if d.exists():
-                    n = 1
-                    while (self.workdir / f"{name}.stale-{n}").exists():
-                        n += 1
-                    os.replace(d, self.workdir / f"{name}.stale-{n}")
+            d = self.workdir / later
+            if d.exists():
+                n = 1
+                while (self.workdir / f"{later}.stale-{n}").exists():
+                    n += 1
+                os.replace(d, self.workdir / f"{later}.stale-{n}")
             self.done.pop(later, None)
         self._write()
 
@@ -207,88 +214,150 @@ def _checks(w: WannierResult, inv: dict[str, Any], s: ValidationSettings) -> lis
     return problems
 
 
-def validate(
-    structure: Any,
-    workdir: str | os.PathLike[str],
-    pseudos: str | os.PathLike[str] | PseudoFamily | Mapping[str, str | os.PathLike[str]],
-    settings: ValidationSettings | None = None,
-    launcher: Launcher | None = None,
-    candidate_id: str | None = None,
-    verdict_path: str | os.PathLike[str] | None = None,
-    strict: bool = False,
-) -> dict[str, Any]:
-    """Run the chain for one structure in ``workdir``; returns and writes the verdict.
+class Chain:
+    """The chain of one candidate in ``workdir``, one step at a time.
 
-    ``pseudos``: a family folder / :class:`PseudoFamily` (fully relativistic files are
-    picked), or ``{element: path}``. A failing step gives a verdict with ``status='failed'``
-    and the reason (raised instead with ``strict=True``); the verdict's ``trusted`` is true
-    only when every check passed.
+    Every step resumes from its folder and records a fingerprint in ``steps.json``. With
+    ``run=False`` a step only rebuilds its finished result from disk (replaying pw.x outputs)
+    and raises if it has not finished with these settings: a later command picks an earlier
+    one up that way. ``stop_at_max_seconds``: a pw.x run stopped by ``max_seconds`` ends the
+    step with an error (the job's time is up); running the step again restarts it.
     """
-    s = settings or ValidationSettings()
-    launcher = launcher or Launcher()
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    verdict_path = Path(verdict_path) if verdict_path else workdir / "verdict.json"
-    started, t0 = _now(), time.monotonic()
-    verdict: dict[str, Any] = {
-        "schema": VERDICT_SCHEMA,
-        "id": candidate_id,
-        "status": "running",
-        "settings": s.as_dict(),
-        "launcher": dataclasses.asdict(launcher),
-        "started": started,
-        "host": socket.gethostname(),
-    }
-    steps = _Steps(workdir)
-    try:
-        crystal = Crystal.from_any(structure).as_2d(vacuum=s.vacuum)
-        verdict["formula"] = _formula(crystal)
-        if isinstance(pseudos, PseudoFamily):
-            verdict["pseudo_family"] = pseudos.as_dict()
-        paths = pseudos_for(crystal.symbols, pseudos, fully_relativistic=True)
-        verdict["pseudos"] = pseudo_record(paths)
-        common = dict(
+
+    def __init__(
+        self,
+        workdir: str | os.PathLike[str],
+        pseudos: str | os.PathLike[str] | PseudoFamily | Mapping[str, str | os.PathLike[str]],
+        settings: ValidationSettings | None = None,
+        launcher: Launcher | None = None,
+        stop_at_max_seconds: bool = False,
+    ) -> None:
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.pseudos = pseudos
+        self.settings = settings or ValidationSettings()
+        self.launcher = launcher or Launcher()
+        self.stop = stop_at_max_seconds
+        self.steps = _Steps(self.workdir)
+
+    # -------------------------------------------------------------- helpers
+
+    def crystal(self, structure: Any) -> Crystal:
+        """The structure in the 2D frame, with ``settings.vacuum`` applied."""
+        return Crystal.from_any(structure).as_2d(vacuum=self.settings.vacuum)
+
+    def pseudo_paths(self, crystal: Crystal) -> dict[str, Path]:
+        return pseudos_for(crystal.symbols, self.pseudos, fully_relativistic=True)
+
+    def describe(self, crystal: Crystal) -> dict[str, Any]:
+        """Formula and pseudopotentials (with checksums) for a verdict."""
+        out: dict[str, Any] = {"formula": _formula(crystal)}
+        if isinstance(self.pseudos, PseudoFamily):
+            out["pseudo_family"] = self.pseudos.as_dict()
+        out["pseudos"] = pseudo_record(self.pseudo_paths(crystal))
+        return out
+
+    def new_verdict(self, candidate_id: str | None) -> dict[str, Any]:
+        return {
+            "schema": VERDICT_SCHEMA,
+            "id": candidate_id,
+            "status": "running",
+            "settings": self.settings.as_dict(),
+            "launcher": dataclasses.asdict(self.launcher),
+            "started": _now(),
+            "host": socket.gethostname(),
+        }
+
+    def _begin(self, step: str, fingerprint: str, run: bool) -> None:
+        if not run and not (
+            self.steps.done.get(step) == fingerprint and (self.workdir / step).is_dir()
+        ):
+            raise TopogenError(
+                f"{self.workdir}: step {step!r} has not finished with these settings; run it "
+                f"first (`topogen dft {step}` with the same options)"
+            )
+        self.steps.check(step, fingerprint)
+
+    def _pw(self, step: str, pw: Any, upstream: Any, run: bool) -> PwResult:
+        fp = _hash([comparable(pw.render()), upstream])
+        self._begin(step, fp, run)
+        result = run_pw(
+            pw, self.workdir / step, self.launcher, max_attempts=self.settings.max_attempts,
+            stop_at_max_seconds=self.stop,
+        )  # fmt: skip
+        self.steps.finish(step, fp)
+        return result
+
+    def _common(self) -> dict[str, Any]:
+        s = self.settings
+        return dict(
             ecutwfc=s.ecutwfc, ecutrho=s.ecutrho, occupations=s.occupations,
             smearing=s.smearing, degauss=s.degauss, conv_thr=s.conv_thr,
-            mixing_beta=s.mixing_beta, max_seconds=s.max_seconds,
+            mixing_beta=s.mixing_beta, max_seconds=s.max_seconds, kpoints=s.scf_kgrid,
         )  # fmt: skip
-        if s.relax:
-            rin = pw_input(
-                crystal, paths, calculation=s.relax, kpoints=s.scf_kgrid,
-                forc_conv_thr=s.forc_conv_thr, **common,
-            )  # fmt: skip
-            fp = _hash(rin.render())
-            steps.check("relax", fp)
-            relax = run_pw(rin, workdir / "relax", launcher, max_attempts=s.max_attempts)
-            steps.finish("relax", fp)
-            o = relax.output
-            if o.final_positions is None:
-                raise TopogenError(f"{relax.output_path}: no relaxed positions printed")
-            cell = o.final_cell if o.final_cell is not None else relax.input.crystal.cell
-            crystal = Crystal(cell, crystal.symbols, o.final_positions).as_2d()
-            verdict["relax"] = {**relax.as_dict(), "final_cell_A": cell.tolist(),
-                                "final_positions_A": crystal.positions.tolist()}  # fmt: skip
-        sin = pw_input(crystal, paths, calculation="scf", kpoints=s.scf_kgrid, **common)
-        scf_fp = _hash([sin.render(), steps.done.get("relax")])
-        steps.check("scf", scf_fp)
-        scf: PwResult = run_pw(sin, workdir / "scf", launcher, max_attempts=s.max_attempts)
-        steps.finish("scf", scf_fp)
-        verdict["scf"] = scf.as_dict()
 
-        wkw = dict(
-            kgrid=s.nscf_kgrid, froz_margin=s.froz_margin, extra_bands=s.extra_bands,
-            num_iter=s.num_iter, dis_num_iter=s.dis_num_iter, nscf_conv_thr=s.nscf_conv_thr,
+    def _nscf_options(self) -> dict[str, Any]:
+        s = self.settings
+        return dict(kgrid=s.nscf_kgrid, extra_bands=s.extra_bands, nscf_conv_thr=s.nscf_conv_thr)
+
+    # -------------------------------------------------------------- steps
+
+    def relax(self, crystal: Crystal, run: bool = True) -> tuple[Crystal, PwResult | None]:
+        """``settings.relax`` ('relax' or 'vc-relax' in plane) -> the relaxed crystal, or the
+        crystal as given when the settings ask for no relaxation."""
+        s = self.settings
+        if not s.relax:
+            return crystal, None
+        rin = pw_input(
+            crystal, self.pseudo_paths(crystal), calculation=s.relax,
+            forc_conv_thr=s.forc_conv_thr, **self._common(),
+        )  # fmt: skip
+        relax = self._pw("relax", rin, None, run)
+        o = relax.output
+        if o.final_positions is None:
+            raise TopogenError(f"{relax.output_path}: no relaxed positions printed")
+        cell = o.final_cell if o.final_cell is not None else relax.input.crystal.cell
+        return Crystal(cell, crystal.symbols, o.final_positions).as_2d(), relax
+
+    def scf(self, crystal: Crystal, run: bool = True) -> PwResult:
+        sin = pw_input(crystal, self.pseudo_paths(crystal), calculation="scf", **self._common())
+        return self._pw("scf", sin, self.steps.done.get("relax"), run)
+
+    def nscf(self, scf: PwResult, run: bool = True) -> PwResult:
+        options = self._nscf_options()
+        fp = _hash([self.steps.done.get("scf"), options])
+        self._begin("nscf", fp, run)
+        result = run_nscf(
+            scf, self.workdir, launcher=self.launcher, max_attempts=self.settings.max_attempts,
+            stop_at_max_seconds=self.stop, **options,
+        )  # fmt: skip
+        self.steps.finish("nscf", fp)
+        return result
+
+    def wannier(self, scf: PwResult, run: bool = True) -> WannierResult:
+        """nscf (resumed, or run) -> Wannier90 -> the model with its checks."""
+        s = self.settings
+        self.nscf(scf, run=run)
+        options = dict(
+            froz_margin=s.froz_margin, num_iter=s.num_iter, dis_num_iter=s.dis_num_iter,
             scdm=s.scdm, band_window=s.band_window, ws_distance=s.ws_distance,
         )  # fmt: skip
-        w_fp = _hash([scf_fp, wkw])
-        steps.check("wannier", w_fp)
-        w = wannierize(scf, workdir, launcher=launcher, max_attempts=s.max_attempts, **wkw)
-        steps.finish("wannier", w_fp)
-        verdict["wannier"] = w.as_dict()
+        fp = _hash([self.steps.done.get("nscf"), options])
+        self._begin("wannier", fp, run)
+        w = wannierize(
+            scf, self.workdir, launcher=self.launcher, max_attempts=s.max_attempts,
+            stop_at_max_seconds=self.stop, **self._nscf_options(), **options,
+        )  # fmt: skip
+        self.steps.finish("wannier", fp)
+        return w
+
+    def conclude(self, scf: PwResult, w: WannierResult) -> dict[str, Any]:
+        """Invariants and checks of the Wannier model: the verdict's result fields."""
+        s = self.settings
         inv = _invariants(w, s)
         problems = _checks(w, inv, s)
         z2 = inv.get("z2")
-        verdict.update(
+        return dict(
             status="ok",
             z2=z2,
             topological=None if z2 is None else bool(z2),
@@ -296,6 +365,8 @@ def validate(
             trusted=not problems and z2 is not None,
             problems=problems,
             invariants=inv,
+            scf=scf.as_dict(),
+            wannier=w.as_dict(),
             checks={
                 "band_max_deviation_eV": w.band_check.get("max_eV"),
                 "band_max_deviation_off_mesh_eV": (w.band_check.get("off_mesh") or {}).get(
@@ -320,18 +391,63 @@ def validate(
                 "hr": str(w.hr_path),
             },
         )
+
+
+def relax_record(relax: PwResult, crystal: Crystal) -> dict[str, Any]:
+    """The relaxation's numbers and final structure, for a verdict."""
+    return {
+        **relax.as_dict(),
+        "final_cell_A": crystal.cell.tolist(),
+        "final_positions_A": crystal.positions.tolist(),
+    }
+
+
+def validate(
+    structure: Any,
+    workdir: str | os.PathLike[str],
+    pseudos: str | os.PathLike[str] | PseudoFamily | Mapping[str, str | os.PathLike[str]],
+    settings: ValidationSettings | None = None,
+    launcher: Launcher | None = None,
+    candidate_id: str | None = None,
+    verdict_path: str | os.PathLike[str] | None = None,
+    strict: bool = False,
+) -> dict[str, Any]:
+    """Run the chain for one structure in ``workdir``; returns and writes the verdict.
+
+    ``pseudos``: a family folder / :class:`PseudoFamily` (fully relativistic files are
+    picked), or ``{element: path}``. A failing step gives a verdict with ``status='failed'``
+    and the reason (raised instead with ``strict=True``); the verdict's ``trusted`` is true
+    only when every check passed.
+    """
+    chain = Chain(workdir, pseudos, settings, launcher)
+    verdict_path = Path(verdict_path) if verdict_path else chain.workdir / "verdict.json"
+    t0 = time.monotonic()
+    verdict = chain.new_verdict(candidate_id)
+    try:
+        crystal = chain.crystal(structure)
+        verdict.update(chain.describe(crystal))
+        crystal, relax = chain.relax(crystal)
+        if relax is not None:
+            verdict["relax"] = relax_record(relax, crystal)
+        scf = chain.scf(crystal)
+        verdict["scf"] = scf.as_dict()
+        verdict.update(chain.conclude(scf, chain.wannier(scf)))
     except TopogenError as exc:
         verdict.update(status="failed", error=str(exc), trusted=False, z2=None, topological=None)
         if strict:
-            _finish(verdict, verdict_path, t0)
+            write_verdict(verdict, verdict_path, t0)
             raise
-    _finish(verdict, verdict_path, t0)
+    write_verdict(verdict, verdict_path, t0)
     return verdict
 
 
-def _finish(verdict: dict[str, Any], path: Path, t0: float) -> None:
+def write_verdict(
+    verdict: dict[str, Any], path: str | os.PathLike[str], t0: float | None = None
+) -> None:
+    """Stamp ``finished`` (and ``elapsed_s`` since the monotonic ``t0``) and write atomically."""
     verdict["finished"] = _now()
-    verdict["elapsed_s"] = round(time.monotonic() - t0, 2)
+    if t0 is not None:
+        verdict["elapsed_s"] = round(time.monotonic() - t0, 2)
     write_text(path, json.dumps(verdict, indent=2, default=_json_default) + "\n")
 
 

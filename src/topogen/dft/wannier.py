@@ -66,6 +66,7 @@ __all__ = [
     "model_gap",
     "parse_wout",
     "read_eig",
+    "run_nscf",
     "trs_asymmetry",
     "valence_states",
     "wannierize",
@@ -588,6 +589,66 @@ def _run_checked(cmd: list[str], cwd: Path, name: str, launcher: Launcher) -> fl
     return run.wall_time
 
 
+def _electrons(scf: PwResult) -> tuple[bool, dict[str, UpfHeader], int]:
+    """Spinors?, the pseudopotential headers and the occupied bands of an SCF run."""
+    spinors = bool(scf.input.namelists["system"].get("noncolin", False))
+    headers = {el: read_upf_header(p) for el, p in scf.input.pseudos.items()}
+    nelec = scf.output.n_electrons
+    if nelec is None:
+        raise WannierError(f"{scf.output_path}: number of electrons not found")
+    return spinors, headers, round(nelec / (1 if spinors else 2))
+
+
+def _num_wann(crystal: Crystal, projections: Sequence[str], spinors: bool) -> int:
+    counts = {el: crystal.symbols.count(el) for el in crystal.elements}
+    return sum(count_projections(p, counts, spinors) for p in projections)
+
+
+def run_nscf(
+    scf: PwResult,
+    workdir: str | os.PathLike[str],
+    kgrid: Sequence[int] = (4, 4, 1),
+    projections: Sequence[str] | None = None,
+    n_excluded: int = 0,
+    extra_bands: int = 4,
+    nbnd: int | None = None,
+    nscf_conv_thr: float = 1e-6,
+    launcher: Launcher | None = None,
+    max_attempts: int = 3,
+    stop_at_max_seconds: bool = False,
+) -> PwResult:
+    """The nscf run on the full ``kgrid`` (no symmetry) in ``workdir/nscf``, with enough bands
+    for the projections (every valence state of the pseudopotentials plus ``extra_bands``).
+    Resumes like :func:`~topogen.dft.handlers.run_pw`: a finished run is not repeated."""
+    spinors, headers, n_occ_total = _electrons(scf)
+    crystal = scf.input.crystal
+    if projections is None:
+        first = choose_projections(crystal.symbols, headers, None, spinors)
+        wanted = valence_states(crystal.symbols, headers, spinors)
+        nbnd = nbnd or max(wanted, first.n_excluded + first.num_wann, n_occ_total) + extra_bands
+    else:
+        num_wann = _num_wann(crystal, projections, spinors)
+        nbnd = nbnd or max(n_excluded + num_wann, n_occ_total) + extra_bands
+    nscf_dir = Path(workdir) / "nscf"
+    prefix = scf.input.namelists["control"]["prefix"]
+    seed_outdir(scf.outdir, nscf_dir / "out", prefix)
+    nscf_input = scf.input.updated(
+        control={"calculation": "nscf", "restart_mode": "from_scratch", "tprnfor": None,
+                 "tstress": None},
+        system={"nbnd": int(nbnd), "nosym": True, "noinv": True},
+        electrons={"conv_thr": nscf_conv_thr, "diago_full_acc": True},
+    )  # fmt: skip
+    nscf_input.kpoints = full_kgrid(kgrid)
+    nscf = run_pw(
+        nscf_input, nscf_dir, launcher or Launcher(), max_attempts=max_attempts,
+        stop_at_max_seconds=stop_at_max_seconds,
+    )  # fmt: skip
+    eig = nscf.output.eigenvalues
+    if eig is None or eig.shape[0] != int(np.prod(kgrid)):
+        raise WannierError(f"{nscf.output_path}: band energies for {np.prod(kgrid)} k not found")
+    return nscf
+
+
 def wannierize(
     scf: PwResult,
     workdir: str | os.PathLike[str],
@@ -606,9 +667,10 @@ def wannierize(
     max_attempts: int = 3,
     win_extra: Mapping[str, Any] | None = None,
     ws_distance: bool = False,
+    stop_at_max_seconds: bool = False,
 ) -> WannierResult:
-    """nscf on the full ``kgrid`` -> projections -> ``wannier90 -pp`` -> ``pw2wannier90`` ->
-    ``wannier90`` -> checks, in ``workdir/nscf`` and ``workdir/wannier``.
+    """nscf on the full ``kgrid`` (:func:`run_nscf`) -> projections -> ``wannier90 -pp`` ->
+    ``pw2wannier90`` -> ``wannier90`` -> checks, in ``workdir/nscf`` and ``workdir/wannier``.
 
     ``projections`` (Wannier90 lines) and ``n_excluded`` override the automatic choice.
     ``band_window`` (eV: below the VBM, above the CBM; around the Fermi level of a metal)
@@ -620,45 +682,23 @@ def wannierize(
     launcher = launcher or Launcher()
     workdir = Path(workdir)
     timings: dict[str, float] = {}
-    base = scf.input
-    crystal = base.crystal
-    spinors = bool(base.namelists["system"].get("noncolin", False))
-    headers = {el: read_upf_header(p) for el, p in base.pseudos.items()}
-    nelec = scf.output.n_electrons
-    if nelec is None:
-        raise WannierError(f"{scf.output_path}: number of electrons not found")
-    per_band = 1 if spinors else 2
-    n_occ_total = round(nelec / per_band)
-
-    if projections is None:
-        first = choose_projections(crystal.symbols, headers, None, spinors)
-        wanted = valence_states(crystal.symbols, headers, spinors)
-        nbnd = nbnd or max(wanted, first.n_excluded + first.num_wann, n_occ_total) + extra_bands
-    else:
-        counts = {el: crystal.symbols.count(el) for el in crystal.elements}
-        num_wann = sum(count_projections(p, counts, spinors) for p in projections)
-        nbnd = nbnd or max(n_excluded + num_wann, n_occ_total) + extra_bands
+    crystal = scf.input.crystal
+    spinors, headers, n_occ_total = _electrons(scf)
+    prefix = scf.input.namelists["control"]["prefix"]
 
     # 1. nscf on the full mesh, no symmetry
-    nscf_dir = workdir / "nscf"
-    prefix = base.namelists["control"]["prefix"]
-    seed_outdir(scf.outdir, nscf_dir / "out", prefix)
-    nscf_input = base.updated(
-        control={"calculation": "nscf", "restart_mode": "from_scratch", "tprnfor": None,
-                 "tstress": None},
-        system={"nbnd": int(nbnd), "nosym": True, "noinv": True},
-        electrons={"conv_thr": nscf_conv_thr, "diago_full_acc": True},
+    nscf = run_nscf(
+        scf, workdir, kgrid, projections, n_excluded, extra_bands, nbnd, nscf_conv_thr,
+        launcher, max_attempts, stop_at_max_seconds,
     )  # fmt: skip
-    nscf_input.kpoints = full_kgrid(kgrid)
-    nscf = run_pw(nscf_input, nscf_dir, launcher, max_attempts=max_attempts)
+    nbnd = int(nscf.input.namelists["system"]["nbnd"])
     timings["nscf"] = sum(a.wall_time or 0.0 for a in nscf.attempts)
     eig_all = nscf.output.eigenvalues
-    if eig_all is None or eig_all.shape[0] != int(np.prod(kgrid)):
-        raise WannierError(f"{nscf.output_path}: band energies for {np.prod(kgrid)} k not found")
 
     if projections is None:
         choice = choose_projections(crystal.symbols, headers, eig_all, spinors)
     else:
+        num_wann = _num_wann(crystal, projections, spinors)
         choice = ProjectionChoice(tuple(projections), num_wann, n_excluded, spinors)
     num_bands = nbnd - choice.n_excluded
     if num_bands < choice.num_wann:

@@ -42,12 +42,9 @@ Checkpoints are Lightning ``.ckpt`` files written atomically (temp file + rename
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import math
 import os
 import pickle
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -71,6 +68,7 @@ from topogen.encode.voxels import (
     voxelize,
 )
 from topogen.io.atomic import atomic_path
+from topogen.models.training import LastCheckpoint, quiet_lightning
 
 LAST = "last.ckpt"
 FINAL = "autoencoder.ckpt"
@@ -513,7 +511,6 @@ def train_autoencoder(
     cannot be voxelized raise EncodingError naming their index (filter them first with
     :func:`voxelize_all`).
     """
-    from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
     if threads:
@@ -549,14 +546,14 @@ def train_autoencoder(
         spec.as_dict(), latent_dim, max_elements, width, max_width, lr, pos_weight, augment
     )
     last = outdir / LAST
-    with _quiet_lightning():
+    with quiet_lightning():
         trainer = L.Trainer(
             max_epochs=epochs,
             accelerator=accelerator,
             devices=1,
             precision=precision or default_precision(accelerator),
-            logger=CSVLogger(outdir, name="logs"),
-            callbacks=[ModelCheckpoint(dirpath=outdir, save_top_k=0, save_last=True)],
+            logger=CSVLogger(outdir, name="logs", flush_logs_every_n_steps=1),
+            callbacks=[LastCheckpoint(last)],
             plugins=[AtomicCheckpointIO()],
             enable_model_summary=False,
             enable_progress_bar=progress,
@@ -567,28 +564,6 @@ def train_autoencoder(
         trainer.fit(model, loader, val_loader, ckpt_path=last if resume and last.exists() else None)
         trainer.save_checkpoint(outdir / FINAL, weights_only=True)
     return model.eval()
-
-
-@contextlib.contextmanager
-def _quiet_lightning() -> Any:
-    """Silence Lightning's banners and hints (GPU/TPU lines, tips, worker and SLURM hints)
-    for the duration of a fit; warnings and errors that matter still come through."""
-    logger = logging.getLogger("lightning.pytorch")
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            for pattern in (
-                ".*does not have many workers.*",
-                ".*smaller than the logging interval.*",
-                ".*`srun` command is available.*",
-                ".*no `val_dataloader`.*",
-                ".*LeafSpec.*",
-            ):
-                warnings.filterwarnings("ignore", pattern)
-            yield
-    finally:
-        logger.setLevel(level)
 
 
 def load_autoencoder(path: str | os.PathLike[str], map_location: Any = "cpu") -> CrystalAutoencoder:

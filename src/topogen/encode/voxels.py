@@ -133,6 +133,7 @@ class VoxelSpec:
         return cls(**d)
 
 
+MAX_SITES = 64  # sites per decoded cell; more means noise, not a crystal (C2DB: <= 20 atoms)
 SMALL = VoxelSpec(grid=16, sigma=0.75)
 PAPER_LIKE = VoxelSpec(grid=32, sigma=1.0, lattice_sigma=3.0)
 
@@ -321,7 +322,7 @@ def find_peaks(
             out.append(pos)
             kept.append(p)
     pos = np.array(out, dtype=np.float64).reshape(-1, 3)
-    if sigma is not None and periodic and len(pos) > 1:
+    if sigma is not None and periodic and 1 < len(pos) <= MAX_SITES:
         pos = _deblend(g, np.array(kept, dtype=np.int64), pos, sigma)
     return pos
 
@@ -403,6 +404,11 @@ def devoxelize(
         coords.append(pos)
     if not species:
         raise EncodingError("no sites found in the element grids (all below the threshold)")
+    if len(species) > MAX_SITES:
+        raise EncodingError(
+            f"{len(species)} sites found, more than the {MAX_SITES} a crystal image may hold "
+            "(a noisy grid, not a crystal)"
+        )
     try:
         lattice_obj = Lattice.from_parameters(*params)
     except ValueError as exc:

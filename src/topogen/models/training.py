@@ -8,6 +8,8 @@ from its last completed epoch with :func:`resume_path`.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -29,6 +31,40 @@ def precision_for(accelerator: str) -> str:
     return "32-true"
 
 
+def accelerator_devices(gpus: str | int | None) -> tuple[str, int]:
+    """Lightning (accelerator, devices) for a rule's ``gpu`` resource: ``auto`` (or None)
+    takes one GPU when there is one, else the CPU; 0 forces the CPU; N > 0 asks for N GPUs
+    and fails clearly when torch sees fewer."""
+    if gpus in (None, "auto", ""):
+        return ("gpu", 1) if torch.cuda.is_available() else ("cpu", 1)
+    n = int(gpus)
+    if n <= 0:
+        return "cpu", 1
+    if torch.cuda.device_count() < n:
+        raise RuntimeError(f"{n} GPU(s) requested, torch sees {torch.cuda.device_count()}")
+    return "gpu", n
+
+
+class LastCheckpoint(L.Callback):
+    """Write ``path`` (atomically: a ``.part`` file, then a rename) at the end of every
+    training epoch. Lightning's ``ModelCheckpoint(save_last=True, save_top_k=0)`` writes
+    ``last.ckpt`` only when it also saved a top-k checkpoint, i.e. only at the very end.
+    Lightning logs an epoch's metrics just after this hook; the CSV loggers here flush at
+    every log call, so a run killed after its checkpoint has lost at most that moment."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        part = self.path.with_name(self.path.name + ".part")
+        trainer.save_checkpoint(part)
+        if trainer.is_global_zero:
+            os.replace(part, self.path)
+
+
 def make_trainer(
     workdir: str | os.PathLike[str],
     max_epochs: int,
@@ -38,20 +74,19 @@ def make_trainer(
     **kwargs: Any,
 ) -> L.Trainer:
     from lightning.fabric.utilities.warnings import PossibleUserWarning
-    from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
     warnings.filterwarnings("ignore", category=PossibleUserWarning)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     workdir = Path(workdir)
-    last = ModelCheckpoint(dirpath=workdir / "checkpoints", save_last=True, save_top_k=0)
+    last = LastCheckpoint(workdir / "checkpoints" / "last.ckpt")
     return L.Trainer(
         default_root_dir=workdir,
         max_epochs=max_epochs,
         accelerator=accelerator,
         devices=devices,
         precision=precision_for(accelerator),
-        logger=CSVLogger(workdir, name="logs"),  # a new version_N per (resumed) run
+        logger=CSVLogger(workdir, name="logs", flush_logs_every_n_steps=1),  # version_N per run
         callbacks=[last, *(callbacks or [])],
         enable_model_summary=False,
         enable_progress_bar=False,
@@ -80,3 +115,25 @@ def read_metrics(workdir: str | os.PathLike[str]) -> Any:
     rows = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
     rows = rows.drop(columns=[c for c in ("step",) if c in rows])
     return rows.groupby("epoch", as_index=False).last()
+
+
+@contextlib.contextmanager
+def quiet_lightning() -> Any:
+    """Silence Lightning's banners and hints (GPU/TPU lines, tips, worker and SLURM hints)
+    for the duration of a fit; warnings and errors that matter still come through."""
+    logger = logging.getLogger("lightning.pytorch")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            for pattern in (
+                ".*does not have many workers.*",
+                ".*smaller than the logging interval.*",
+                ".*`srun` command is available.*",
+                ".*no `val_dataloader`.*",
+                ".*LeafSpec.*",
+            ):
+                warnings.filterwarnings("ignore", pattern)
+            yield
+    finally:
+        logger.setLevel(level)

@@ -1,0 +1,173 @@
+"""Benchmark: training throughput (samples/s) of the three GAN stages, and of the Stage III
+oracle, on the CPU and (when torch sees one) on a GPU in the same run.
+
+Images are crystal images of the offline 2D library (unrelaxed prototypes) made by an
+UNTRAINED crystal autoencoder: throughput depends on shapes, not on what the images hold.
+Each stage runs ``--steps`` Lightning steps of ``--batch-size`` images after a warm-up.
+Stage III's network steps (discriminator, generator with the reward model) are measured with
+the per-epoch oracle call replaced by random scores (``_NoOracle``); the oracle itself
+(CHGNet relaxation + phonons, ``--oracle-n`` library monolayers) is timed separately and
+reported per sample. Ratios: each stage against Stage I on the same device, and GPU against
+CPU per stage. Usage:
+
+    python bench/gan.py --json bench/out/gan.json
+    python bench/gan.py --steps 200 --batch-size 64 --width 64   # paper-like networks
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def library_images(n: int) -> tuple[torch.Tensor, list[Any]]:
+    from topogen.data.prototypes import candidates
+    from topogen.encode.autoencoders import CrystalAutoencoder, voxelize_all
+
+    structures = [c.structure for c in candidates()]
+    ae = CrystalAutoencoder()
+    _, kept, _ = voxelize_all(structures, ae.spec, ae.hparams.max_elements)
+    usable = [structures[i] for i in kept]
+    images = torch.as_tensor(ae.encode_many((usable * (n // len(usable) + 1))[:n]))
+    return images, usable
+
+
+def stage_throughput(
+    stage: int, images: torch.Tensor, args: argparse.Namespace, accelerator: str
+) -> float:
+    """Samples per second over ``args.steps`` training steps (after ``args.warmup``)."""
+    import lightning as L
+
+    from topogen.models.gan import CrystalGAN
+    from topogen.models.training import precision_for, quiet_lightning
+
+    class _NoOracle(CrystalGAN):
+        def on_train_epoch_start(self) -> None:  # network steps only (see the docstring)
+            if self.hparams.stage == 3 and not len(self.buffer_images):
+                fake = self.sample_images(64, 0)
+                self.add_scored(fake, torch.rand(64).numpy(), torch.rand(64).numpy())
+
+    class _Clock(L.Callback):
+        """Times batches ``warmup`` .. ``warmup + steps`` (then stops the fit)."""
+
+        def __init__(self) -> None:
+            self.batches, self.t0, self.t1 = 0, 0.0, 0.0
+
+        def _sync(self) -> float:
+            if accelerator == "gpu":
+                torch.cuda.synchronize()
+            return time.perf_counter()
+
+        def on_train_batch_start(self, trainer, *a: Any) -> None:
+            if self.batches == args.warmup:
+                self.t0 = self._sync()
+
+        def on_train_batch_end(self, trainer, *a: Any) -> None:
+            self.batches += 1
+            if self.batches == args.warmup + args.steps:
+                self.t1 = self._sync()
+                trainer.should_stop = True
+
+    labels = torch.randint(0, 2, (len(images),)).float()
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(images, labels),
+        batch_size=args.batch_size,
+        shuffle=True,
+        drop_last=True,
+    )
+    model = _NoOracle(
+        stage, images.shape[1:], noise_dim=args.noise_dim, width=args.width, has_gap_model=True
+    )
+    clock = _Clock()
+    with quiet_lightning():
+        trainer = L.Trainer(
+            max_epochs=10_000,
+            accelerator=accelerator,
+            devices=1,
+            precision=precision_for(accelerator),
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=[clock],
+        )
+        trainer.fit(model, loader)
+    return args.steps * args.batch_size / (clock.t1 - clock.t0)
+
+
+def oracle_throughput(structures: list[Any], n: int, threads: int) -> dict[str, float]:
+    from topogen.models.oracle import Oracle, OracleSettings
+
+    oracle = Oracle(OracleSettings(min_repeat_2d=6), threads=threads)
+    _ = oracle.chgnet  # load once, outside the clock
+    batch = structures[:n]
+    t0 = time.perf_counter()
+    scores = oracle(batch)
+    dt = time.perf_counter() - t0
+    return {
+        "n": len(batch),
+        "seconds": dt,
+        "samples_per_s": len(batch) / dt,
+        "stable": int(scores.stable.sum()),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--n-images", type=int, default=512, help="training images (512)")
+    ap.add_argument("--steps", type=int, default=60, help="timed steps per stage (60)")
+    ap.add_argument("--warmup", type=int, default=5, help="untimed first steps (5)")
+    ap.add_argument("--batch-size", type=int, default=32, help="images per batch (32)")
+    ap.add_argument("--width", type=int, default=32, help="convolution channels (32)")
+    ap.add_argument("--noise-dim", type=int, default=64, help="noise size (64)")
+    ap.add_argument("--oracle-n", type=int, default=4, help="monolayers through the oracle (4)")
+    ap.add_argument("--threads", type=int, default=2, help="CPU threads (2)")
+    ap.add_argument("--json", type=Path, help="write the figures here")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    warnings.filterwarnings("ignore")
+
+    images, structures = library_images(args.n_images)
+    log(f"{len(images)} crystal images {tuple(images.shape[1:])}, batch {args.batch_size}")
+    devices = ["cpu"] + (["gpu"] if torch.cuda.is_available() else [])
+    out: dict[str, Any] = {"settings": vars(args) | {"json": str(args.json)}, "devices": {}}
+    for dev in devices:
+        rates = {}
+        for stage in (1, 2, 3):
+            rates[f"stage{stage}"] = stage_throughput(stage, images, args, dev)
+            log(f"{dev}: stage {stage}: {rates[f'stage{stage}']:.0f} samples/s")
+        rates["stage2_vs_stage1"] = rates["stage2"] / rates["stage1"]
+        rates["stage3_vs_stage1"] = rates["stage3"] / rates["stage1"]
+        out["devices"][dev] = rates
+    if "gpu" in out["devices"]:
+        out["gpu"] = torch.cuda.get_device_name(0)
+        out["gpu_vs_cpu"] = {
+            k: out["devices"]["gpu"][k] / out["devices"]["cpu"][k]
+            for k in ("stage1", "stage2", "stage3")
+        }
+        log(f"GPU / CPU: {out['gpu_vs_cpu']}")
+    if args.oracle_n:
+        out["oracle"] = oracle_throughput(structures, args.oracle_n, args.threads)
+        o = out["oracle"]
+        log(f"oracle: {o['samples_per_s']:.3f} samples/s ({o['n']} in {o['seconds']:.1f} s)")
+        out["oracle_vs_stage3_network"] = o["samples_per_s"] / out["devices"]["cpu"]["stage3"]
+    print(json.dumps(out, indent=2))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(out, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,484 @@
+"""Three-stage GAN on crystal images (after Tyner et al., "Fine tuning generative adversarial
+networks with universal force fields: application to two-dimensional topological
+insulators", and Long et al.'s CCDCGAN).
+
+Networks
+    :class:`Generator`: noise (``noise_dim``) -> linear -> 2D transposed convolutions that
+    double the image width twice -> a crystal image (:mod:`topogen.encode.autoencoders`):
+    ``tanh`` everywhere except column 0 (the Z/84 column, clamped to [0, 1] so that an empty
+    row, exactly 0, is reachable) and the corner (0). :class:`Critic`: 2D convolutions
+    (spectral norm) -> one logit per head; the discriminators have one head, the reward
+    model two (stability, gap).
+
+Stages (one :class:`CrystalGAN` LightningModule, ``stage`` in 1, 2, 3; manual optimisation,
+Adam with betas (0.5, 0.999), one discriminator and one generator step per batch, the
+non-saturating generator loss):
+
+I.   real vs generated on every crystal image of the training table (paper: lr 5e-4,
+     100 epochs).
+II.  the generator of Stage I against a NEW topology-aware discriminator: real topological
+     crystals are labelled 1, real trivial crystals and generated ones 0 (the ``topo2d``
+     labels; unlabelled crystals are not used). Paper: lr 2e-4, 50 epochs.
+III. the generator and discriminator of Stage II go on, and the generator also answers to
+     the oracles of :mod:`topogen.models.oracle` (CHGNet relaxation + phonon stability, the
+     CGCNN gap score), which no gradient flows through.
+
+Why a reward model (Stage III). The oracles take a decoded, relaxed structure; decoding
+(peak finding), relaxation and phonopy are not differentiable, and a score-function
+(REINFORCE) estimate from tens of oracle calls per epoch is too noisy to train a generator.
+So at the start of every epoch ``oracle_samples`` images are generated (seeded by the epoch),
+decoded and scored; the scores join a buffer of all scored samples so far (kept in the
+checkpoint), and a differentiable reward model (a :class:`Critic` with two sigmoid heads) is
+refit on the buffer. The generator loss is then ``adv_weight x`` the Stage II adversarial
+term (keeps samples realistic and topological-looking) ``+ reward_weight x`` the
+non-saturating loss of each reward head (stability; gap when a band-gap model is given).
+Undecodable or impossible samples score 0, so the reward model also learns where images
+stop being crystals. The epoch's metrics (fractions of its oracle samples that are
+phonon-stable, insulating, both) describe the generator as the epoch began; the stage metric
+is "both" with a band-gap model and "stable" without one; the best epoch by it is the stage's
+output, and training stops after ``patience`` epochs without improvement (paper: 50 cycles).
+
+Checkpoints hold plain hyper-parameters and tensors only (``weights_only=True`` loads
+them); ``last.ckpt`` is written after every epoch, and an interrupted stage resumes from it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from topogen.errors import TopogenError
+from topogen.models.oracle import Oracle, OracleSettings
+
+STAGE_LR = {1: 5e-4, 2: 2e-4, 3: 2e-4}  # the paper's learning rates
+
+
+class GanError(TopogenError):
+    """Bad GAN input: missing labels, mismatched image shapes, unreadable checkpoints."""
+
+
+class Generator(nn.Module):
+    """Noise (B, noise_dim) -> crystal images (B, rows, cols)."""
+
+    def __init__(self, noise_dim: int, rows: int, cols: int, width: int = 32) -> None:
+        super().__init__()
+        self.rows, self.cols, self.width = rows, cols, width
+        self.w0 = math.ceil(cols / 4)
+        self.fc = nn.Linear(noise_dim, 2 * width * rows * self.w0)
+        up = {"kernel_size": (3, 4), "stride": (1, 2), "padding": (1, 1)}  # width x 2
+        self.net = nn.Sequential(
+            nn.BatchNorm2d(2 * width),
+            nn.ReLU(),
+            nn.ConvTranspose2d(2 * width, width, **up),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+            nn.ConvTranspose2d(width, width, **up),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+            nn.Conv2d(width, 1, 3, padding=1),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.fc(z).view(len(z), 2 * self.width, self.rows, self.w0)
+        x = self.net(h)[:, 0, :, : self.cols]
+        body = torch.tanh(x[:, :, 1:])
+        zcol = torch.clamp(x[:, 1:, :1], 0.0, 1.0)  # exact 0 (an empty row) is reachable
+        corner = torch.zeros_like(x[:, :1, :1])
+        return torch.cat([torch.cat([corner, zcol], dim=1), body], dim=2)
+
+
+class Critic(nn.Module):
+    """Crystal images (B, rows, cols) -> logits (B, heads)."""
+
+    def __init__(self, rows: int, cols: int, width: int = 32, heads: int = 1) -> None:
+        super().__init__()
+        sn = nn.utils.parametrizations.spectral_norm
+        down = {"kernel_size": (3, 4), "stride": (1, 2), "padding": (1, 1)}
+        self.net = nn.Sequential(
+            sn(nn.Conv2d(1, width, 3, padding=1)),
+            nn.LeakyReLU(0.2),
+            sn(nn.Conv2d(width, 2 * width, **down)),
+            nn.LeakyReLU(0.2),
+            sn(nn.Conv2d(2 * width, 2 * width, **down)),
+            nn.LeakyReLU(0.2),
+            nn.Flatten(),
+        )
+        with torch.no_grad():
+            n = self.net(torch.zeros(1, 1, rows, cols)).shape[1]
+        self.head = sn(nn.Linear(n, heads))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.net(x[:, None]))
+
+
+def _bce(logits: torch.Tensor, target: float | torch.Tensor) -> torch.Tensor:
+    target = torch.as_tensor(target, dtype=logits.dtype, device=logits.device)
+    return F.binary_cross_entropy_with_logits(logits, target.expand_as(logits))
+
+
+class CrystalGAN(L.LightningModule):
+    """Generator + discriminator (+ reward model in Stage III); see the module docstring.
+
+    ``image_shape``: (rows, cols) of the crystal images; ``lr``: both Adam learning rates
+    (None: the paper's per stage); ``oracle``: :class:`OracleSettings` as a dict;
+    ``has_gap_model``: whether Stage III has a band-gap oracle (its reward head is used).
+    """
+
+    def __init__(
+        self,
+        stage: int,
+        image_shape: Sequence[int],
+        noise_dim: int = 64,
+        width: int = 32,
+        lr: float | None = None,
+        adv_weight: float = 1.0,
+        reward_weight: float = 1.0,
+        reward_lr: float = 1e-3,
+        reward_steps: int = 50,
+        oracle_samples: int = 32,
+        oracle: dict[str, Any] | None = None,
+        has_gap_model: bool = False,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if stage not in (1, 2, 3):
+            raise GanError(f"stage must be 1, 2 or 3, not {stage}")
+        rows, cols = (int(v) for v in image_shape)
+        self.save_hyperparameters(
+            {
+                "stage": int(stage),
+                "image_shape": [rows, cols],
+                "noise_dim": int(noise_dim),
+                "width": int(width),
+                "lr": float(lr if lr is not None else STAGE_LR[stage]),
+                "adv_weight": float(adv_weight),
+                "reward_weight": float(reward_weight),
+                "reward_lr": float(reward_lr),
+                "reward_steps": int(reward_steps),
+                "oracle_samples": int(oracle_samples),
+                "oracle": asdict(OracleSettings(**(oracle or {}))),
+                "has_gap_model": bool(has_gap_model),
+                "seed": int(seed),
+            }
+        )
+        self.automatic_optimization = False
+        self.generator = Generator(noise_dim, rows, cols, width)
+        self.discriminator = Critic(rows, cols, width)
+        self.reward = Critic(rows, cols, width, heads=2) if stage == 3 else None
+        self.buffer_images = torch.zeros(0, rows, cols)
+        self.buffer_scores = torch.zeros(0, 2)
+        self._oracle: dict[str, Any] = {}  # decoder and Oracle, attached for Stage III
+
+    # --- set-up ------------------------------------------------------------------------------
+
+    def attach_oracle(self, decoder: Any, oracle: Oracle) -> None:
+        """The crystal autoencoder that decodes images and the :class:`Oracle` (Stage III)."""
+        self._oracle = {"decoder": decoder, "oracle": oracle}
+
+    def init_from(self, previous: CrystalGAN) -> None:
+        """Start from the previous stage: its generator (Stage II), and its discriminator too
+        (Stage III keeps Stage II's topology-aware one)."""
+        if list(previous.hparams.image_shape) != list(self.hparams.image_shape):
+            raise GanError(
+                f"previous stage made images of shape {previous.hparams.image_shape}, "
+                f"this one expects {self.hparams.image_shape}"
+            )
+        self.generator.load_state_dict(previous.generator.state_dict())
+        if self.hparams.stage == 3:
+            self.discriminator.load_state_dict(previous.discriminator.state_dict())
+
+    def noise(self, n: int, seed: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(int(seed))
+        return torch.randn(n, self.hparams.noise_dim, generator=g).to(self.device)
+
+    # --- training ----------------------------------------------------------------------------
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        betas = (0.5, 0.999)
+        opts = [
+            torch.optim.Adam(self.generator.parameters(), lr=self.hparams.lr, betas=betas),
+            torch.optim.Adam(self.discriminator.parameters(), lr=self.hparams.lr, betas=betas),
+        ]
+        if self.reward is not None:
+            opts.append(torch.optim.Adam(self.reward.parameters(), lr=self.hparams.reward_lr))
+        return opts
+
+    def _real_targets(self, labels: torch.Tensor) -> torch.Tensor:
+        """Stage I: every real crystal is 1; Stages II/III: its topo2d label."""
+        if self.hparams.stage == 1:
+            return torch.ones_like(labels)
+        return labels
+
+    def training_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> None:
+        real, labels = batch
+        opts = self.optimizers()
+        opt_g, opt_d = opts[0], opts[1]
+        n = len(real)
+        z = torch.randn(n, self.hparams.noise_dim, device=self.device)
+        fake = self.generator(z)
+
+        d_real, d_fake = self.discriminator(real)[:, 0], self.discriminator(fake.detach())[:, 0]
+        d_loss = _bce(d_real, self._real_targets(labels)) + _bce(d_fake, 0.0)
+        opt_d.zero_grad()
+        self.manual_backward(d_loss)
+        opt_d.step()
+
+        adv = _bce(self.discriminator(fake)[:, 0], 1.0)
+        g_loss = self.hparams.adv_weight * adv if self.reward is not None else adv
+        if self.reward is not None:
+            g_loss = g_loss + self.hparams.reward_weight * self._reward_loss(fake)
+        opt_g.zero_grad()
+        self.manual_backward(g_loss)
+        opt_g.step()
+
+        log = {"batch_size": n, "on_step": False, "on_epoch": True}
+        self.log("d_loss", d_loss, prog_bar=True, **log)
+        self.log("g_loss", g_loss, prog_bar=True, **log)
+        self.log("g_adversarial", adv, **log)
+        self.log("d_real", torch.sigmoid(d_real).mean(), **log)
+        self.log("d_fake", torch.sigmoid(d_fake).mean(), **log)
+
+    def _reward_heads(self) -> list[int]:
+        return [0, 1] if self.hparams.has_gap_model else [0]
+
+    def _reward_loss(self, fake: torch.Tensor) -> torch.Tensor:
+        logits = self.reward(fake)
+        return sum(_bce(logits[:, h], 1.0) for h in self._reward_heads())
+
+    # --- Stage III: oracle and reward model ---------------------------------------------------
+
+    def on_train_epoch_start(self) -> None:
+        if self.hparams.stage != 3:
+            return
+        if not self._oracle:
+            raise GanError("Stage III needs the decoder and the oracle (attach_oracle)")
+        seed = self.hparams.seed * 100_003 + self.current_epoch
+        images = self.sample_images(self.hparams.oracle_samples, seed)
+        structures = self._oracle["decoder"].decode_many(images.cpu().numpy())
+        scores = self._oracle["oracle"](structures)
+        self.add_scored(images, scores.stability, scores.gap_score)
+        reward_loss = self.fit_reward()
+        n = len(images)
+        summary = scores.summary(self.hparams.has_gap_model)
+        summary["decodable"] = sum(s is not None for s in structures) / max(1, n)
+        summary["reward_loss"] = reward_loss
+        key = "both" if self.hparams.has_gap_model else "stable"
+        summary["stage_metric"] = summary[key]
+        for name, value in summary.items():
+            self.log(f"oracle_{name}" if name != "stage_metric" else name, float(value))
+
+    @torch.no_grad()
+    def sample_images(self, n: int, seed: int) -> torch.Tensor:
+        """``n`` images from noise seeded by ``seed`` (generator in eval mode)."""
+        was = self.generator.training
+        self.generator.eval()
+        images = self.generator(self.noise(n, seed)).float()
+        self.generator.train(was)
+        return images
+
+    def add_scored(self, images: torch.Tensor, stability: Any, gap_score: Any) -> None:
+        """Append oracle-scored images to the reward model's buffer (gap NaN: no gap model)."""
+        scores = torch.as_tensor(np.stack([stability, gap_score], axis=1), dtype=torch.float32)
+        self.buffer_images = torch.cat([self.buffer_images, images.detach().float().cpu()])
+        self.buffer_scores = torch.cat([self.buffer_scores, scores])
+
+    def fit_reward(self, steps: int | None = None, batch_size: int = 64) -> float:
+        """``reward_steps`` Adam steps of the reward model on the whole buffer; returns the
+        final loss (binary cross-entropy against the oracle scores, NaN targets skipped)."""
+        if self.reward is None or not len(self.buffer_images):
+            return float("nan")
+        opt = self.optimizers()[2] if self._trainer is not None else None
+        if opt is None:
+            opt = torch.optim.Adam(self.reward.parameters(), lr=self.hparams.reward_lr)
+        g = torch.Generator().manual_seed(self.hparams.seed + len(self.buffer_images))
+        loss = torch.zeros(())
+        self.reward.train()
+        for _ in range(steps if steps is not None else self.hparams.reward_steps):
+            idx = torch.randint(len(self.buffer_images), (batch_size,), generator=g)
+            x = self.buffer_images[idx].to(self.device)
+            y = self.buffer_scores[idx].to(self.device)
+            logits = self.reward(x)
+            mask = torch.isfinite(y)
+            loss = F.binary_cross_entropy_with_logits(logits[mask], y[mask])
+            opt.zero_grad()
+            if self._trainer is not None:
+                self.manual_backward(loss)
+            else:
+                loss.backward()
+            opt.step()
+        return float(loss.detach())
+
+    @torch.no_grad()
+    def predicted_reward(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 2) reward-model probabilities (stability, gap) of images."""
+        return torch.sigmoid(self.reward(images.to(self.device).float())).cpu()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["oracle_buffer"] = {
+            "images": self.buffer_images.clone(),
+            "scores": self.buffer_scores.clone(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        buf = checkpoint.get("oracle_buffer")
+        if buf is not None:
+            self.buffer_images, self.buffer_scores = buf["images"], buf["scores"]
+
+
+# --- data, loading and sampling -----------------------------------------------------------------
+
+
+def image_set(
+    images_path: str | os.PathLike[str], table_path: str | os.PathLike[str], stage: int
+) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """(ids, images (N, rows, cols), labels (N,)) for a stage: every image in Stage I (label
+    1), only the crystals with a ``topo2d`` label (1/0) in the table in Stages II/III."""
+    import json
+
+    from topogen.encode.store import load_encoded
+    from topogen.io.tables import read_table
+
+    store = load_encoded(images_path, "images")
+    images = store["tensors"]["images"].float()
+    ids = list(store["ids"])
+    if stage == 1:
+        return ids, images, torch.ones(len(ids))
+    props = read_table(table_path).set_index("id")["properties"]
+    keep, labels = [], []
+    for i, rid in enumerate(ids):
+        label = json.loads(props[rid]).get("topo2d") if rid in props.index else None
+        if label in (0, 1):
+            keep.append(i)
+            labels.append(float(label))
+    n_topo = int(sum(labels))
+    if n_topo == 0 or n_topo == len(labels):
+        raise GanError(
+            f"{table_path}: Stage {stage} needs crystals labelled topological (topo2d = 1) and "
+            f"trivial (0) among the encoded ones; found {n_topo} and {len(labels) - n_topo}"
+        )
+    return [ids[i] for i in keep], images[keep], torch.tensor(labels)
+
+
+def load_gan(path: str | os.PathLike[str]) -> CrystalGAN:
+    """A :class:`CrystalGAN` from a checkpoint, read with ``weights_only=True``."""
+    try:
+        ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
+        model = CrystalGAN(**ckpt["hyper_parameters"])
+        model.load_state_dict(ckpt["state_dict"])
+        model.on_load_checkpoint(ckpt)
+    except (OSError, RuntimeError, KeyError, TypeError, ValueError, EOFError) as exc:
+        raise GanError(f"{path}: not a topogen GAN checkpoint ({exc})") from exc
+    return model.eval()
+
+
+def sample_seeds(seed: int, n: int) -> list[int]:
+    """Sample i is drawn from ``torch.Generator().manual_seed(seed + i)``: any one sample can
+    be regenerated alone."""
+    return [int(seed) + i for i in range(n)]
+
+
+@torch.no_grad()
+def generate(model: CrystalGAN, seeds: Sequence[int], batch_size: int = 256) -> torch.Tensor:
+    """One image per seed (generator in eval mode)."""
+    model.eval()
+    out = []
+    for k in range(0, len(seeds), batch_size):
+        z = torch.cat([model.noise(1, s) for s in seeds[k : k + batch_size]])
+        out.append(model.generator(z).float().cpu())
+    return torch.cat(out) if out else torch.zeros(0, *model.hparams.image_shape)
+
+
+def train_stage(
+    stage: int,
+    images_path: str | os.PathLike[str],
+    table_path: str | os.PathLike[str],
+    workdir: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    epochs: int,
+    batch_size: int = 32,
+    init: str | os.PathLike[str] | None = None,
+    autoencoder: str | os.PathLike[str] | None = None,
+    band_gap_model: str | os.PathLike[str] | None = None,
+    patience: int | None = None,
+    accelerator: str = "cpu",
+    devices: int = 1,
+    threads: int | None = None,
+    log: Any = print,
+    **hparams: Any,
+) -> Any:
+    """Train one stage in ``workdir`` (resuming from its ``last.ckpt``), write the stage's
+    model to ``out`` (Stage III: its best epoch by the stage metric) and return the
+    per-epoch metrics (a DataFrame, every run of the stage merged)."""
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    from topogen.io.atomic import atomic_path
+    from topogen.models.training import make_trainer, quiet_lightning, read_metrics, resume_path
+
+    seed = int(hparams.get("seed", 0))
+    L.seed_everything(seed, verbose=False)
+    ids, images, labels = image_set(images_path, table_path, stage)
+    if stage > 1 and init is None:
+        raise GanError(f"Stage {stage} starts from the Stage {stage - 1} model: give init")
+    model = CrystalGAN(stage, images.shape[1:], has_gap_model=band_gap_model is not None, **hparams)
+    if init is not None:
+        model.init_from(load_gan(init))
+    if stage == 3:
+        if autoencoder is None:
+            raise GanError("Stage III decodes its samples: give the crystal autoencoder")
+        from topogen.encode.autoencoders import load_autoencoder
+        from topogen.models.cgcnn import load_cgcnn
+
+        gap_model = load_cgcnn(band_gap_model) if band_gap_model is not None else None
+        settings = OracleSettings(**model.hparams.oracle)
+        model.attach_oracle(
+            load_autoencoder(autoencoder), Oracle(settings, gap_model, threads=threads)
+        )
+    n_topo = int(labels.sum())
+    log(
+        f"gan stage {stage}: {len(ids)} crystal images {tuple(images.shape[1:])}"
+        + (f" ({n_topo} topological, {len(ids) - n_topo} trivial)" if stage > 1 else "")
+        + f", {epochs} epochs, lr {model.hparams.lr:g}, {accelerator} x{devices}"
+    )
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(images, labels),
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=len(ids) > batch_size,  # batch norm needs more than one image
+        generator=torch.Generator().manual_seed(seed),
+    )
+    callbacks: list[Any] = []
+    best = None
+    if stage == 3:
+        best = ModelCheckpoint(
+            dirpath=Path(workdir) / "best", monitor="stage_metric", mode="max", save_top_k=1
+        )
+        callbacks.append(best)
+        if patience:
+            callbacks.append(
+                EarlyStopping(
+                    "stage_metric", mode="max", patience=patience, check_on_train_epoch_end=True
+                )
+            )
+    with quiet_lightning():
+        trainer = make_trainer(
+            workdir, epochs, accelerator=accelerator, devices=devices, callbacks=callbacks
+        )
+        trainer.fit(model, loader, ckpt_path=resume_path(workdir))
+    source = best.best_model_path if best is not None and best.best_model_path else None
+    with atomic_path(out) as tmp:
+        if source:
+            Path(tmp).write_bytes(Path(source).read_bytes())
+        else:
+            trainer.save_checkpoint(tmp, weights_only=True)
+    return read_metrics(workdir)
