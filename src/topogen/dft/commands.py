@@ -425,8 +425,11 @@ def _summary(args: argparse.Namespace) -> int:
             table.to_csv(tmp, index=False)
         if args.plot:
             plot_summary(table, run.output(args.plot))
-    counts = table["z2"].value_counts(dropna=False).to_dict()
-    _log(f"dft summary: {len(table)} verdicts, Z2 counts {counts} -> {args.out}")
+    z2 = table["z2"]
+    _log(
+        f"dft summary: {len(table)} verdicts (Z2 = 1: {int((z2 == 1).sum())}, Z2 = 0: "
+        f"{int((z2 == 0).sum())}, none: {int(z2.isna().sum())}) -> {args.out}"
+    )
     return 0
 
 

@@ -88,14 +88,14 @@ def plot_summary(table: pd.DataFrame, path: str | os.PathLike[str]) -> None:
 
     colours = {1: "tab:red", 0: "tab:blue"}
     n = len(table)
-    fig = Figure(figsize=(6.5, 1.2 + 0.35 * n), layout="constrained")
+    fig = Figure(figsize=(8.0, 1.3 + 0.35 * n), layout="constrained")
     ax = fig.add_subplot()
     y = range(n)
     dft = table["dft_gap_direct_eV"].astype(float).fillna(0.0)
     wan = table["wannier_gap_indirect_eV"].astype(float).fillna(0.0)
     z2 = [None if pd.isna(z) else int(z) for z in table["z2"]]
     ax.barh(y, dft, color=[colours.get(z, "lightgrey") for z in z2], height=0.6)
-    ax.scatter(wan, list(y), marker="|", s=200, color="black", label="Wannier indirect gap")
+    ax.scatter(wan, list(y), marker="|", s=200, color="black")
     labels = [
         f"{r.candidate}{' (control)' if r.control else ''}  Z2={'?' if z is None else z}"
         + ("" if r.trusted else " untrusted")
@@ -103,7 +103,8 @@ def plot_summary(table: pd.DataFrame, path: str | os.PathLike[str]) -> None:
     ]
     ax.set_yticks(list(y), labels)
     ax.invert_yaxis()
-    ax.set_xlabel("DFT direct gap (eV); red: Z2 = 1, blue: Z2 = 0, grey: none")
-    ax.legend(loc="lower right", fontsize="small")
+    ax.set_xlabel(
+        "gap (eV): DFT direct (bars; red Z2 = 1, blue 0, grey none), Wannier indirect (|)"
+    )
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
