@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,22 @@ BIN = Path(sys.executable).parent
 @pytest.fixture
 def repo_root() -> Path:
     return ROOT
+
+
+WORKFLOW_PARTS = ("Snakefile", "workflow", "config", "resources", "profiles", "envs")
+
+
+def copy_workflow(repo_root: Path, dest: Path) -> Path:
+    """A copy of the workflow (Snakefile, rules, config, ...) in ``dest``, so that tests
+    never write into the checkout."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for part in WORKFLOW_PARTS:
+        src = repo_root / part
+        if src.is_dir():
+            shutil.copytree(src, dest / part)
+        elif src.exists():
+            shutil.copy2(src, dest / part)
+    return dest
 
 
 def run(args: list[str], cwd: Path | None = None, env: dict | None = None, timeout: int = 600):

@@ -15,15 +15,13 @@ A last one checks what a job's time limit does to pw.x (bulk Si, seconds).
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import monolayers, run
+from conftest import copy_workflow, monolayers, run
 from test_dft import DEBIAN_SI, _si, needs_qe
-from test_workflow import WORKFLOW_PARTS
 
 from topogen.dft.candidates import CONTROLS, read_candidate, unique_names, write_candidate
 from topogen.dft.espresso import parse_namelists, pw_input
@@ -31,17 +29,6 @@ from topogen.dft.handlers import PwFailedError, run_pw
 from topogen.dft.summary import check_controls, summary_table
 from topogen.errors import TopogenError
 from topogen.io.tables import Record, write_records
-
-
-def _copy_workflow(repo_root: Path, dest: Path) -> Path:
-    dest.mkdir(parents=True)
-    for part in WORKFLOW_PARTS:
-        src = repo_root / part
-        if src.is_dir():
-            shutil.copytree(src, dest / part)
-        else:
-            shutil.copy2(src, dest / part)
-    return dest
 
 
 def _snakemake(workdir: Path, *args: str):
@@ -110,7 +97,7 @@ def test_summary_and_controls_check(tmp_path: Path, cli) -> None:
 def test_checkpoint_expands_selected_candidates(repo_root: Path, tmp_path: Path) -> None:
     """A dry run plans the checkpoint; once it has run, every per-candidate rule appears for
     each of the two selected candidates and the two controls."""
-    wf = _copy_workflow(repo_root, tmp_path / "wf")
+    wf = copy_workflow(repo_root, tmp_path / "wf")
     mono = monolayers()
     from pymatgen.io.ase import AseAtomsAdaptor
 
@@ -148,7 +135,7 @@ def test_checkpoint_expands_selected_candidates(repo_root: Path, tmp_path: Path)
 
 
 def test_controls_target_needs_no_screening(repo_root: Path, tmp_path: Path) -> None:
-    wf = _copy_workflow(repo_root, tmp_path / "wf")
+    wf = copy_workflow(repo_root, tmp_path / "wf")
     res = _snakemake(wf, "-n", "dft_controls")
     assert res.returncode == 0, res.stdout + res.stderr
     assert "dft_candidates" not in res.stdout and "screen" not in res.stdout
@@ -162,7 +149,7 @@ def test_controls_target_needs_no_screening(repo_root: Path, tmp_path: Path) -> 
 def controls_run(tmp_path_factory, request):
     """`snakemake --cores 2 dft_controls` in a copy of the workflow (the real chain)."""
     root = Path(request.config.rootpath)
-    wf = _copy_workflow(root, tmp_path_factory.mktemp("dft") / "wf")
+    wf = copy_workflow(root, tmp_path_factory.mktemp("dft") / "wf")
     t0 = time.monotonic()
     res = run(["snakemake", "--cores", "2", "dft_controls"], cwd=wf, timeout=1800)
     return wf, res, time.monotonic() - t0

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -23,14 +22,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import BIN, run
+from conftest import BIN, copy_workflow, run
 from slurm.cluster import Cluster, Job, write_profile
 
 from topogen.io.tables import COLUMNS, read_table
 
 pytestmark = pytest.mark.slow
 
-WORKFLOW_PARTS = ("Snakefile", "workflow", "config", "resources", "profiles", "envs")
 DEMO_CONFIG = (
     "data={'merge':['import/demo'],'imports':{'demo':{'files':"
     "['resources/structures/hBN.cif','resources/structures/MoS2.cif'],'source':'demo'}}}"
@@ -61,17 +59,6 @@ screen: {candidates: results/data/structures.parquet, chunks: 1, phonons: false}
 """
 RUNTIME_MIN, MEM_MB = 7, 1234  # unusual values, looked for in SLURM's records
 TIMEOUT_S = 240
-
-
-def copy_workflow(repo_root: Path, dest: Path) -> Path:
-    dest.mkdir(parents=True)
-    for part in WORKFLOW_PARTS:
-        src = repo_root / part
-        if src.is_dir():
-            shutil.copytree(src, dest / part)
-        elif src.exists():
-            shutil.copy2(src, dest / part)
-    return dest
 
 
 def topogen_wrapper(bin_dir: Path, *, fail_once: str = "", hang_after: str = "") -> Path:

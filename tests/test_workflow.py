@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import tomllib
 from pathlib import Path
 
@@ -11,27 +10,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import run
+from conftest import copy_workflow, run
 
 from topogen.encode.store import load_encoded
 from topogen.io.quarantine import read_quarantine
 from topogen.io.tables import read_records
 
-WORKFLOW_PARTS = ("Snakefile", "workflow", "config", "resources", "profiles", "envs")
-
 
 @pytest.fixture
 def workdir(repo_root, tmp_path) -> Path:
     """A copy of the workflow, so tests never write into the checkout."""
-    dest = tmp_path / "wf"
-    dest.mkdir()
-    for part in WORKFLOW_PARTS:
-        src = repo_root / part
-        if src.is_dir():
-            shutil.copytree(src, dest / part)
-        else:
-            shutil.copy2(src, dest / part)
-    return dest
+    return copy_workflow(repo_root, tmp_path / "wf")
 
 
 def snakemake(workdir: Path, *args: str, timeout: int = 600):
