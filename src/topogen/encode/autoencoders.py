@@ -554,6 +554,7 @@ def train_autoencoder(
             precision=precision or default_precision(accelerator),
             logger=CSVLogger(outdir, name="logs", flush_logs_every_n_steps=1),
             callbacks=[LastCheckpoint(last)],
+            enable_checkpointing=False,  # LastCheckpoint is the only one wanted
             plugins=[AtomicCheckpointIO()],
             enable_model_summary=False,
             enable_progress_bar=progress,

@@ -74,6 +74,7 @@ def make_trainer(
     **kwargs: Any,
 ) -> L.Trainer:
     from lightning.fabric.utilities.warnings import PossibleUserWarning
+    from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
     warnings.filterwarnings("ignore", category=PossibleUserWarning)
@@ -88,6 +89,8 @@ def make_trainer(
         precision=precision_for(accelerator),
         logger=CSVLogger(workdir, name="logs", flush_logs_every_n_steps=1),  # version_N per run
         callbacks=[last, *(callbacks or [])],
+        # Lightning's own ModelCheckpoint only where the caller asks for one (best epoch)
+        enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks or []),
         enable_model_summary=False,
         enable_progress_bar=False,
         log_every_n_steps=1,
