@@ -28,8 +28,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
@@ -113,6 +111,7 @@ def main() -> None:
     from topogen.encode.autoencoders import train_autoencoder, voxelize_all
     from topogen.encode.descriptors import PowerSpectrum
     from topogen.encode.graphs import structure_graph
+    from topogen.encode.images import held_out_split
     from topogen.encode.roundtrip import score
     from topogen.encode.tokens import tokens_from_structure
     from topogen.encode.voxels import PAPER_LIKE, SMALL, devoxelize
@@ -132,10 +131,7 @@ def main() -> None:
         log(f"skipped {items[i][0]}: {reason}")
     items = [items[i] for i in kept]
     structures = [s for _, s in items]
-    rng = np.random.default_rng(args.seed)
-    order = rng.permutation(len(items))
-    n_test = max(1, round(args.held_out * len(items)))
-    test_idx, train_idx = sorted(order[:n_test]), sorted(order[n_test:])
+    train_idx, test_idx = held_out_split(len(items), args.held_out, args.seed)
     test = [structures[i] for i in test_idx]
     train = [structures[i] for i in train_idx]
     log(f"voxelized {len(voxels)} in {t_vox:.2f} s; {len(train)} train, {len(test)} held out")

@@ -68,7 +68,7 @@ from topogen.encode.voxels import (
     voxelize,
 )
 from topogen.io.atomic import atomic_path
-from topogen.models.training import LastCheckpoint, quiet_lightning
+from topogen.models.training import LastCheckpoint, precision_for, quiet_lightning, set_threads
 
 LAST = "last.ckpt"
 FINAL = "autoencoder.ckpt"
@@ -474,13 +474,6 @@ def _compact(v: CrystalVoxels) -> CrystalVoxels:
 # --- training and loading ------------------------------------------------------------------
 
 
-def default_precision(accelerator: str = "auto") -> str:
-    """``bf16-mixed`` (or ``16-mixed``) on a CUDA GPU, ``32`` on CPU."""
-    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    return "32"
-
-
 def train_autoencoder(
     structures: Sequence[Any],
     outdir: str | os.PathLike[str],
@@ -513,8 +506,7 @@ def train_autoencoder(
     """
     from lightning.pytorch.loggers import CSVLogger
 
-    if threads:
-        torch.set_num_threads(int(threads))
+    set_threads(threads)
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     voxels, _, rejected = voxelize_all(structures, spec, max_elements)
@@ -551,7 +543,7 @@ def train_autoencoder(
             max_epochs=epochs,
             accelerator=accelerator,
             devices=1,
-            precision=precision or default_precision(accelerator),
+            precision=precision or precision_for(accelerator),
             logger=CSVLogger(outdir, name="logs", flush_logs_every_n_steps=1),
             callbacks=[LastCheckpoint(last)],
             enable_checkpointing=False,  # LastCheckpoint is the only one wanted

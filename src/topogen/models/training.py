@@ -18,11 +18,7 @@ from typing import Any
 import lightning as L
 import torch
 
-
-def set_threads(threads: int) -> None:
-    """Pin torch to the rule's threads (OMP_NUM_THREADS alone is read too late)."""
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    torch.set_num_threads(threads)
+from topogen.calc.relax import set_threads  # noqa: F401  (one helper for every stage)
 
 
 def precision_for(accelerator: str) -> str:
