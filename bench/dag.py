@@ -18,7 +18,7 @@ read it (``screen.candidates``), a training table too, and ``snakemake -n
 results/screen/funnel.parquet`` is timed (best of ``--repeat``). The DAG's size depends on
 ``screen.chunks`` only; the runs use 1000 candidates per chunk (1, 10 and 100 chunks) and a
 fixed ``--chunks`` for every count, and a sweep over chunk counts. ``split_s`` is the time
-of :func:`topogen.screen.funnel.split_chunks` on the table (the split rule's own work).
+of :func:`topogen.screen.chunks.split_chunks` on the table (the split rule's own work).
 Usage::
 
     .venv/bin/python bench/dag.py --json bench/out/dag.json
@@ -172,7 +172,7 @@ def write_candidates(path: Path, n: int) -> float:
     from topogen.data import prototypes as P
     from topogen.io.tables import Record as Rec
     from topogen.io.tables import records_to_frame, write_table
-    from topogen.screen.funnel import split_chunks
+    from topogen.screen.chunks import split_chunks
 
     seeds = [
         P.mx2_2h("Mo", "S"),

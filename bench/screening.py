@@ -138,8 +138,8 @@ def run_baseline(model: Any, items: list[tuple[str, Any]], args: argparse.Namesp
     from chgnet.model.dynamics import CHGNetCalculator
 
     from topogen.calc.phonons import analyse, default_supercell
-    from topogen.calc.relax import set_threads
-    from topogen.calc.slabs import is_2d
+    from topogen.runtime import set_threads
+    from topogen.structure.slabs import is_2d
 
     set_threads(args.baseline_threads)
 
@@ -245,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
 
-    from topogen.calc.relax import load_model, set_threads
+    from topogen.calc.relax import load_model
+    from topogen.runtime import set_threads
 
     set_threads(args.threads)
     model = load_model()

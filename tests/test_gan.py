@@ -177,12 +177,14 @@ def test_killed_stage_resumes_with_the_same_epochs(gan_inputs, tmp_path):
 def test_reward_model_learns_the_oracle_verdicts(gan_inputs):
     """Relaxed MoS2 (stable) and squashed, flat silicene (imaginary modes at K): the real
     oracle's verdicts reach the reward model's buffer and the fitted reward ranks them."""
-    from topogen.calc.relax import load_model, relax_batch
+    from topogen.calc.relax import RelaxSettings, load_model, relax_batch
     from topogen.encode.autoencoders import load_autoencoder
     from topogen.models.oracle import Oracle, OracleSettings
 
     chgnet = load_model()
-    mos2 = relax_batch([P.mx2_2h("Mo", "S")], model=chgnet, fmax=0.01, steps=300)[0].structure
+    mos2 = relax_batch([P.mx2_2h("Mo", "S")], RelaxSettings(fmax=0.01, steps=300), model=chgnet)[
+        0
+    ].structure
     flat = P.honeycomb("Si", buckling=0.0)
     oracle = Oracle(OracleSettings(min_repeat_2d=4), chgnet=chgnet, threads=2)
     scores = oracle([mos2, flat, None])

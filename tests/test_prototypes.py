@@ -9,8 +9,9 @@ from functools import partial
 import numpy as np
 import pytest
 
-from topogen.calc.relax import SLAB_MASK, evaluate, load_model, relax_batch
+from topogen.calc.relax import SLAB_MASK, RelaxSettings, evaluate, load_model, relax_batch
 from topogen.data import prototypes as P
+from topogen.structure.slabs import layer_thickness
 
 THREADS = 2
 FEW = (
@@ -37,7 +38,7 @@ def by_id():
 def few(model, by_id):
     cands = [by_id[i] for i in FEW]
     records, rejected = P.build_library(
-        candidates_in=cands, seed=0, threads=THREADS, steps=150, model=model
+        candidates_in=cands, seed=0, threads=THREADS, settings=RelaxSettings(steps=150), model=model
     )
     return cands, records, rejected
 
@@ -59,7 +60,7 @@ def test_candidates_are_2d_slabs_with_vacuum():
     for c in cands:
         m = c.structure.lattice.matrix
         assert np.allclose(m[2, :2], 0) and np.allclose(m[:2, 2], 0), c.id  # c is the normal
-        assert c.structure.lattice.c - P.layer_thickness(c.structure) >= 15.0, c.id
+        assert c.structure.lattice.c - layer_thickness(c.structure) >= 15.0, c.id
         assert P.structure_problem(c.structure, 1.0) is None, c.id
         assert P.n_fragments(c.structure) == 1, c.id
         props = c.describe()
@@ -147,7 +148,7 @@ def test_batched_relaxation_matches_ase_fire(model, by_id):
     from chgnet.model import StructOptimizer
 
     start = P.rattle(by_id["2H-MX2-MoS2"].structure, 0.05, 0, "x")
-    ours = relax_batch([start], model=model, fmax=0.05, steps=200)[0]
+    ours = relax_batch([start], RelaxSettings(fmax=0.05, steps=200), model=model)[0]
     ref = StructOptimizer(model=model, optimizer_class="FIRE").relax(
         start,
         fmax=0.05,
@@ -172,7 +173,7 @@ def test_few_relaxed_structures_stay_2d(few):
     for r in records:
         s = r.structure
         assert s.lattice.c == pytest.approx(start[r.id].lattice.c, abs=1e-6)  # vacuum kept
-        assert P.layer_thickness(s) < 8.0 and s.lattice.c - P.layer_thickness(s) > 15.0
+        assert layer_thickness(s) < 8.0 and s.lattice.c - layer_thickness(s) > 15.0
         assert P.n_fragments(s) == 1
         assert _min_distance(s) > P.MIN_DISTANCE
         p = r.properties
@@ -191,7 +192,11 @@ def test_broken_and_duplicate_candidates_are_rejected_with_reasons(model, by_id)
     bad = P.Candidate("BN-broken", good.prototype, good.substitution, broken)
     twin = P.Candidate("BN-twin", good.prototype, good.substitution, good.structure.copy())
     records, rejected = P.build_library(
-        candidates_in=[good, bad, twin], seed=0, threads=THREADS, steps=100, model=model
+        candidates_in=[good, bad, twin],
+        seed=0,
+        threads=THREADS,
+        settings=RelaxSettings(steps=100),
+        model=model,
     )
     assert [r.id for r in records] == [good.id]
     reasons = {r.id: r.reason for r in rejected}
@@ -201,7 +206,13 @@ def test_broken_and_duplicate_candidates_are_rejected_with_reasons(model, by_id)
 
 def test_same_seed_same_library(model, by_id):
     cands = [by_id["honeycomb-X2-Sb"], by_id["GaS-MX-InSe"]]
-    run = partial(P.build_library, candidates_in=cands, threads=THREADS, steps=100, model=model)
+    run = partial(
+        P.build_library,
+        candidates_in=cands,
+        threads=THREADS,
+        settings=RelaxSettings(steps=100),
+        model=model,
+    )
     (a, _), (b, _), (c, _) = run(seed=1), run(seed=1), run(seed=2)
     assert [r.id for r in a] == [r.id for r in b]
     for x, y in zip(a, b, strict=True):
@@ -213,7 +224,12 @@ def test_same_seed_same_library(model, by_id):
 def test_threads_are_pinned(model, by_id):
     import torch
 
-    P.build_library(candidates_in=[by_id["honeycomb-AB-BN"]], threads=1, steps=5, model=model)
+    P.build_library(
+        candidates_in=[by_id["honeycomb-AB-BN"]],
+        threads=1,
+        settings=RelaxSettings(steps=5),
+        model=model,
+    )
     assert torch.get_num_threads() == 1
     torch.set_num_threads(THREADS)
 

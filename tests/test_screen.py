@@ -11,14 +11,15 @@ import torch
 from pymatgen.core import Lattice, Structure
 
 from topogen.calc import phonons as PH
-from topogen.calc.relax import evaluate, evaluate_graphs, load_model, relax_batch
-from topogen.calc.slabs import is_2d, layer_thickness, vacuum_along_c, with_vacuum
+from topogen.calc.relax import RelaxSettings, evaluate, evaluate_graphs, load_model, relax_batch
 from topogen.data import prototypes as P
 from topogen.io.tables import Record, read_records, records_to_frame, write_records
+from topogen.screen import chunks as C
 from topogen.screen import funnel as F
 from topogen.screen.novelty import duplicates, training_index
 from topogen.screen.selection import element_power_spectra, kmeans, pca, select_diverse
 from topogen.screen.validity import ValidityOptions, composition_problem, validity
+from topogen.structure.slabs import is_2d, layer_thickness, vacuum_along_c, with_vacuum
 
 THREADS = 1
 
@@ -125,16 +126,16 @@ def test_split_keeps_possible_twins_together():
         recs.append(Record(f"c{k}", "gen", s))
     recs.append(Record("big", "gen", mos2() * (2, 1, 1)))  # MoS2 with 6 sites: other bucket
     df = records_to_frame(recs)
-    parts = F.split_chunks(df, 3)
+    parts = C.split_chunks(df, 3)
     assert len(parts) == 3 and sum(map(len, parts)) == len(df)
     assert sorted(i for p in parts for i in p["id"]) == sorted(df["id"])
     where = {i: k for k, p in enumerate(parts) for i in p["id"]}
     for k in range(4, 30):  # same (formula, sites) as c{k % 4}
         assert where[f"c{k}"] == where[f"c{k % 4}"]
     assert max(map(len, parts)) - min(map(len, parts)) <= 8
-    again = F.split_chunks(df, 3)
+    again = C.split_chunks(df, 3)
     assert [list(p["id"]) for p in again] == [list(p["id"]) for p in parts]
-    assert [len(p) for p in F.split_chunks(df, 8)].count(0) == 3  # 5 buckets, 8 chunks
+    assert [len(p) for p in C.split_chunks(df, 8)].count(0) == 3  # 5 buckets, 8 chunks
 
 
 def test_stability_criterion_and_score():
@@ -189,7 +190,7 @@ def test_forces_only_and_topology_reuse_match_chgnet(model):
     from chgnet.model.dynamics import CHGNetCalculator
     from pymatgen.io.ase import AseAtomsAdaptor
 
-    s = relax_batch([mos2()], model=model, steps=100)[0].structure
+    s = relax_batch([mos2()], RelaxSettings(steps=100), model=model)[0].structure
     sc = s * (4, 4, 1)
     disps = [(0, np.array([0.01, 0, 0])), (1, np.array([0, 0, -0.01]))]
     reused, fresh = PH.displaced_graphs(model, sc, disps)
@@ -220,7 +221,7 @@ def test_forces_only_and_topology_reuse_match_chgnet(model):
 
 
 def test_phonons_mos2_stable_squashed_unstable(model):
-    relaxed = relax_batch([mos2()], model=model, fmax=0.01, steps=300)[0].structure
+    relaxed = relax_batch([mos2()], RelaxSettings(fmax=0.01, steps=300), model=model)[0].structure
     assert PH.default_supercell(relaxed) == (6, 6, 1)
     assert PH.default_supercell(silicon()) == (3, 3, 3)
     res = PH.phonons(relaxed, model=model)
@@ -331,7 +332,7 @@ def funnel_run(model, tmp_path_factory):
         model.graph_converter = inner
     out = tmp_path_factory.mktemp("chunk")
     paths = (out / "s.parquet", out / "f.parquet", out / "d.npz")
-    F.write_chunk(res, *paths)
+    C.write_chunk(res, *paths)
     return res, paths
 
 
@@ -428,25 +429,25 @@ def test_funnel_files_and_merge(funnel_run, tmp_path):
     assert ws2.properties["screen_passed"] and ws2.properties["screen_topology"] == "pass"
     assert ws2.properties["stability_score"] == 1.0 and ws2.properties["screen_dim"] == 2
     assert ws2.structure.lattice.c == pytest.approx(P.mx2_2h("W", "S").lattice.c, abs=1e-6)
-    d = F.read_dos(dos)
+    d = C.read_dos(dos)
     assert set(d) == relaxed
     for f, g in d.values():
         assert f.shape == g.shape and np.isfinite(g).all()
-    df = F.read_funnel(funnel)
+    df = C.read_funnel(funnel)
     assert list(df.columns) == list(F.FUNNEL_COLUMNS) and len(df) == 19
     other = df.iloc[:2].copy()
     other["id"] = ["x1", "x2"]
     other_path = tmp_path / "f2.parquet"
-    F.write_funnel(other, other_path)
-    merged = F.merge_chunks([funnel, other_path])
+    C.write_funnel(other, other_path)
+    merged = C.merge_chunks([funnel, other_path])
     assert list(merged["id"]) == [*df["id"], "x1", "x2"]
-    counts = F.summary(merged)
+    counts = C.summary(merged)
     assert counts["validity"]["fail"] == 6 and counts["topology"]["pass"] == 2
     with pytest.raises(ValueError, match="more than one chunk"):
-        F.merge_chunks([funnel, funnel])
-    survivors = F.merge_structures([structures])
+        C.merge_chunks([funnel, funnel])
+    survivors = C.merge_structures([structures])
     assert [r.id for r in survivors] == ["WSe2", "WS2"]
-    assert set(F.merge_dos([dos], keep={"WS2"})) == {"WS2"}
+    assert set(C.merge_dos([dos], keep={"WS2"})) == {"WS2"}
 
 
 def test_relaxation_that_does_not_converge_fails(model):
@@ -470,7 +471,7 @@ def test_read_candidates_keeps_undecodable_rows(tmp_path):
     from topogen.io.tables import write_table
 
     write_table(df, path)
-    recs = F.read_candidates(path)
+    recs = C.read_candidates(path)
     assert [r.id for r in recs] == ["ok", "bad"] and recs[1].structure is None
 
 
@@ -490,13 +491,13 @@ def test_chunk_files_end_to_end(model, tmp_path):
     training = tmp_path / "training.parquet"
     write_records([Record("train-MoS2", "x", mos2(vacuum=22.0))], training)
     chunks = [tmp_path / f"{i:03d}" / "candidates.parquet" for i in range(3)]
-    sizes = F.split_file(table, chunks)
+    sizes = C.split_file(table, chunks)
     assert sorted(sizes) == [1, 2, 2]  # graphene and its twin share a chunk
     outs = []
     for i, path in enumerate(chunks):
         d = path.parent
         o = (d / "screened.parquet", d / "funnel.parquet", d / "phonon_dos.npz")
-        F.run_chunk(
+        C.run_chunk(
             path,
             out=o[0],
             funnel=o[1],
@@ -509,7 +510,7 @@ def test_chunk_files_end_to_end(model, tmp_path):
         )
         outs.append(o)
     merged = tmp_path / "funnel.parquet"
-    counts = F.merge_files(
+    counts = C.merge_files(
         [o[1] for o in outs],
         [o[0] for o in outs],
         [o[2] for o in outs],
@@ -517,7 +518,7 @@ def test_chunk_files_end_to_end(model, tmp_path):
         survivors_out=tmp_path / "survivors.parquet",
         dos_out=tmp_path / "dos.npz",
     )
-    df = F.read_funnel(merged).set_index("id")
+    df = C.read_funnel(merged).set_index("id")
     assert sorted(df.index) == sorted(c.id for c in cands)
     assert df.loc["g1-twin", "uniqueness_reason"] == "duplicate of g1 (StructureMatcher)"
     assert df.loc["known", "novelty_reason"] == (
@@ -528,7 +529,7 @@ def test_chunk_files_end_to_end(model, tmp_path):
     assert counts["relax"]["pass"] == 2 and counts["uniqueness"]["fail"] == 1
     survivors = read_records(tmp_path / "survivors.parquet")
     assert sorted(r.id for r in survivors) == ["bn", "g1"]
-    assert F.read_dos(tmp_path / "dos.npz") == {}
+    assert C.read_dos(tmp_path / "dos.npz") == {}
     from topogen.screen.selection import select_file
 
     picked = select_file(tmp_path / "survivors.parquet", tmp_path / "selected.parquet", 1, seed=3)

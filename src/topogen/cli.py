@@ -139,6 +139,7 @@ def _normalize(args: argparse.Namespace) -> int:
 
 
 def _prototypes(args: argparse.Namespace) -> int:
+    from topogen.calc.relax import RelaxSettings
     from topogen.data.prototypes import build_library, labels_for
     from topogen.io import provenance
     from topogen.io.tables import LoadResult
@@ -152,8 +153,7 @@ def _prototypes(args: argparse.Namespace) -> int:
         records, rejected = build_library(
             n_max=args.max_candidates,
             seed=args.seed,
-            fmax=args.fmax,
-            steps=args.steps,
+            settings=RelaxSettings(fmax=args.fmax, steps=args.steps),
             threads=args.threads,
             progress=progress,
         )
@@ -204,7 +204,7 @@ def _encode(args: argparse.Namespace) -> int:
     from topogen.io import provenance
     from topogen.io.quarantine import quarantine_path, write_quarantine
     from topogen.io.tables import read_records
-    from topogen.models.training import set_threads
+    from topogen.runtime import set_threads
 
     set_threads(args.threads)
     params = _config(args, "table", "out", "threads")
@@ -228,7 +228,8 @@ def _encode_images(args: argparse.Namespace) -> int:
     from topogen.io.atomic import write_text
     from topogen.io.quarantine import quarantine_path, write_quarantine
     from topogen.io.tables import read_records
-    from topogen.models.training import accelerator_devices, set_threads
+    from topogen.models.training import accelerator_devices
+    from topogen.runtime import set_threads
 
     set_threads(args.threads)
     names = ImageSettings.__dataclass_fields__
@@ -266,7 +267,7 @@ def _train_cgcnn(args: argparse.Namespace) -> int:
     from topogen.io.atomic import write_text
     from topogen.io.quarantine import quarantine_path, write_quarantine
     from topogen.models.cgcnn import load_graph_set, train_cgcnn
-    from topogen.models.training import set_threads
+    from topogen.runtime import set_threads
 
     set_threads(args.threads)
     inputs = [args.graphs, args.table]
@@ -302,8 +303,9 @@ def _train_gan(args: argparse.Namespace) -> int:
     """``topogen train gan --stage N``: one stage of the three-stage GAN."""
     from topogen.io import provenance
     from topogen.models.gan import train_stage
-    from topogen.models.training import accelerator_devices, set_threads
+    from topogen.models.training import accelerator_devices
     from topogen.report.training import plot_training, write_metrics_csv
+    from topogen.runtime import set_threads
 
     set_threads(args.threads)
     accelerator, devices = accelerator_devices(args.gpus)
@@ -346,7 +348,7 @@ def _train_gan(args: argparse.Namespace) -> int:
 def _generate_gan(args: argparse.Namespace) -> int:
     from topogen.io import provenance
     from topogen.models.sampling import sample_candidates
-    from topogen.models.training import set_threads
+    from topogen.runtime import set_threads
 
     set_threads(args.threads)
     inputs = [args.generator, args.autoencoder]
@@ -363,7 +365,7 @@ def _generate_gan(args: argparse.Namespace) -> int:
 
 def _screen_split(args: argparse.Namespace) -> int:
     from topogen.io import provenance
-    from topogen.screen.funnel import split_file
+    from topogen.screen.chunks import split_file
 
     with provenance.record("topogen screen split", _config(args), [args.table]) as run:
         sizes = split_file(args.table, [run.output(p) for p in args.out])
@@ -398,7 +400,7 @@ def _screen_options(args: argparse.Namespace):
 
 def _screen_chunk(args: argparse.Namespace) -> int:
     from topogen.io import provenance
-    from topogen.screen.funnel import run_chunk, summary
+    from topogen.screen.chunks import run_chunk, summary
 
     inputs = [args.candidates, *([args.training] if args.training else [])]
     band_gap = None
@@ -433,7 +435,7 @@ def _screen_chunk(args: argparse.Namespace) -> int:
 
 def _screen_merge(args: argparse.Namespace) -> int:
     from topogen.io import provenance
-    from topogen.screen.funnel import merge_files
+    from topogen.screen.chunks import merge_files
 
     inputs = [*args.funnel_in, *args.structures_in, *args.dos_in]
     with provenance.record("topogen screen merge", _config(args), inputs) as run:

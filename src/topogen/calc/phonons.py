@@ -23,7 +23,7 @@ potential, force constants, frequencies on a q mesh), with changes that make it 
   :func:`phonons_batch` can spread structures over worker processes.
 
 Defaults
-    2D (a slab: :func:`topogen.calc.slabs.is_2d`): supercell ``n x n x 1`` with
+    2D (a slab: :func:`topogen.structure.slabs.is_2d`): supercell ``n x n x 1`` with
     ``n = max(6, ceil(18 A / |a_i|))`` along each in-plane axis. 4x4x1 gives spurious small
     imaginary flexural (ZA) frequencies near Gamma for MoS2 with CHGNet (-0.14 THz); 6x6x1
     does not. q mesh 18 x 18 x 1, Gamma-centred (contains Gamma, M and K of a hexagonal cell).
@@ -66,8 +66,9 @@ from typing import Any
 
 import numpy as np
 
-from topogen.calc.relax import evaluate_graphs, load_model, set_threads
-from topogen.calc.slabs import is_2d
+from topogen.calc.relax import evaluate_graphs, load_model
+from topogen.runtime import set_threads
+from topogen.structure.slabs import is_2d
 
 DISPLACEMENT = 0.01  # Angstrom
 MIN_REPEAT_2D = 6

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import io
 import math
-import os
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,8 +26,20 @@ from typing import Any
 
 import numpy as np
 
+from topogen.runtime import set_threads
+
 # Voigt order xx yy zz yz xz xy: in-plane strains only, c (and the vacuum) kept.
 SLAB_MASK = (1, 1, 0, 0, 0, 1)
+
+
+@dataclass
+class RelaxSettings:
+    """The relaxation's knobs; their defaults are the screening funnel's."""
+
+    fmax: float = 0.05  # eV/A: converged when the largest force is below this
+    steps: int = 300  # FIRE steps at most
+    batch_size: int = 32  # structures per CHGNet call
+    cell_filter: str = "unit"  # "unit" (ASE UnitCellFilter) or "frechet"
 
 
 @dataclass
@@ -41,17 +52,6 @@ class RelaxResult:
     steps: int
     converged: bool
     error: str | None = None
-
-
-def set_threads(threads: int | None) -> None:
-    """Pin torch (and child processes) to ``threads`` CPU threads."""
-    if not threads:
-        return
-    import torch
-
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    os.environ["MKL_NUM_THREADS"] = str(threads)
-    torch.set_num_threads(int(threads))
 
 
 def load_model() -> Any:
@@ -176,15 +176,12 @@ def _stress_voigt(s: np.ndarray) -> np.ndarray:
 
 def relax_batch(
     structures: Sequence[Any],
+    settings: RelaxSettings | None = None,
     *,
     model: Any = None,
-    fmax: float = 0.05,
-    steps: int = 300,
-    batch_size: int = 32,
     mask: Sequence[int] | None = SLAB_MASK,
     masks: Sequence[Sequence[int] | None] | None = None,
     relax_cell: bool = True,
-    cell_filter: str = "unit",
     threads: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[RelaxResult]:
@@ -193,8 +190,8 @@ def relax_batch(
     ``mask`` selects the cell strains that may relax (Voigt order; the default keeps c and the
     vacuum of a slab fixed; None relaxes the whole cell); ``masks`` gives one mask per
     structure instead (a batch that mixes slabs and bulk crystals); ``relax_cell=False``
-    relaxes positions only; ``cell_filter`` is ``"unit"`` (ASE UnitCellFilter) or
-    ``"frechet"``. Converged means the largest force on the
+    relaxes positions only; ``settings`` (:class:`RelaxSettings`) give the cell filter,
+    ``fmax``, ``steps`` and ``batch_size``. Converged means the largest force on the
     filter's degrees of freedom (atoms and masked cell) is below ``fmax`` within ``steps``
     FIRE steps. A structure whose model call fails or whose energy, forces or stress become
     non-finite stops with ``error`` set; the others go on. ``batch_size`` structures share a
@@ -206,6 +203,8 @@ def relax_batch(
     from pymatgen.io.ase import AseAtomsAdaptor
 
     set_threads(threads)
+    opts = settings or RelaxSettings()
+    fmax, steps, batch_size, cell_filter = opts.fmax, opts.steps, opts.batch_size, opts.cell_filter
     model = model if model is not None else load_model()
     total = len(structures)
     if masks is not None and len(masks) != total:

@@ -18,7 +18,7 @@ _MODEL: Any = None
 
 
 def _init(threads: int) -> None:
-    from topogen.calc.relax import set_threads
+    from topogen.runtime import set_threads
 
     set_threads(threads)
 

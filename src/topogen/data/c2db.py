@@ -20,7 +20,7 @@ from typing import Any
 
 from topogen.data.importers import error_reason, import_files
 from topogen.io.quarantine import Rejected
-from topogen.io.sanity import structure_problem
+from topogen.structure.sanity import structure_problem
 from topogen.io.tables import LoadResult, Record
 
 JARVIS_URL = "https://ndownloader.figshare.com/files/28682010"

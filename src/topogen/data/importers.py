@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from topogen.io.quarantine import Rejected
-from topogen.io.sanity import MIN_DISTANCE, structure_problem
+from topogen.structure.sanity import MIN_DISTANCE, structure_problem
 from topogen.io.tables import LoadResult, Record
 
 FORMATS = {

@@ -17,7 +17,7 @@ from typing import Any
 from topogen.data.importers import error_reason
 from topogen.errors import TopogenError
 from topogen.io.atomic import atomic_open
-from topogen.io.sanity import structure_problem
+from topogen.structure.sanity import structure_problem
 from topogen.io.tables import LoadResult, Record
 
 API_KEY_ENV = "MP_API_KEY"

@@ -28,9 +28,12 @@ from typing import Any
 
 import numpy as np
 
+from topogen.calc.relax import RelaxSettings
 from topogen.io.quarantine import Rejected
-from topogen.io.sanity import structure_problem
 from topogen.io.tables import Record
+from topogen.runtime import set_threads
+from topogen.structure.sanity import structure_problem
+from topogen.structure.slabs import layer_thickness
 
 SOURCE = "prototypes"
 VACUUM = 18.0  # Angstrom of vacuum along c in every starting cell
@@ -293,13 +296,6 @@ def rattle(structure: Any, amplitude: float, seed: int, key: str) -> Any:
 # --- checks after relaxation --------------------------------------------------------------
 
 
-def layer_thickness(structure: Any) -> float:
-    """Extent of the atoms along c (Angstrom), across the periodic boundary if need be."""
-    z = np.sort(np.mod(structure.frac_coords[:, 2], 1.0))
-    gaps = np.diff(np.concatenate([z, [z[0] + 1.0]]))
-    return float((1.0 - gaps.max()) * structure.lattice.c)
-
-
 def n_fragments(structure: Any, factor: float = BOND_FACTOR) -> int:
     """Number of bonded pieces (bond: closer than ``factor`` x the covalent radii sum)."""
     from scipy.sparse import coo_matrix
@@ -402,10 +398,8 @@ def build_library(
     seed: int = 0,
     *,
     relax: bool = True,
-    fmax: float = 0.05,
-    steps: int = 300,
+    settings: RelaxSettings | None = None,
     threads: int | None = None,
-    batch_size: int = 32,
     rattle_amplitude: float = 0.02,
     keep_unconverged: bool = False,
     candidates_in: Iterable[Candidate] | None = None,
@@ -417,15 +411,16 @@ def build_library(
     ``n_max`` candidates are taken from :func:`candidates` (spread over the prototypes; all by
     default), or from ``candidates_in`` when given. Each starting cell is rattled by up to
     ``rattle_amplitude`` Angstrom (seeded per candidate id), relaxed with CHGNet and FIRE
-    (atoms + in-plane cell; c and the vacuum kept) to ``fmax`` eV/A within ``steps`` steps,
-    ``batch_size`` structures per model call, on ``threads`` CPU threads. A candidate is
-    rejected, with the reason, if its id repeats, its start is unusable, CHGNet fails, it does
-    not converge (unless ``keep_unconverged``), or :func:`relaxed_problem` finds a problem;
-    then duplicates (:func:`deduplicate`) go. ``relax=False`` skips CHGNet (starting cells
-    only). Returns (records, rejected) in candidate order; every candidate is in exactly one.
-    The same arguments (and thread count) give the same result.
+    (atoms + in-plane cell; c and the vacuum kept; ``settings``: fmax, steps, structures per
+    model call) on ``threads`` CPU threads. A candidate is rejected, with the reason, if its
+    id repeats, its start is unusable, CHGNet fails, it does not converge (unless
+    ``keep_unconverged``), or :func:`relaxed_problem` finds a problem; then duplicates
+    (:func:`deduplicate`) go. ``relax=False`` skips CHGNet (starting cells only). Returns
+    (records, rejected) in candidate order; every candidate is in exactly one. The same
+    arguments (and thread count) give the same result.
     """
-    from topogen.calc.relax import load_model, relax_batch, set_threads
+    from topogen.calc.calculators import RelaxCalc
+    from topogen.calc.chain import Chain
 
     set_threads(threads)
     if candidates_in is None:
@@ -451,37 +446,33 @@ def build_library(
             records.append(Record(cand.id, SOURCE, start, {**cand.describe(), "relaxed": False}))
         return _finish(chosen, records, rejected)
 
-    results = relax_batch(
-        [start for _, _, start in todo],
-        model=model if model is not None else load_model(),
-        fmax=fmax,
-        steps=steps,
-        batch_size=batch_size,
+    ideal = {id(start): cand.structure for _, cand, start in todo}
+    relax_calc = RelaxCalc(
+        settings,
+        model=model,
+        require_converged=not keep_unconverged,
+        check=lambda start, r: relaxed_problem(ideal[id(start)], r.structure, r.energy_per_atom),
         progress=progress,
     )
-    for (k, cand, _), res in zip(todo, results, strict=True):
-        if res.error:
-            problem = res.error
-        elif not res.converged and not keep_unconverged:
-            problem = f"not converged in {res.steps} steps (fmax {res.fmax:.3f} eV/A)"
-        else:
-            problem = relaxed_problem(cand.structure, res.structure, res.energy_per_atom)
-        if problem:
-            rejected.append(Rejected(SOURCE, str(k), cand.id, problem))
+    chain = Chain(relax_calc)
+    for (k, cand, _), out in zip(todo, chain.calc_many([s for _, _, s in todo]), strict=True):
+        if out["verdict"] != "pass":
+            rejected.append(Rejected(SOURCE, str(k), cand.id, out["reason"]))
             continue
+        res = out["steps"]["relax"]
         props = {
             **cand.describe(),
             "relaxed": True,
             "relaxer": "CHGNet",
-            "relax_fmax_target": fmax,
-            "energy_per_atom": res.energy_per_atom,
-            "fmax": res.fmax,
-            "steps": res.steps,
-            "converged": res.converged,
-            "thickness": layer_thickness(res.structure),
-            "space_group": space_group(res.structure),
+            "relax_fmax_target": relax_calc.settings.fmax,
+            "energy_per_atom": res["energy_per_atom"],
+            "fmax": res["relax_fmax"],
+            "steps": res["relax_steps"],
+            "converged": res["relax_converged"],
+            "thickness": layer_thickness(out["structure"]),
+            "space_group": space_group(out["structure"]),
         }
-        records.append(Record(cand.id, SOURCE, res.structure, props))
+        records.append(Record(cand.id, SOURCE, out["structure"], props))
     return _finish(chosen, records, rejected)
 
 

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from topogen.io.quarantine import Rejected
-from topogen.io.sanity import structure_problem
+from topogen.structure.sanity import structure_problem
 from topogen.io.tables import LoadResult, Record
 
 # Published figshare files (the paper's data record).

@@ -68,7 +68,8 @@ from topogen.encode.voxels import (
     voxelize,
 )
 from topogen.io.atomic import atomic_path
-from topogen.models.training import LastCheckpoint, precision_for, quiet_lightning, set_threads
+from topogen.models.training import LastCheckpoint, precision_for, quiet_lightning
+from topogen.runtime import set_threads
 
 LAST = "last.ckpt"
 FINAL = "autoencoder.ckpt"

@@ -2,8 +2,8 @@
 
 For each decoded structure (``None``: the image did not decode):
 
-1. structural check (:func:`topogen.io.sanity.structure_problem`: atoms closer than 0.5 A,
-   a degenerate cell) and a 2D check (a vacuum gap along c, :func:`topogen.calc.slabs.is_2d`);
+1. structural check (:func:`topogen.structure.sanity.structure_problem`: atoms closer than 0.5 A,
+   a degenerate cell) and a 2D check (a vacuum gap along c, :func:`topogen.structure.slabs.is_2d`);
 2. CHGNet relaxation (batched FIRE, in-plane cell and positions; :mod:`topogen.calc.relax`);
 3. phonons of the relaxed crystal with CHGNet forces and phonopy (:mod:`topogen.calc.phonons`):
    the stability score in [0, 1] documented there (1 exactly when dynamically stable);
@@ -88,8 +88,8 @@ class Oracle:
     def __call__(self, structures: list[Any]) -> OracleScores:
         from topogen.calc.phonons import phonons_batch
         from topogen.calc.relax import relax_batch
-        from topogen.calc.slabs import is_2d
-        from topogen.io.sanity import structure_problem
+        from topogen.structure.slabs import is_2d
+        from topogen.structure.sanity import structure_problem
 
         s = self.settings
         n = len(structures)

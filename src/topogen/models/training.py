@@ -18,7 +18,6 @@ from typing import Any
 import lightning as L
 import torch
 
-from topogen.calc.relax import set_threads  # noqa: F401  (one helper for every stage)
 
 
 def precision_for(accelerator: str) -> str:

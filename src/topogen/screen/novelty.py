@@ -10,10 +10,10 @@ those whose area per atom is within 35%, which the tight lattice tolerance impli
 
 Matchers
     Bulk: pymatgen's defaults (``ltol=0.2, stol=0.3, angle_tol=5``), as in the papers.
-    Slabs (:func:`topogen.calc.slabs.is_2d`): pymatgen's defaults cannot be used: ``stol``
+    Slabs (:func:`topogen.structure.slabs.is_2d`): pymatgen's defaults cannot be used: ``stol``
     is relative to (V/n)^(1/3), which the vacuum inflates, and ``scale=True`` scales the
     vacuum with the layer. Each slab is first put in a cell with c perpendicular to the layer
-    and :data:`topogen.calc.slabs.MATCH_VACUUM` (20 A) of vacuum, so two copies of a layer
+    and :data:`topogen.structure.slabs.MATCH_VACUUM` (20 A) of vacuum, so two copies of a layer
     with different vacuum or a tilted c are equal, then compared with ``ltol=0.1,
     stol=0.1, angle_tol=3, scale=False`` (the setting of
     :func:`topogen.data.prototypes.matcher`: ~0.4 A site tolerance; it separates 2H- from
@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from topogen.calc.slabs import MATCH_VACUUM, is_2d, with_vacuum
+from topogen.structure.slabs import MATCH_VACUUM, is_2d, with_vacuum
 
 AREA_RATIO = 1.35  # slabs whose area per atom differs more cannot match with ltol=0.1
 

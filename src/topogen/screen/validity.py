@@ -23,21 +23,22 @@ given; the papers used the older SMACT default, ``"smact14"``, which rejects som
 from __future__ import annotations
 
 import functools
-import math
 import warnings
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
+from topogen.structure.sanity import (
+    AREA_PER_ATOM,
+    MAX_ANGLE,
+    MAX_LENGTH,
+    MIN_ANGLE,
+    MIN_DISTANCE,
+    VOLUME_PER_ATOM,
+    CellLimits,
+    structure_problem,
+)
 
-from topogen.calc.slabs import is_2d
-
-MIN_DISTANCE = 0.5  # Angstrom
-MIN_VOLUME = 0.1  # Angstrom^3
-MAX_LENGTH = 100.0  # Angstrom
-MIN_ANGLE, MAX_ANGLE = 15.0, 165.0  # degrees
-AREA_PER_ATOM = (1.0, 40.0)  # Angstrom^2, slabs
-VOLUME_PER_ATOM = (1.5, 200.0)  # Angstrom^3, bulk
+MIN_VOLUME = 0.1  # Angstrom^3, as in CDVAE
 
 
 @dataclass(frozen=True)
@@ -54,56 +55,14 @@ class ValidityOptions:
     check_composition: bool = True
 
 
-def structure_problem(structure: Any, opts: ValidityOptions | None = None) -> str | None:
-    """Why ``structure`` (pymatgen Structure) is not a valid crystal, or None."""
+def crystal_problem(structure: Any, opts: ValidityOptions | None = None) -> str | None:
+    """Why ``structure`` (pymatgen Structure) is not a valid generated crystal, or None:
+    :func:`topogen.structure.sanity.structure_problem` with the cell limits of ``opts``."""
     o = opts or ValidityOptions()
-    n = len(structure)
-    if n == 0:
-        return "no atoms"
-    matrix = np.asarray(structure.lattice.matrix, dtype=float)
-    if not np.isfinite(matrix).all():
-        return "non-finite lattice vectors"
-    frac = np.asarray(structure.frac_coords, dtype=float)
-    if not np.isfinite(frac).all():
-        bad = int(np.flatnonzero(~np.isfinite(frac).all(axis=1))[0])
-        return f"non-finite coordinates (site {bad})"
-    volume = abs(float(np.linalg.det(matrix)))
-    if volume < MIN_VOLUME:
-        return f"degenerate cell: volume {volume:.3g} A^3 < {MIN_VOLUME} A^3"
-    lengths = np.linalg.norm(matrix, axis=1)
-    if lengths.max() > o.max_length:
-        return f"cell vector {lengths.max():.1f} A longer than {o.max_length:g} A"
-    for (i, j), name in (((1, 2), "alpha"), ((0, 2), "beta"), ((0, 1), "gamma")):
-        cos = float(matrix[i] @ matrix[j] / (lengths[i] * lengths[j]))
-        angle = math.degrees(math.acos(min(1.0, max(-1.0, cos))))
-        if not o.min_angle <= angle <= o.max_angle:
-            return (
-                f"squashed cell: {name} = {angle:.1f} deg outside "
-                f"[{o.min_angle:g}, {o.max_angle:g}] deg"
-            )
-    if is_2d(structure):
-        area = float(np.linalg.norm(np.cross(matrix[0], matrix[1]))) / n
-        lo, hi = o.area_per_atom
-        if not lo <= area <= hi:
-            kind = "squashed" if area < lo else "sparse"
-            return f"{kind} cell: area per atom {area:.2f} A^2 outside [{lo:g}, {hi:g}] A^2"
-    else:
-        vpa = volume / n
-        lo, hi = o.volume_per_atom
-        if not lo <= vpa <= hi:
-            kind = "squashed" if vpa < lo else "sparse"
-            return f"{kind} cell: volume per atom {vpa:.2f} A^3 outside [{lo:g}, {hi:g}] A^3"
-    i, j, _, d = structure.get_neighbor_list(o.min_distance, numerical_tol=1e-8)
-    close = d < o.min_distance
-    if close.any():
-        k = int(np.argmin(np.where(close, d, np.inf)))
-        a, b = int(i[k]), int(j[k])
-        what = "its own periodic image" if a == b else f"{structure[b].species_string}{b}"
-        return (
-            f"overlapping atoms: {structure[a].species_string}{a} and {what} "
-            f"at {d[k]:.3f} A < {o.min_distance:g} A"
-        )
-    return None
+    limits = CellLimits(o.max_length, o.min_angle, o.max_angle, o.area_per_atom, o.volume_per_atom)
+    return structure_problem(
+        structure, o.min_distance, max_z=None, min_volume=MIN_VOLUME, limits=limits
+    )
 
 
 @functools.lru_cache(maxsize=65536)
@@ -149,7 +108,7 @@ def validity(structure: Any, opts: ValidityOptions | None = None) -> tuple[bool,
     """(valid, reason): structural first, then compositional validity."""
     o = opts or ValidityOptions()
     try:
-        problem = structure_problem(structure, o)
+        problem = crystal_problem(structure, o)
     except Exception as exc:  # a structure pymatgen cannot even analyse
         problem = f"structure check failed: {type(exc).__name__}: {exc}"
     if problem:
