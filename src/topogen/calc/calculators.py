@@ -8,6 +8,7 @@ Each follows :class:`topogen.calc.chain.Calc` (``calc``, ``calc_many``; results 
   crystals their whole cell; batches can be spread over worker processes;
 * :class:`PhononCalc`: phonopy + CHGNet forces (:func:`topogen.calc.phonons.phonons_batch`),
   on the model of the :class:`RelaxCalc` it is given;
+* :class:`CheckCalc`: an injected check ``structure -> problem or None``;
 * :class:`ScoreCalc`: an injected predictor ``structures -> numbers`` and a threshold
   (:func:`band_gap_calc`: a band-gap model; :func:`topology_calc`: a topology scorer).
 """
@@ -204,6 +205,22 @@ class PhononCalc(Calc):
                     dos=(r.dos_frequencies, r.dos),
                 )
             out.append(res)
+        return out
+
+
+class CheckCalc(Calc):
+    """A check as a step: ``fail`` with ``check(structure)``'s text when it names a problem,
+    else ``pass``; the structure goes on unchanged."""
+
+    def __init__(self, name: str, check: Callable[[Any], str | None]) -> None:
+        self.name, self.check = name, check
+
+    def calc_many(self, structures: Sequence[Any]) -> list[dict[str, Any]]:
+        out = []
+        for s in structures:
+            problem = self.check(s)
+            verdict = "pass" if problem is None else "fail"
+            out.append({"structure": s, "verdict": verdict, "reason": problem or "ok"})
         return out
 
 

@@ -2,13 +2,17 @@
 
 For each decoded structure (``None``: the image did not decode):
 
-1. structural check (:func:`topogen.structure.sanity.structure_problem`: atoms closer than 0.5 A,
-   a degenerate cell) and a 2D check (a vacuum gap along c, :func:`topogen.structure.slabs.is_2d`);
+1. structural check (:func:`topogen.structure.sanity.structure_problem`: atoms closer than
+   0.5 A, a degenerate cell) and a 2D check (a vacuum gap along c,
+   :func:`topogen.structure.slabs.is_2d`);
 2. CHGNet relaxation (batched FIRE, in-plane cell and positions; :mod:`topogen.calc.relax`);
 3. phonons of the relaxed crystal with CHGNet forces and phonopy (:mod:`topogen.calc.phonons`):
    the stability score in [0, 1] documented there (1 exactly when dynamically stable);
 4. the CGCNN band gap of the relaxed crystal mapped to [0, 1] (:func:`~topogen.models.cgcnn.
    gap_score`), when a band-gap model is given; NaN otherwise.
+
+The steps are one :class:`~topogen.calc.chain.Chain` of the calculators of
+:mod:`topogen.calc.calculators`, the same ones the screening funnel uses.
 
 A structure that fails a step scores 0 on both (it is not a usable 2D crystal) and keeps
 the reason. "Stable" means the phonon verdict is stable; "insulating" means a predicted gap
@@ -18,21 +22,30 @@ of at least ``band_gap_min`` eV.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
+from topogen.calc.calculators import BAND_GAP_MIN
+from topogen.calc.phonons import MIN_REPEAT_2D
+from topogen.calc.relax import RelaxSettings
+from topogen.structure.sanity import MIN_DISTANCE, structure_problem
+from topogen.structure.slabs import is_2d
+
+if TYPE_CHECKING:
+    from topogen.calc.chain import Chain
 
 
 @dataclass
 class OracleSettings:
     """Relaxation and phonon settings of the Stage III oracle (config train.gan.stage3)."""
 
-    fmax: float = 0.05  # eV/A
+    fmax: float = RelaxSettings.fmax  # eV/A
     relax_steps: int = 150
-    min_repeat_2d: int = 6  # smallest in-plane phonon supercell (see topogen.calc.phonons)
-    band_gap_min: float = 0.1  # eV: "insulating"
-    min_distance: float = 0.5  # A
+    min_repeat_2d: int = MIN_REPEAT_2D  # smallest in-plane phonon supercell
+    band_gap_min: float = BAND_GAP_MIN  # eV: "insulating"
+    min_distance: float = MIN_DISTANCE  # A
     batch_size: int = 16  # structures per CHGNet call while relaxing
 
 
@@ -85,74 +98,82 @@ class Oracle:
             self._chgnet = load_model()
         return self._chgnet
 
-    def __call__(self, structures: list[Any]) -> OracleScores:
-        from topogen.calc.phonons import phonons_batch
-        from topogen.calc.relax import relax_batch
-        from topogen.structure.slabs import is_2d
-        from topogen.structure.sanity import structure_problem
+    def chain(self) -> Chain:
+        """Check -> relaxation -> phonons (-> band gap): the oracle's calculators."""
+        from topogen.calc.calculators import (
+            CheckCalc,
+            PhononCalc,
+            PhononSettings,
+            RelaxCalc,
+            band_gap_calc,
+        )
+        from topogen.calc.chain import Chain
 
         s = self.settings
+
+        def start_problem(structure: Any) -> str | None:
+            problem = structure_problem(structure, s.min_distance)
+            if problem is None and not is_2d(structure):
+                problem = "not a 2D layer (no vacuum gap along c)"
+            return problem
+
+        def relaxed_problem(start: Any, r: Any) -> str | None:
+            problem = structure_problem(r.structure, s.min_distance)
+            if problem is None and not is_2d(r.structure):
+                problem = "relaxation left the 2D layer"
+            return problem
+
+        relax = RelaxCalc(
+            RelaxSettings(fmax=s.fmax, steps=s.relax_steps, batch_size=s.batch_size),
+            model=self.chgnet,
+            threads=self.threads,
+            require_converged=False,
+            check=relaxed_problem,
+        )
+        phonons = PhononCalc(
+            PhononSettings(min_repeat_2d=s.min_repeat_2d),
+            relax=relax,
+            threads=self.threads,
+            two_d=True,
+            dos=False,
+            reject_unstable=False,
+        )
+        calcs: list[Any] = [CheckCalc("check", start_problem), relax, phonons]
+        if self.band_gap_model is not None:
+            from topogen.models.cgcnn import predict_gaps
+
+            gap_model = self.band_gap_model
+            predict = lambda ss: predict_gaps(gap_model, ss).numpy()  # noqa: E731
+            calcs.append(band_gap_calc(predict, s.band_gap_min))
+        return Chain(*calcs)
+
+    def __call__(self, structures: list[Any]) -> OracleScores:
         n = len(structures)
         stability, gap = np.zeros(n), np.full(n, np.nan)
         stable = np.zeros(n, dtype=bool)
-        reasons = ["" for _ in range(n)]
+        reasons = ["undecodable image" for _ in range(n)]
         relaxed: list[Any] = [None] * n
-        todo = []
-        for i, st in enumerate(structures):
-            if st is None:
-                reasons[i] = "undecodable image"
+        todo = [i for i, st in enumerate(structures) if st is not None]
+        outs = self.chain().calc_many([structures[i] for i in todo]) if todo else []
+        for i, out in zip(todo, outs, strict=True):
+            steps, where = out["steps"], out["stopped_at"]
+            if where in ("check", "relax"):
+                reasons[i] = out["reason"] if where == "check" else f"relaxation: {out['reason']}"
                 continue
-            problem = structure_problem(st, s.min_distance)
-            if problem is None and not is_2d(st):
-                problem = "not a 2D layer (no vacuum gap along c)"
-            if problem:
-                reasons[i] = problem
+            ph = steps["phonons"]
+            reasons[i] = ph["reason"]
+            if ph["verdict"] == "failed":
                 continue
-            todo.append(i)
-        if todo:
-            results = relax_batch(
-                [structures[i] for i in todo],
-                model=self.chgnet,
-                fmax=s.fmax,
-                steps=s.relax_steps,
-                batch_size=s.batch_size,
-                threads=self.threads,
-            )
-            kept = []
-            for i, r in zip(todo, results, strict=True):
-                problem = r.error or structure_problem(r.structure, s.min_distance)
-                if problem is None and not is_2d(r.structure):
-                    problem = "relaxation left the 2D layer"
-                if problem:
-                    reasons[i] = f"relaxation: {problem}"
-                    continue
-                relaxed[i] = r.structure
-                kept.append(i)
-            phonons = phonons_batch(
-                [relaxed[i] for i in kept],
-                model=self.chgnet,
-                threads=self.threads,
-                min_repeat_2d=s.min_repeat_2d,
-                two_d=True,
-                dos=False,
-            )
-            for i, ph in zip(kept, phonons, strict=True):
-                reasons[i] = ph.reason()
-                if ph.error:
-                    relaxed[i] = None
-                    continue
-                stability[i] = float(ph.score or 0.0)
-                stable[i] = bool(ph.stable)
-            ok = [i for i in kept if relaxed[i] is not None]
-            if self.band_gap_model is not None and ok:
-                from topogen.models.cgcnn import predict_gaps
-
-                gap[ok] = predict_gaps(self.band_gap_model, [relaxed[i] for i in ok]).numpy()
+            relaxed[i] = steps["relax"]["structure"]
+            stability[i] = float(ph["stability_score"] or 0.0)
+            stable[i] = bool(ph["stable"])
+            if "band_gap" in steps:
+                gap[i] = steps["band_gap"].get("predicted_band_gap", np.nan)
         if self.band_gap_model is not None:
             from topogen.models.cgcnn import gap_score as to_score
 
             gap_score = to_score(torch.as_tensor(np.nan_to_num(gap))).numpy()
         else:
             gap_score = np.full(n, np.nan)
-        insulating = np.nan_to_num(gap, nan=-1.0) >= s.band_gap_min
+        insulating = np.nan_to_num(gap, nan=-1.0) >= self.settings.band_gap_min
         return OracleScores(stability, gap_score, stable, insulating, gap, reasons, relaxed)
