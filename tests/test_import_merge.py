@@ -31,7 +31,7 @@ def test_bad_inputs_are_quarantined_with_reasons(structure_files):
     reasons = {r.file.rsplit("/", 1)[-1]: r.reason for r in result.rejected}
     assert "ValueError" in reasons["garbage.cif"]
     assert "empty.xyz" in reasons
-    assert "non-finite atomic coordinates" in reasons["nan.extxyz"]
+    assert reasons["nan.extxyz"] == "non-finite coordinates (site 1)"
     assert "overlapping atoms" in reasons["overlap.vasp"] and "0.100 A" in reasons["overlap.vasp"]
     assert "unknown file type '.txt'" in reasons["notes.txt"]
     assert "does-not-exist.cif" in reasons
