@@ -1,5 +1,7 @@
-"""Calculators over pymatgen/ASE (CHGNet relaxation, phonons): used by data and screen.
+"""Calculators with one interface (:mod:`topogen.calc.chain`): CHGNet relaxation, phonons,
+band gap and topology score (:mod:`topogen.calc.calculators`), and a Chain of them.
 
-Depends on topogen.io only, so that both the data stage (the relaxed offline library) and
-the screening funnel can use one implementation.
+Depends on topogen.io, topogen.structure and topogen.runtime only, so that the data stage
+(the prototype library), the models (the Stage III oracle) and the screening funnel share
+one implementation.
 """

@@ -1,4 +1,4 @@
-"""The screening funnel for one chunk of candidates, and splitting/merging chunks.
+"""The screening funnel for one chunk of candidates.
 
 Steps, in order (:data:`STEPS`); each candidate gets, at every step, a verdict (``pass``,
 ``fail``, ``skipped`` or ``failed``) and a one-line reason:
@@ -6,8 +6,8 @@ Steps, in order (:data:`STEPS`); each candidate gets, at every step, a verdict (
 =========== ==================================================================================
 validity    structural and SMACT compositional validity (:mod:`topogen.screen.validity`)
 uniqueness  not equal to an earlier candidate of the chunk (:mod:`topogen.screen.novelty`);
-            :func:`split_chunks` puts every possible pair of duplicates in the same chunk,
-            so this is uniqueness over all candidates
+            :func:`~topogen.screen.chunks.split_chunks` puts every possible pair of
+            duplicates in the same chunk, so this is uniqueness over all candidates
 novelty     not equal to a structure of the training table
 relax       CHGNet + FIRE, batched (:func:`topogen.calc.relax.relax_batch`): atoms and cell;
             slabs (vacuum along c) relax their in-plane cell only and keep c and the vacuum.
@@ -46,6 +46,7 @@ from topogen.calc.calculators import (
     TOPOLOGY_MIN,
     PhononCalc,
     PhononSettings,
+    Predictor,
     RelaxCalc,
     band_gap_calc,
     topology_calc,
@@ -87,7 +88,7 @@ FUNNEL_COLUMNS = (
     "passed",
 )
 
-ScoreHook = Callable[[Sequence[Any]], Sequence[float]]
+ScoreHook = Predictor  # structures -> one number each
 
 
 @dataclass
