@@ -107,7 +107,7 @@ def stage_throughput(
 
 
 def oracle_throughput(structures: list[Any], n: int, threads: int) -> dict[str, float]:
-    from topogen.models.oracle import Oracle, OracleSettings
+    from topogen.models.gan3.oracle import Oracle, OracleSettings
 
     oracle = Oracle(OracleSettings(min_repeat_2d=6), threads=threads)
     _ = oracle.chgnet  # load once, outside the clock

@@ -179,7 +179,7 @@ def test_reward_model_learns_the_oracle_verdicts(gan_inputs):
     oracle's verdicts reach the reward model's buffer and the fitted reward ranks them."""
     from topogen.calc.relax import load_model, relax_batch
     from topogen.encode.autoencoders import load_autoencoder
-    from topogen.models.oracle import Oracle, OracleSettings
+    from topogen.models.gan3.oracle import Oracle, OracleSettings
 
     chgnet = load_model()
     mos2 = relax_batch([P.mx2_2h("Mo", "S")], model=chgnet, fmax=0.01, steps=300)[0].structure

@@ -58,7 +58,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from topogen.errors import TopogenError
-from topogen.models.oracle import Oracle, OracleSettings
+from topogen.models.gan3.oracle import Oracle, OracleSettings
 
 STAGE_LR = {1: 5e-4, 2: 2e-4, 3: 2e-4}  # the paper's learning rates
 
