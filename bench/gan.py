@@ -33,7 +33,7 @@ def log(msg: str) -> None:
 
 def library_images(n: int) -> tuple[torch.Tensor, list[Any]]:
     from topogen.data.prototypes import candidates
-    from topogen.encode.autoencoders import CrystalAutoencoder, voxelize_all
+    from topogen.models.autoencoder.crystal import CrystalAutoencoder, voxelize_all
 
     structures = [c.structure for c in candidates()]
     ae = CrystalAutoencoder()
@@ -50,7 +50,8 @@ def stage_throughput(
     import lightning as L
 
     from topogen.models.gan import CrystalGAN
-    from topogen.models.training import precision_for, quiet_lightning
+    from topogen.models.training import quiet_lightning
+    from topogen.runtime import precision_for
 
     class _NoOracle(CrystalGAN):
         def on_train_epoch_start(self) -> None:  # network steps only (see the docstring)

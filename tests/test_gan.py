@@ -178,7 +178,7 @@ def test_reward_model_learns_the_oracle_verdicts(gan_inputs):
     """Relaxed MoS2 (stable) and squashed, flat silicene (imaginary modes at K): the real
     oracle's verdicts reach the reward model's buffer and the fitted reward ranks them."""
     from topogen.calc.relax import load_model, relax_batch
-    from topogen.encode.autoencoders import load_autoencoder
+    from topogen.models.autoencoder.train import load_autoencoder
     from topogen.models.gan3.oracle import Oracle, OracleSettings
 
     chgnet = load_model()

@@ -223,12 +223,13 @@ def _encode(args: argparse.Namespace) -> int:
 
 def _encode_images(args: argparse.Namespace) -> int:
     """``topogen encode images TABLE --out PT --model CKPT``: autoencoders + crystal images."""
-    from topogen.encode.images import ImageSettings, encode_images
     from topogen.io import provenance
     from topogen.io.atomic import write_text
     from topogen.io.quarantine import quarantine_path, write_quarantine
     from topogen.io.tables import read_records
-    from topogen.models.training import accelerator_devices, set_threads
+    from topogen.models.autoencoder.images import ImageSettings, encode_images
+    from topogen.models.training import set_threads
+    from topogen.runtime import accelerator_devices
 
     set_threads(args.threads)
     names = ImageSettings.__dataclass_fields__
@@ -302,8 +303,9 @@ def _train_gan(args: argparse.Namespace) -> int:
     """``topogen train gan --stage N``: one stage of the three-stage GAN."""
     from topogen.io import provenance
     from topogen.models.gan import train_stage
-    from topogen.models.training import accelerator_devices, set_threads
+    from topogen.models.training import set_threads
     from topogen.report.training import plot_training, write_metrics_csv
+    from topogen.runtime import accelerator_devices
 
     set_threads(args.threads)
     accelerator, devices = accelerator_devices(args.gpus)

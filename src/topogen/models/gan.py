@@ -4,7 +4,7 @@ insulators", and Long et al.'s CCDCGAN).
 
 Networks
     :class:`Generator`: noise (``noise_dim``) -> linear -> 2D transposed convolutions that
-    double the image width twice -> a crystal image (:mod:`topogen.encode.autoencoders`):
+    double the image width twice -> a crystal image (:mod:`topogen.models.autoencoder`):
     ``tanh`` everywhere except column 0 (the Z/84 column, clamped to [0, 1] so that an empty
     row, exactly 0, is reachable) and the corner (0). :class:`Critic`: 2D convolutions
     (spectral norm) -> one logit per head; the discriminators have one head, the reward
@@ -436,7 +436,7 @@ def train_stage(
     if stage == 3:
         if autoencoder is None:
             raise GanError("Stage III decodes its samples: give the crystal autoencoder")
-        from topogen.encode.autoencoders import load_autoencoder
+        from topogen.models.autoencoder.train import load_autoencoder
         from topogen.models.cgcnn import load_cgcnn
 
         gap_model = load_cgcnn(band_gap_model) if band_gap_model is not None else None

@@ -28,8 +28,8 @@ def sample_candidates(
     source: str = "gan",
 ) -> LoadResult:
     """``n`` decoded samples of ``generator`` (ids ``<prefix>-<seed of the sample>``)."""
-    from topogen.encode.autoencoders import load_autoencoder
     from topogen.encode.voxels import devoxelize
+    from topogen.models.autoencoder.train import load_autoencoder
     from topogen.models.gan import generate, load_gan, sample_seeds
 
     gan = load_gan(generator)
