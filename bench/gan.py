@@ -49,7 +49,7 @@ def stage_throughput(
     """Samples per second over ``args.steps`` training steps (after ``args.warmup``)."""
     import lightning as L
 
-    from topogen.models.gan import CrystalGAN
+    from topogen.models.gan3.gan import CrystalGAN
     from topogen.models.training import quiet_lightning
     from topogen.runtime import precision_for
 

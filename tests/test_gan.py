@@ -20,7 +20,9 @@ import torch
 from topogen.data import prototypes as P
 from topogen.io.provenance import sha256
 from topogen.io.tables import Record, read_records, write_records
-from topogen.models.gan import CrystalGAN, GanError, generate, image_set, load_gan
+from topogen.models.gan3.gan import CrystalGAN, GanError, load_gan
+from topogen.models.gan3.sampling import generate
+from topogen.models.gan3.train import image_set
 
 FAST = ["--threads", "2", "--gpus", "0", "--width", "8", "--noise-dim", "16"]
 

@@ -302,7 +302,9 @@ def _train_cgcnn(args: argparse.Namespace) -> int:
 def _train_gan(args: argparse.Namespace) -> int:
     """``topogen train gan --stage N``: one stage of the three-stage GAN."""
     from topogen.io import provenance
-    from topogen.models.gan import train_stage
+    from topogen.models.gan3.oracle import OracleSettings
+    from topogen.models.gan3.settings import GanSettings
+    from topogen.models.gan3.train import train_stage
     from topogen.models.training import set_threads
     from topogen.report.training import plot_training, write_metrics_csv
     from topogen.runtime import accelerator_devices
@@ -313,7 +315,8 @@ def _train_gan(args: argparse.Namespace) -> int:
     inputs = [args.images, args.table, *(p for p in optional if p)]
     oracle = {k: getattr(args, k) for k in ("fmax", "relax_steps", "min_repeat_2d", "band_gap_min")}
     names = ("noise_dim", "width", "lr", "adv_weight", "reward_weight", "reward_steps", "seed")
-    hparams = {k: getattr(args, k) for k in (*names, "oracle_samples")}
+    names += ("oracle_samples", "epochs", "batch_size", "patience")
+    settings = GanSettings(**{k: getattr(args, k) for k in names}, oracle=OracleSettings(**oracle))
     command = f"topogen train gan --stage {args.stage}"
     with provenance.record(command, _config(args), inputs, {"seed": args.seed}) as run:
         metrics = train_stage(
@@ -322,18 +325,14 @@ def _train_gan(args: argparse.Namespace) -> int:
             args.table,
             args.workdir,
             run.output(args.out),
-            epochs=args.epochs,
-            batch_size=args.batch_size,
+            settings,
             init=args.init,
             autoencoder=args.autoencoder,
             band_gap_model=args.band_gap_model,
-            patience=args.patience,
             accelerator=accelerator,
             devices=devices,
             threads=args.threads,
             log=_log,
-            oracle=oracle,
-            **hparams,
         )
         write_metrics_csv(metrics, run.output(args.metrics))
         plot_training(metrics, run.output(args.plot), f"GAN stage {args.stage}")
@@ -347,7 +346,7 @@ def _train_gan(args: argparse.Namespace) -> int:
 
 def _generate_gan(args: argparse.Namespace) -> int:
     from topogen.io import provenance
-    from topogen.models.sampling import sample_candidates
+    from topogen.models.gan3.sampling import sample_candidates
     from topogen.models.training import set_threads
 
     set_threads(args.threads)
@@ -830,7 +829,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Stage 1: real vs generated crystal images. Stage 2: a new topology-aware\n"
         "discriminator (topo2d labels; generated = 0). Stage 3: CHGNet relaxation + phonon\n"
         "stability and CGCNN gap oracles through a reward model refit every epoch (see\n"
-        "topogen.models.gan). Writes the model, per-epoch metrics (CSV) and their plot;\n"
+        "topogen.models.gan3). Writes the model, per-epoch metrics (CSV) and their plot;\n"
         "an interrupted stage resumes from --workdir.",
     )
     p.add_argument("--stage", type=int, choices=[1, 2, 3], required=True, help="GAN stage")
