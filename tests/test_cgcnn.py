@@ -11,7 +11,8 @@ from conftest import monolayers
 from topogen.data.reference import shared_data_root
 from topogen.encode.encoded import encode_table
 from topogen.io.tables import Record, read_records, write_records
-from topogen.models.cgcnn import gap_score, load_cgcnn, load_graph_set, predict_gaps, train_cgcnn
+from topogen.models.cgcnn.model import gap_score, load_cgcnn, predict_gaps
+from topogen.models.cgcnn.train import load_graph_set, train_cgcnn
 from topogen.models.training import read_metrics, set_threads
 
 GRAPH_PARAMS = {"cutoff": 6.0, "max_neighbors": 8, "n_gaussians": 16, "atom_features": "onehot"}

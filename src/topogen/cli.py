@@ -266,7 +266,7 @@ def _train_cgcnn(args: argparse.Namespace) -> int:
     from topogen.io import provenance
     from topogen.io.atomic import write_text
     from topogen.io.quarantine import quarantine_path, write_quarantine
-    from topogen.models.cgcnn import load_graph_set, train_cgcnn
+    from topogen.models.cgcnn.train import load_graph_set, train_cgcnn
     from topogen.models.training import set_threads
 
     set_threads(args.threads)
@@ -404,7 +404,7 @@ def _screen_chunk(args: argparse.Namespace) -> int:
     inputs = [args.candidates, *([args.training] if args.training else [])]
     band_gap = None
     if args.band_gap_model:  # the CGCNN of `topogen train cgcnn`
-        from topogen.models.cgcnn import load_cgcnn, predict_gaps
+        from topogen.models.cgcnn.model import load_cgcnn, predict_gaps
 
         inputs.append(args.band_gap_model)
         gap_model = load_cgcnn(args.band_gap_model)

@@ -145,11 +145,11 @@ class Oracle:
                 stable[i] = bool(ph.stable)
             ok = [i for i in kept if relaxed[i] is not None]
             if self.band_gap_model is not None and ok:
-                from topogen.models.cgcnn import predict_gaps
+                from topogen.models.cgcnn.model import predict_gaps
 
                 gap[ok] = predict_gaps(self.band_gap_model, [relaxed[i] for i in ok]).numpy()
         if self.band_gap_model is not None:
-            from topogen.models.cgcnn import gap_score as to_score
+            from topogen.models.cgcnn.model import gap_score as to_score
 
             gap_score = to_score(torch.as_tensor(np.nan_to_num(gap))).numpy()
         else:

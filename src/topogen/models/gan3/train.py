@@ -90,7 +90,7 @@ def train_stage(
         if autoencoder is None:
             raise GanError("Stage III decodes its samples: give the crystal autoencoder")
         from topogen.models.autoencoder.train import load_autoencoder
-        from topogen.models.cgcnn import load_cgcnn
+        from topogen.models.cgcnn.model import load_cgcnn
 
         gap_model = load_cgcnn(band_gap_model) if band_gap_model is not None else None
         oracle = Oracle(OracleSettings(**model.hparams.oracle), gap_model, threads=threads)
