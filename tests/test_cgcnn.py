@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import monolayers
 
-from topogen.data.reference import shared_data_root
+from topogen.data.shared import shared_data_root
 from topogen.encode.encoded import encode_table
 from topogen.io.tables import Record, read_records, write_records
 from topogen.models.cgcnn.model import gap_score, load_cgcnn, predict_gaps

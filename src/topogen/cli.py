@@ -93,7 +93,7 @@ def _data_import(args: argparse.Namespace) -> int:
 
 def _normalize(args: argparse.Namespace) -> int:
     """``topogen data normalize SOURCE ...``: a downloaded raw file -> structure table."""
-    from topogen.data import c2db, mp, qm9, reference, tqc
+    from topogen.data import c2db, logan, mc2d, mp, qm9, topoa, tqc
     from topogen.io import provenance
     from topogen.io.tables import read_records
 
@@ -124,13 +124,13 @@ def _normalize(args: argparse.Namespace) -> int:
         elif args.source == "tqc":
             result = tqc.join_tqc(args.inputs[0], read_records(args.mp_table))
         elif args.source == "c2db-subset":
-            result = reference.load_c2db_subset(args.inputs[0])
+            result = c2db.load_c2db_subset(args.inputs[0])
         elif args.source == "mc2d":
-            result = reference.load_mc2d(args.inputs[0], args.min_distance)
+            result = mc2d.load_mc2d(args.inputs[0], args.min_distance)
         elif args.source == "logan":
-            result = reference.load_logan(args.inputs[0], args.set)
+            result = logan.load_logan(args.inputs[0], args.set)
         elif args.source == "topoa":
-            _save_labels(run, reference.load_topoa(args.inputs[0]), args.out)
+            _save_labels(run, topoa.load_topoa(args.inputs[0]), args.out)
             return 0
         else:  # pragma: no cover - argparse restricts the choices
             raise TopogenError(f"unknown source {args.source!r}")
@@ -473,8 +473,8 @@ def _screen_select(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from topogen.data.download import download
     from topogen.io import provenance
+    from topogen.io.downloads import download
 
     local = args.url.removeprefix("file://")
     inputs = [local] if "://" not in local and Path(local).exists() else []
