@@ -108,13 +108,14 @@ def main() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     warnings.filterwarnings("ignore")  # pymatgen/spglib chatter; the figures are the output
 
-    from topogen.encode.autoencoders import train_autoencoder, voxelize_all
     from topogen.encode.descriptors import PowerSpectrum
     from topogen.encode.graphs import structure_graph
-    from topogen.encode.images import held_out_split
-    from topogen.encode.roundtrip import score
     from topogen.encode.tokens import tokens_from_structure
     from topogen.encode.voxels import PAPER_LIKE, SMALL, devoxelize
+    from topogen.models.autoencoder.crystal import voxelize_all
+    from topogen.models.autoencoder.images import held_out_split
+    from topogen.models.autoencoder.roundtrip import score
+    from topogen.models.autoencoder.train import train_autoencoder
 
     sigma = args.sigma if args.sigma is not None else (0.75 if args.grid <= 16 else 1.0)
     spec = PAPER_LIKE if args.grid == 32 and args.sigma is None else SMALL

@@ -33,7 +33,7 @@ def log(msg: str) -> None:
 
 def library_images(n: int) -> tuple[torch.Tensor, list[Any]]:
     from topogen.data.prototypes import candidates
-    from topogen.encode.autoencoders import CrystalAutoencoder, voxelize_all
+    from topogen.models.autoencoder.crystal import CrystalAutoencoder, voxelize_all
 
     structures = [c.structure for c in candidates()]
     ae = CrystalAutoencoder()
@@ -49,8 +49,9 @@ def stage_throughput(
     """Samples per second over ``args.steps`` training steps (after ``args.warmup``)."""
     import lightning as L
 
-    from topogen.models.gan import CrystalGAN
-    from topogen.models.training import precision_for, quiet_lightning
+    from topogen.models.gan3.gan import CrystalGAN
+    from topogen.models.training import quiet_lightning
+    from topogen.runtime import precision_for
 
     class _NoOracle(CrystalGAN):
         def on_train_epoch_start(self) -> None:  # network steps only (see the docstring)
@@ -107,7 +108,7 @@ def stage_throughput(
 
 
 def oracle_throughput(structures: list[Any], n: int, threads: int) -> dict[str, float]:
-    from topogen.models.oracle import Oracle, OracleSettings
+    from topogen.models.gan3.oracle import Oracle, OracleSettings
 
     oracle = Oracle(OracleSettings(min_repeat_2d=6), threads=threads)
     _ = oracle.chgnet  # load once, outside the clock

@@ -8,10 +8,11 @@ import pytest
 import torch
 from conftest import monolayers
 
-from topogen.data.reference import shared_data_root
+from topogen.data.shared import shared_data_root
 from topogen.encode.encoded import encode_table
 from topogen.io.tables import Record, read_records, write_records
-from topogen.models.cgcnn import gap_score, load_cgcnn, load_graph_set, predict_gaps, train_cgcnn
+from topogen.models.cgcnn.model import gap_score, load_cgcnn, predict_gaps
+from topogen.models.cgcnn.train import load_graph_set, train_cgcnn
 from topogen.models.training import read_metrics
 from topogen.runtime import set_threads
 

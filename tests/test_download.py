@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from topogen.data.download import DownloadError, download
+from topogen.io.downloads import DownloadError, download
 
 pytestmark = pytest.mark.timeout(10)
 

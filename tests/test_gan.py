@@ -20,7 +20,9 @@ import torch
 from topogen.data import prototypes as P
 from topogen.io.provenance import sha256
 from topogen.io.tables import Record, read_records, write_records
-from topogen.models.gan import CrystalGAN, GanError, generate, image_set, load_gan
+from topogen.models.gan3.gan import CrystalGAN, GanError, load_gan
+from topogen.models.gan3.sampling import generate
+from topogen.models.gan3.train import image_set
 
 FAST = ["--threads", "2", "--gpus", "0", "--width", "8", "--noise-dim", "16"]
 
@@ -178,8 +180,8 @@ def test_reward_model_learns_the_oracle_verdicts(gan_inputs):
     """Relaxed MoS2 (stable) and squashed, flat silicene (imaginary modes at K): the real
     oracle's verdicts reach the reward model's buffer and the fitted reward ranks them."""
     from topogen.calc.relax import RelaxSettings, load_model, relax_batch
-    from topogen.encode.autoencoders import load_autoencoder
-    from topogen.models.oracle import Oracle, OracleSettings
+    from topogen.models.autoencoder.train import load_autoencoder
+    from topogen.models.gan3.oracle import Oracle, OracleSettings
 
     chgnet = load_model()
     mos2 = relax_batch([P.mx2_2h("Mo", "S")], RelaxSettings(fmax=0.01, steps=300), model=chgnet)[

@@ -12,21 +12,11 @@ import pandas as pd
 import pytest
 from pymatgen.core import Composition, Molecule, Structure
 
-from topogen.data.reference import (
-    ENV_VAR,
-    LOGAN_SETS,
-    ReferenceDataError,
-    bond_ratio,
-    c2db_structure,
-    cell_matrix,
-    load_c2db_subset,
-    load_logan,
-    load_mc2d,
-    load_topoa,
-    normalise_formula,
-    shared_data_root,
-    smiles_graph,
-)
+from topogen.data.c2db import bond_ratio, c2db_structure, cell_matrix, load_c2db_subset
+from topogen.data.logan import LOGAN_SETS, load_logan, smiles_graph
+from topogen.data.mc2d import load_mc2d
+from topogen.data.shared import ENV_VAR, ReferenceDataError, shared_data_root
+from topogen.data.topoa import load_topoa, normalise_formula
 
 
 def min_distance(structure, a: str, b: str) -> float:

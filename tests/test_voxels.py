@@ -1,4 +1,4 @@
-"""Crystal images (topogen.encode.voxels) and their autoencoders (topogen.encode.autoencoders)."""
+"""Crystal images (topogen.encode.voxels) and their autoencoders (topogen.models.autoencoder)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,6 @@ from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Lattice, Structure
 
 from topogen.encode import EncodingError
-from topogen.encode.autoencoders import (
-    FINAL,
-    LAST,
-    CrystalAutoencoder,
-    load_autoencoder,
-    train_autoencoder,
-)
 from topogen.encode.voxels import (
     PAPER_LIKE,
     SMALL,
@@ -30,6 +23,8 @@ from topogen.encode.voxels import (
     site_positions,
     voxelize,
 )
+from topogen.models.autoencoder.crystal import CrystalAutoencoder
+from topogen.models.autoencoder.train import FINAL, LAST, load_autoencoder, train_autoencoder
 
 
 def _slab(a: float, species, frac_xy, z, vacuum: float = 18.0) -> Structure:

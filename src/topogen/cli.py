@@ -93,7 +93,7 @@ def _data_import(args: argparse.Namespace) -> int:
 
 def _normalize(args: argparse.Namespace) -> int:
     """``topogen data normalize SOURCE ...``: a downloaded raw file -> structure table."""
-    from topogen.data import c2db, mp, qm9, reference, tqc
+    from topogen.data import c2db, logan, mc2d, mp, qm9, topoa, tqc
     from topogen.io import provenance
     from topogen.io.tables import read_records
 
@@ -124,13 +124,13 @@ def _normalize(args: argparse.Namespace) -> int:
         elif args.source == "tqc":
             result = tqc.join_tqc(args.inputs[0], read_records(args.mp_table))
         elif args.source == "c2db-subset":
-            result = reference.load_c2db_subset(args.inputs[0])
+            result = c2db.load_c2db_subset(args.inputs[0])
         elif args.source == "mc2d":
-            result = reference.load_mc2d(args.inputs[0], args.min_distance)
+            result = mc2d.load_mc2d(args.inputs[0], args.min_distance)
         elif args.source == "logan":
-            result = reference.load_logan(args.inputs[0], args.set)
+            result = logan.load_logan(args.inputs[0], args.set)
         elif args.source == "topoa":
-            _save_labels(run, reference.load_topoa(args.inputs[0]), args.out)
+            _save_labels(run, topoa.load_topoa(args.inputs[0]), args.out)
             return 0
         else:  # pragma: no cover - argparse restricts the choices
             raise TopogenError(f"unknown source {args.source!r}")
@@ -223,13 +223,12 @@ def _encode(args: argparse.Namespace) -> int:
 
 def _encode_images(args: argparse.Namespace) -> int:
     """``topogen encode images TABLE --out PT --model CKPT``: autoencoders + crystal images."""
-    from topogen.encode.images import ImageSettings, encode_images
     from topogen.io import provenance
     from topogen.io.atomic import write_text
     from topogen.io.quarantine import quarantine_path, write_quarantine
     from topogen.io.tables import read_records
-    from topogen.models.training import accelerator_devices
-    from topogen.runtime import set_threads
+    from topogen.models.autoencoder.images import ImageSettings, encode_images
+    from topogen.runtime import accelerator_devices, set_threads
 
     set_threads(args.threads)
     names = ImageSettings.__dataclass_fields__
@@ -266,7 +265,7 @@ def _train_cgcnn(args: argparse.Namespace) -> int:
     from topogen.io import provenance
     from topogen.io.atomic import write_text
     from topogen.io.quarantine import quarantine_path, write_quarantine
-    from topogen.models.cgcnn import load_graph_set, train_cgcnn
+    from topogen.models.cgcnn.train import load_graph_set, train_cgcnn
     from topogen.runtime import set_threads
 
     set_threads(args.threads)
@@ -302,10 +301,11 @@ def _train_cgcnn(args: argparse.Namespace) -> int:
 def _train_gan(args: argparse.Namespace) -> int:
     """``topogen train gan --stage N``: one stage of the three-stage GAN."""
     from topogen.io import provenance
-    from topogen.models.gan import train_stage
-    from topogen.models.training import accelerator_devices
+    from topogen.models.gan3.oracle import OracleSettings
+    from topogen.models.gan3.settings import GanSettings
+    from topogen.models.gan3.train import train_stage
     from topogen.report.training import plot_training, write_metrics_csv
-    from topogen.runtime import set_threads
+    from topogen.runtime import accelerator_devices, set_threads
 
     set_threads(args.threads)
     accelerator, devices = accelerator_devices(args.gpus)
@@ -313,7 +313,8 @@ def _train_gan(args: argparse.Namespace) -> int:
     inputs = [args.images, args.table, *(p for p in optional if p)]
     oracle = {k: getattr(args, k) for k in ("fmax", "relax_steps", "min_repeat_2d", "band_gap_min")}
     names = ("noise_dim", "width", "lr", "adv_weight", "reward_weight", "reward_steps", "seed")
-    hparams = {k: getattr(args, k) for k in (*names, "oracle_samples")}
+    names += ("oracle_samples", "epochs", "batch_size", "patience")
+    settings = GanSettings(**{k: getattr(args, k) for k in names}, oracle=OracleSettings(**oracle))
     command = f"topogen train gan --stage {args.stage}"
     with provenance.record(command, _config(args), inputs, {"seed": args.seed}) as run:
         metrics = train_stage(
@@ -322,18 +323,14 @@ def _train_gan(args: argparse.Namespace) -> int:
             args.table,
             args.workdir,
             run.output(args.out),
-            epochs=args.epochs,
-            batch_size=args.batch_size,
+            settings,
             init=args.init,
             autoencoder=args.autoencoder,
             band_gap_model=args.band_gap_model,
-            patience=args.patience,
             accelerator=accelerator,
             devices=devices,
             threads=args.threads,
             log=_log,
-            oracle=oracle,
-            **hparams,
         )
         write_metrics_csv(metrics, run.output(args.metrics))
         plot_training(metrics, run.output(args.plot), f"GAN stage {args.stage}")
@@ -347,7 +344,7 @@ def _train_gan(args: argparse.Namespace) -> int:
 
 def _generate_gan(args: argparse.Namespace) -> int:
     from topogen.io import provenance
-    from topogen.models.sampling import sample_candidates
+    from topogen.models.gan3.sampling import sample_candidates
     from topogen.runtime import set_threads
 
     set_threads(args.threads)
@@ -405,7 +402,7 @@ def _screen_chunk(args: argparse.Namespace) -> int:
     inputs = [args.candidates, *([args.training] if args.training else [])]
     band_gap = None
     if args.band_gap_model:  # the CGCNN of `topogen train cgcnn`
-        from topogen.models.cgcnn import load_cgcnn, predict_gaps
+        from topogen.models.cgcnn.model import load_cgcnn, predict_gaps
 
         inputs.append(args.band_gap_model)
         gap_model = load_cgcnn(args.band_gap_model)
@@ -474,8 +471,8 @@ def _screen_select(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from topogen.data.download import download
     from topogen.io import provenance
+    from topogen.io.downloads import download
 
     local = args.url.removeprefix("file://")
     inputs = [local] if "://" not in local and Path(local).exists() else []
@@ -830,7 +827,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Stage 1: real vs generated crystal images. Stage 2: a new topology-aware\n"
         "discriminator (topo2d labels; generated = 0). Stage 3: CHGNet relaxation + phonon\n"
         "stability and CGCNN gap oracles through a reward model refit every epoch (see\n"
-        "topogen.models.gan). Writes the model, per-epoch metrics (CSV) and their plot;\n"
+        "topogen.models.gan3). Writes the model, per-epoch metrics (CSV) and their plot;\n"
         "an interrupted stage resumes from --workdir.",
     )
     p.add_argument("--stage", type=int, choices=[1, 2, 3], required=True, help="GAN stage")

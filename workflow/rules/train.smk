@@ -26,7 +26,7 @@ rule train_cgcnn:
         " --threads {threads} {params.options} > {log:q} 2>&1"
 
 
-# Three-stage GAN (topogen.models.gan): each stage starts from the previous one's model.
+# Three-stage GAN (topogen.models.gan3): each stage starts from the previous one's model.
 # GPU rules on clusters: `gpu` comes from the profile's set-resources (--gpus), else auto.
 rule train_gan_stage1:
     input:

@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from topogen.data.download import download
 from topogen.errors import TopogenError
 from topogen.io.archives import extract
 from topogen.io.atomic import write_text
+from topogen.io.downloads import download
 from topogen.io.provenance import sha256 as file_sha256
 
 __all__ = [

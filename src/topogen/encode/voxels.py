@@ -3,7 +3,7 @@
 The representation of the three-stage GAN (Tyner 2025), which follows CCDCGAN (Long et al.,
 npj Comput. Mater. 7, 66, 2021) and iMatGen (Noh et al., Matter 1, 1370, 2019): a crystal
 becomes one voxel grid of its sites per element plus one voxel grid of its lattice; 3D-conv
-autoencoders (:mod:`topogen.encode.autoencoders`) compress each grid to a vector.
+autoencoders (:mod:`topogen.models.autoencoder`) compress each grid to a vector.
 
 Element grids (``grid^3`` voxels, one per element present, stored sparsely with
 their atomic numbers): voxel ``(i, j, k)`` sits at fractional coordinates ``(i, j, k) / grid``

@@ -1,1 +1,2 @@
-"""LightningModules: autoencoders, image GAN, CGCNN, CrystalBERT, ... (depend on encode)."""
+"""One folder per model (autoencoder/, gan3/, cgcnn/, ...), each training with the one
+Trainer factory of :mod:`topogen.models.training` (depend on encode, calc, topology)."""

@@ -16,28 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 
-
-
-def precision_for(accelerator: str) -> str:
-    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    return "32-true"
-
-
-def accelerator_devices(gpus: str | int | None) -> tuple[str, int]:
-    """Lightning (accelerator, devices) for a rule's ``gpu`` resource: ``auto`` (or None)
-    takes one GPU when there is one, else the CPU; 0 forces the CPU; N > 0 asks for N GPUs
-    and fails clearly when torch sees fewer."""
-    if gpus in (None, "auto", ""):
-        return ("gpu", 1) if torch.cuda.is_available() else ("cpu", 1)
-    n = int(gpus)
-    if n <= 0:
-        return "cpu", 1
-    if torch.cuda.device_count() < n:
-        raise RuntimeError(f"{n} GPU(s) requested, torch sees {torch.cuda.device_count()}")
-    return "gpu", n
+from topogen.runtime import precision_for
 
 
 class LastCheckpoint(L.Callback):
@@ -66,8 +46,15 @@ def make_trainer(
     accelerator: str = "auto",
     devices: int | str = "auto",
     callbacks: list[Any] | None = None,
+    *,
+    precision: str | None = None,
+    last: str | os.PathLike[str] | None = None,
     **kwargs: Any,
 ) -> L.Trainer:
+    """The Trainer of every model: CSV logs in ``<workdir>/logs``, ``last`` (default
+    ``<workdir>/checkpoints/last.ckpt``) written every epoch, ``precision`` by default
+    :func:`~topogen.runtime.precision_for` the accelerator, no progress bar; ``kwargs``
+    (any ``L.Trainer`` argument) override these settings."""
     from lightning.fabric.utilities.warnings import PossibleUserWarning
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
@@ -75,22 +62,24 @@ def make_trainer(
     warnings.filterwarnings("ignore", category=PossibleUserWarning)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     workdir = Path(workdir)
-    last = LastCheckpoint(workdir / "checkpoints" / "last.ckpt")
-    return L.Trainer(
-        default_root_dir=workdir,
-        max_epochs=max_epochs,
-        accelerator=accelerator,
-        devices=devices,
-        precision=precision_for(accelerator),
-        logger=CSVLogger(workdir, name="logs", flush_logs_every_n_steps=1),  # version_N per run
-        callbacks=[last, *(callbacks or [])],
-        # Lightning's own ModelCheckpoint only where the caller asks for one (best epoch)
-        enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks or []),
-        enable_model_summary=False,
-        enable_progress_bar=False,
-        log_every_n_steps=1,
-        **kwargs,
+    every_epoch = LastCheckpoint(
+        last if last is not None else workdir / "checkpoints" / "last.ckpt"
     )
+    options: dict[str, Any] = {
+        "default_root_dir": workdir,
+        "max_epochs": max_epochs,
+        "accelerator": accelerator,
+        "devices": devices,
+        "precision": precision or precision_for(accelerator),
+        "logger": CSVLogger(workdir, name="logs", flush_logs_every_n_steps=1),  # version_N per run
+        "callbacks": [every_epoch, *(callbacks or [])],
+        # Lightning's own ModelCheckpoint only where the caller asks for one (best epoch)
+        "enable_checkpointing": any(isinstance(c, ModelCheckpoint) for c in callbacks or []),
+        "enable_model_summary": False,
+        "enable_progress_bar": False,
+        "log_every_n_steps": 1,
+    }
+    return L.Trainer(**{**options, **kwargs})
 
 
 def resume_path(workdir: str | os.PathLike[str]) -> str | None:

@@ -4,7 +4,7 @@ round trip on a held-out part, and write every structure's crystal image.
 Outputs: the autoencoder checkpoint (``autoencoder.ckpt``, needed to decode generated
 images), ``images.pt`` (a :mod:`topogen.encode.store` file of kind ``images``: ids and a
 stacked ``images`` tensor (N, rows, cols), params holding the spec and the checkpoint's
-sha256) and a metrics JSON (held-out round trip, see :mod:`topogen.encode.roundtrip`).
+sha256) and a metrics JSON (held-out round trip, see :mod:`topogen.models.autoencoder.roundtrip`).
 Structures that cannot be voxelized (element outside Z 1-84 or a noble gas, more elements
 than an image has rows, a cell outside the lattice box) are returned as rejected rows.
 """
@@ -21,19 +21,15 @@ import numpy as np
 import torch
 
 from topogen.encode import EncodingError
-from topogen.encode.autoencoders import (
-    FINAL,
-    load_autoencoder,
-    train_autoencoder,
-    voxelize_all,
-)
-from topogen.encode.roundtrip import score
 from topogen.encode.store import save_encoded
 from topogen.encode.voxels import VoxelSpec
 from topogen.io.atomic import atomic_path
 from topogen.io.provenance import sha256
 from topogen.io.quarantine import Rejected
 from topogen.io.tables import Record
+from topogen.models.autoencoder.crystal import voxelize_all
+from topogen.models.autoencoder.roundtrip import score
+from topogen.models.autoencoder.train import FINAL, load_autoencoder, train_autoencoder
 
 
 @dataclass

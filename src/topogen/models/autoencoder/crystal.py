@@ -1,11 +1,11 @@
-"""Voxel autoencoders and crystal images for the three-stage GAN (Tyner 2025).
+"""Crystal images for the three-stage GAN (Tyner 2025): the voxel autoencoders of a crystal.
 
-Two 3D-convolutional autoencoders (:class:`VoxelAutoencoder`) compress the voxel grids of
-:mod:`topogen.encode.voxels` to vectors: one for element-site grids, shared by all elements
-(input: one element's grid; circular padding, the grid being periodic), and one for the
-lattice grid (2 channels, zero padding). :class:`CrystalAutoencoder` (a LightningModule)
-holds both, trains them together on a list of structures and turns crystals into 2D images
-and back:
+Two 3D-convolutional autoencoders (:class:`~topogen.models.autoencoder.networks.
+VoxelAutoencoder`) compress the voxel grids of :mod:`topogen.encode.voxels` to vectors: one
+for element-site grids, shared by all elements (input: one element's grid; circular padding,
+the grid being periodic), and one for the lattice grid (2 channels, zero padding).
+:class:`CrystalAutoencoder` (a LightningModule) holds both, trains them together on a list
+of structures and turns crystals into 2D images and back:
 
     image (1 + max_elements, 1 + latent_dim), float32
     row 0          [0,    lattice latent]
@@ -34,26 +34,18 @@ on, 50 held out; StructureMatcher with default tolerances; 2 shared CPU cores):
 * paper-like (:data:`~topogen.encode.voxels.PAPER_LIKE`: 32^3 grids as in iMatGen/CCDCGAN,
   site sigma 1 voxel, lattice sigma 3 voxel, same networks and epochs): about 40 minutes;
   98% of the held-out crystals, mean site error 0.07 Angstrom (the voxels alone: 100%).
-
-Checkpoints are Lightning ``.ckpt`` files written atomically (temp file + rename, see
-:class:`AtomicCheckpointIO`); their hyper-parameters are plain dicts, so both resuming and
-:func:`load_autoencoder` read them with ``torch.load(..., weights_only=True)``.
+Training and checkpoints: :mod:`topogen.models.autoencoder.train`.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import pickle
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
-from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from torch import nn
 from torch.nn import functional as F
 
 from topogen.encode import EncodingError
@@ -67,155 +59,7 @@ from topogen.encode.voxels import (
     devoxelize,
     voxelize,
 )
-from topogen.io.atomic import atomic_path
-from topogen.models.training import LastCheckpoint, precision_for, quiet_lightning
-from topogen.runtime import set_threads
-
-LAST = "last.ckpt"
-FINAL = "autoencoder.ckpt"
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning checkpoint I/O that writes atomically and reads with ``weights_only=True``."""
-
-    def save_checkpoint(
-        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
-    ) -> None:
-        with atomic_path(path) as tmp:
-            torch.save(checkpoint, tmp)
-
-    def load_checkpoint(
-        self, path: Any, map_location: Any = "cpu", weights_only: bool | None = None
-    ) -> dict[str, Any]:
-        return torch.load(path, map_location=map_location, weights_only=True)
-
-
-def _wrap_pad(x: torch.Tensor) -> torch.Tensor:
-    """Pad the three spatial axes by one voxel periodically (3 concatenations: cheaper than
-    ``F.pad(mode="circular")``, which copies face by face)."""
-    for dim in (2, 3, 4):
-        x = torch.cat([x.narrow(dim, x.shape[dim] - 1, 1), x, x.narrow(dim, 0, 1)], dim)
-    return x
-
-
-class _Conv(nn.Module):
-    """3x3x3 convolution with periodic or zero padding of one voxel."""
-
-    def __init__(
-        self, cin: int, cout: int, stride: int = 1, periodic: bool = True, bias: bool = True
-    ) -> None:
-        super().__init__()
-        self.periodic = periodic
-        self.conv = nn.Conv3d(cin, cout, 3, stride=stride, padding=0 if periodic else 1, bias=bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(_wrap_pad(x) if self.periodic else x)
-
-
-def coordinate_channels(size: int, periodic: bool, device: Any = None) -> torch.Tensor:
-    """(n, size, size, size) fixed position channels for CoordConv-style layers:
-    ``sin`` and ``cos`` of ``2 pi i / size`` per axis when periodic (6 channels), else a linear
-    ramp from -1 to 1 per axis (3 channels)."""
-    i = torch.arange(size, dtype=torch.float32, device=device)
-    if periodic:
-        t = 2 * math.pi * i / size
-        axes = [torch.sin(t), torch.cos(t)]
-    else:
-        axes = [torch.linspace(-1, 1, size, device=device)]
-    out = []
-    for dim in range(3):
-        shape = [1, 1, 1]
-        shape[dim] = size
-        for a in axes:
-            out.append(a.view(shape).expand(size, size, size))
-    return torch.stack(out)
-
-
-class _CoordConv(nn.Module):
-    """A 3x3x3 convolution of ``cat([x, coordinates])``, computed as ``conv(x)`` plus a
-    convolution of the fixed coordinate channels done once per call for the whole batch
-    (the same result without concatenating them to every sample)."""
-
-    def __init__(self, cin: int, cout: int, size: int, periodic: bool) -> None:
-        super().__init__()
-        coords = coordinate_channels(size, periodic)
-        self.register_buffer("coords", coords[None], persistent=False)
-        self.conv = _Conv(cin, cout, 1, periodic)
-        self.pos = _Conv(len(coords), cout, 1, periodic, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x) + self.pos(self.coords.to(x.dtype))
-
-
-class VoxelAutoencoder(nn.Module):
-    """3D-conv autoencoder (C, G, G, G) -> latent (latent_dim,) in [-1, 1] -> logits.
-
-    Encoder: a 3x3x3 convolution to ``width`` channels, then stride-2 3x3x3 convolutions
-    (channels doubling up to ``max_width``) while the grid is even and larger than 4, each
-    with batch norm and GELU, then a linear layer, a batch norm without affine parameters and
-    ``tanh`` (standardised, bounded latents). Decoder: a linear layer, then per level a
-    stride-2 transposed convolution (kernel 2) and a 3x3x3 convolution; a last 3x3x3
-    convolution gives the logits. The decoder's convolutions also see fixed coordinate
-    channels (:func:`coordinate_channels`; CoordConv, Liu et al., NeurIPS 2018), which makes
-    "put a blob at the voxel this vector names" a smooth function to learn. Without the batch
-    norms, the sparse grids (a few blobs in 16^3 voxels) hardly move the encoder's output and
-    the decoder settles on the mean grid. ``periodic``: circular padding, periodic
-    coordinates. Full-resolution layers are thin: 3D convolutions dominate the cost on CPUs.
-    """
-
-    def __init__(
-        self,
-        channels: int,
-        grid: int,
-        latent_dim: int,
-        width: int = 8,
-        max_width: int = 64,
-        periodic: bool = True,
-    ) -> None:
-        super().__init__()
-        sizes, widths = [grid], [width]
-        while sizes[-1] > 4 and sizes[-1] % 2 == 0:
-            sizes.append(sizes[-1] // 2)
-            widths.append(min(2 * widths[-1], max_width))
-        self.sizes, self.widths = sizes, widths
-        self.stem = _Conv(channels, width, 1, periodic)
-        self.down = nn.ModuleList(
-            _Conv(widths[k], widths[k + 1], 2, periodic) for k in range(len(sizes) - 1)
-        )
-        self.enc_norms = nn.ModuleList(nn.BatchNorm3d(w) for w in widths)
-        flat = widths[-1] * sizes[-1] ** 3
-        self.to_latent = nn.Linear(flat, latent_dim)
-        self.latent_norm = nn.BatchNorm1d(latent_dim, affine=False)
-        self.from_latent = nn.Linear(latent_dim, flat)
-        levels = list(reversed(range(len(sizes) - 1)))  # coarse to fine
-        self.up = nn.ModuleList(
-            nn.ConvTranspose3d(widths[k + 1], widths[k], 2, stride=2) for k in levels
-        )
-        # a coordinate-aware 3x3x3 convolution after each upsampling but the last one
-        self.refine = nn.ModuleList(
-            _CoordConv(widths[k], widths[k], sizes[k], periodic) for k in levels[:-1]
-        )
-        self.dec_norms = nn.ModuleList(nn.BatchNorm3d(widths[k]) for k in levels[:-1])
-        self.head = _CoordConv(width, channels, grid, periodic)
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.gelu(self.enc_norms[0](self.stem(x)))
-        for conv, norm in zip(self.down, self.enc_norms[1:], strict=True):
-            h = F.gelu(norm(conv(h)))
-        return torch.tanh(self.latent_norm(self.to_latent(h.flatten(1))))
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Latents -> logits; ``torch.sigmoid`` gives the grid."""
-        s = self.sizes[-1]
-        h = F.gelu(self.from_latent(z)).view(-1, self.widths[-1], s, s, s)
-        for k, up in enumerate(self.up):
-            h = F.gelu(up(h))
-            if k < len(self.refine):
-                h = F.gelu(self.dec_norms[k](self.refine[k](h)))
-        return self.head(h)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(x))
+from topogen.models.autoencoder.networks import VoxelAutoencoder
 
 
 def _plain(value: Any) -> Any:
@@ -464,111 +308,3 @@ def voxelize_all(
         voxels.append(v)
         kept.append(i)
     return voxels, kept, rejected
-
-
-def _compact(v: CrystalVoxels) -> CrystalVoxels:
-    return CrystalVoxels(
-        v.lattice.astype(np.float16), v.numbers, v.elements.astype(np.float16), v.spec
-    )
-
-
-# --- training and loading ------------------------------------------------------------------
-
-
-def train_autoencoder(
-    structures: Sequence[Any],
-    outdir: str | os.PathLike[str],
-    *,
-    spec: VoxelSpec = SMALL,
-    latent_dim: int = 32,
-    max_elements: int = 4,
-    width: int = 8,
-    max_width: int = 64,
-    lr: float = 2e-3,
-    pos_weight: float = 20.0,
-    augment: bool = False,
-    epochs: int = 40,
-    batch_size: int = 8,
-    val_fraction: float = 0.1,
-    seed: int = 0,
-    threads: int | None = None,
-    accelerator: str = "auto",
-    precision: str | None = None,
-    resume: bool = True,
-    progress: bool = False,
-) -> CrystalAutoencoder:
-    """Train a :class:`CrystalAutoencoder` on ``structures`` and return it (in eval mode).
-
-    Writes to ``outdir``: ``last.ckpt`` after every epoch (training resumes from it when
-    ``resume`` and it exists), ``autoencoder.ckpt`` (weights + hyper-parameters) at the end,
-    and Lightning's ``logs/version_<k>/metrics.csv`` (one version per run). Structures that
-    cannot be voxelized raise EncodingError naming their index (filter them first with
-    :func:`voxelize_all`).
-    """
-    from lightning.pytorch.loggers import CSVLogger
-
-    set_threads(threads)
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
-    voxels, _, rejected = voxelize_all(structures, spec, max_elements)
-    if rejected:
-        i, reason = rejected[0]
-        raise EncodingError(f"structure {i}: {reason}")
-    if len(voxels) < 2:
-        raise EncodingError("the autoencoders need at least 2 structures to train on")
-    voxels = [_compact(v) for v in voxels]
-    L.seed_everything(seed, verbose=False)
-    order = np.random.default_rng(seed).permutation(len(voxels))
-    n_val = min(round(val_fraction * len(voxels)), len(voxels) - 2)
-    val = [voxels[i] for i in order[:n_val]]
-    train = [voxels[i] for i in order[n_val:]]
-    loader = torch.utils.data.DataLoader(
-        train,
-        batch_size=batch_size,
-        shuffle=True,
-        drop_last=len(train) > batch_size,  # batch norm needs more than one crystal
-        collate_fn=collate_voxels,
-        generator=torch.Generator().manual_seed(seed),
-    )
-    val_loader = (
-        torch.utils.data.DataLoader(val, batch_size=batch_size, collate_fn=collate_voxels)
-        if val
-        else None
-    )
-    model = CrystalAutoencoder(
-        spec.as_dict(), latent_dim, max_elements, width, max_width, lr, pos_weight, augment
-    )
-    last = outdir / LAST
-    with quiet_lightning():
-        trainer = L.Trainer(
-            max_epochs=epochs,
-            accelerator=accelerator,
-            devices=1,
-            precision=precision or precision_for(accelerator),
-            logger=CSVLogger(outdir, name="logs", flush_logs_every_n_steps=1),
-            callbacks=[LastCheckpoint(last)],
-            enable_checkpointing=False,  # LastCheckpoint is the only one wanted
-            plugins=[AtomicCheckpointIO()],
-            enable_model_summary=False,
-            enable_progress_bar=progress,
-            log_every_n_steps=max(1, min(50, len(loader))),
-            default_root_dir=outdir,
-            num_sanity_val_steps=0,
-        )
-        trainer.fit(model, loader, val_loader, ckpt_path=last if resume and last.exists() else None)
-        trainer.save_checkpoint(outdir / FINAL, weights_only=True)
-    return model.eval()
-
-
-def load_autoencoder(path: str | os.PathLike[str], map_location: Any = "cpu") -> CrystalAutoencoder:
-    """A trained :class:`CrystalAutoencoder` from a ``.ckpt`` (read with weights_only=True)."""
-    path = Path(path)
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-        model = CrystalAutoencoder(**ckpt["hyper_parameters"])
-        model.load_state_dict(ckpt["state_dict"])
-    except (OSError, RuntimeError, KeyError, TypeError, ValueError, EOFError) as exc:
-        raise EncodingError(f"{path}: not a crystal autoencoder checkpoint ({exc})") from exc
-    except pickle.UnpicklingError as exc:
-        raise EncodingError(f"{path}: not a crystal autoencoder checkpoint ({exc})") from exc
-    return model.eval()

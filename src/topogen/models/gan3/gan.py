@@ -2,9 +2,9 @@
 networks with universal force fields: application to two-dimensional topological
 insulators", and Long et al.'s CCDCGAN).
 
-Networks
+Networks (:mod:`topogen.models.gan3.networks`)
     :class:`Generator`: noise (``noise_dim``) -> linear -> 2D transposed convolutions that
-    double the image width twice -> a crystal image (:mod:`topogen.encode.autoencoders`):
+    double the image width twice -> a crystal image (:mod:`topogen.models.autoencoder`):
     ``tanh`` everywhere except column 0 (the Z/84 column, clamped to [0, 1] so that an empty
     row, exactly 0, is reachable) and the corner (0). :class:`Critic`: 2D convolutions
     (spectral norm) -> one logit per head; the discriminators have one head, the reward
@@ -20,7 +20,7 @@ II.  the generator of Stage I against a NEW topology-aware discriminator: real t
      crystals are labelled 1, real trivial crystals and generated ones 0 (the ``topo2d``
      labels; unlabelled crystals are not used). Paper: lr 2e-4, 50 epochs.
 III. the generator and discriminator of Stage II go on, and the generator also answers to
-     the oracles of :mod:`topogen.models.oracle` (CHGNet relaxation + phonon stability, the
+     the oracles of :mod:`topogen.models.gan3.oracle` (CHGNet relaxation + phonon stability, the
      CGCNN gap score), which no gradient flows through.
 
 Why a reward model (Stage III). The oracles take a decoded, relaxed structure; decoding
@@ -44,7 +44,6 @@ them); ``last.ckpt`` is written after every epoch, and an interrupted stage resu
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -54,71 +53,16 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 from topogen.errors import TopogenError
-from topogen.models.oracle import Oracle, OracleSettings
-
-STAGE_LR = {1: 5e-4, 2: 2e-4, 3: 2e-4}  # the paper's learning rates
+from topogen.models.gan3.networks import Critic, Generator
+from topogen.models.gan3.oracle import Oracle, OracleSettings
+from topogen.models.gan3.settings import STAGE_LR, GanSettings
 
 
 class GanError(TopogenError):
     """Bad GAN input: missing labels, mismatched image shapes, unreadable checkpoints."""
-
-
-class Generator(nn.Module):
-    """Noise (B, noise_dim) -> crystal images (B, rows, cols)."""
-
-    def __init__(self, noise_dim: int, rows: int, cols: int, width: int = 32) -> None:
-        super().__init__()
-        self.rows, self.cols, self.width = rows, cols, width
-        self.w0 = math.ceil(cols / 4)
-        self.fc = nn.Linear(noise_dim, 2 * width * rows * self.w0)
-        up = {"kernel_size": (3, 4), "stride": (1, 2), "padding": (1, 1)}  # width x 2
-        self.net = nn.Sequential(
-            nn.BatchNorm2d(2 * width),
-            nn.ReLU(),
-            nn.ConvTranspose2d(2 * width, width, **up),
-            nn.BatchNorm2d(width),
-            nn.ReLU(),
-            nn.ConvTranspose2d(width, width, **up),
-            nn.BatchNorm2d(width),
-            nn.ReLU(),
-            nn.Conv2d(width, 1, 3, padding=1),
-        )
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = self.fc(z).view(len(z), 2 * self.width, self.rows, self.w0)
-        x = self.net(h)[:, 0, :, : self.cols]
-        body = torch.tanh(x[:, :, 1:])
-        zcol = torch.clamp(x[:, 1:, :1], 0.0, 1.0)  # exact 0 (an empty row) is reachable
-        corner = torch.zeros_like(x[:, :1, :1])
-        return torch.cat([torch.cat([corner, zcol], dim=1), body], dim=2)
-
-
-class Critic(nn.Module):
-    """Crystal images (B, rows, cols) -> logits (B, heads)."""
-
-    def __init__(self, rows: int, cols: int, width: int = 32, heads: int = 1) -> None:
-        super().__init__()
-        sn = nn.utils.parametrizations.spectral_norm
-        down = {"kernel_size": (3, 4), "stride": (1, 2), "padding": (1, 1)}
-        self.net = nn.Sequential(
-            sn(nn.Conv2d(1, width, 3, padding=1)),
-            nn.LeakyReLU(0.2),
-            sn(nn.Conv2d(width, 2 * width, **down)),
-            nn.LeakyReLU(0.2),
-            sn(nn.Conv2d(2 * width, 2 * width, **down)),
-            nn.LeakyReLU(0.2),
-            nn.Flatten(),
-        )
-        with torch.no_grad():
-            n = self.net(torch.zeros(1, 1, rows, cols)).shape[1]
-        self.head = sn(nn.Linear(n, heads))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.net(x[:, None]))
 
 
 def _bce(logits: torch.Tensor, target: float | torch.Tensor) -> torch.Tensor:
@@ -138,17 +82,17 @@ class CrystalGAN(L.LightningModule):
         self,
         stage: int,
         image_shape: Sequence[int],
-        noise_dim: int = 64,
-        width: int = 32,
-        lr: float | None = None,
-        adv_weight: float = 1.0,
-        reward_weight: float = 1.0,
-        reward_lr: float = 1e-3,
-        reward_steps: int = 50,
-        oracle_samples: int = 32,
+        noise_dim: int = GanSettings.noise_dim,
+        width: int = GanSettings.width,
+        lr: float | None = GanSettings.lr,
+        adv_weight: float = GanSettings.adv_weight,
+        reward_weight: float = GanSettings.reward_weight,
+        reward_lr: float = GanSettings.reward_lr,
+        reward_steps: int = GanSettings.reward_steps,
+        oracle_samples: int = GanSettings.oracle_samples,
         oracle: dict[str, Any] | None = None,
         has_gap_model: bool = False,
-        seed: int = 0,
+        seed: int = GanSettings.seed,
     ) -> None:
         super().__init__()
         if stage not in (1, 2, 3):
@@ -335,40 +279,6 @@ class CrystalGAN(L.LightningModule):
             self.buffer_images, self.buffer_scores = buf["images"], buf["scores"]
 
 
-# --- data, loading and sampling -----------------------------------------------------------------
-
-
-def image_set(
-    images_path: str | os.PathLike[str], table_path: str | os.PathLike[str], stage: int
-) -> tuple[list[str], torch.Tensor, torch.Tensor]:
-    """(ids, images (N, rows, cols), labels (N,)) for a stage: every image in Stage I (label
-    1), only the crystals with a ``topo2d`` label (1/0) in the table in Stages II/III."""
-    import json
-
-    from topogen.encode.store import load_encoded
-    from topogen.io.tables import read_table
-
-    store = load_encoded(images_path, "images")
-    images = store["tensors"]["images"].float()
-    ids = list(store["ids"])
-    if stage == 1:
-        return ids, images, torch.ones(len(ids))
-    props = read_table(table_path).set_index("id")["properties"]
-    keep, labels = [], []
-    for i, rid in enumerate(ids):
-        label = json.loads(props[rid]).get("topo2d") if rid in props.index else None
-        if label in (0, 1):
-            keep.append(i)
-            labels.append(float(label))
-    n_topo = int(sum(labels))
-    if n_topo == 0 or n_topo == len(labels):
-        raise GanError(
-            f"{table_path}: Stage {stage} needs crystals labelled topological (topo2d = 1) and "
-            f"trivial (0) among the encoded ones; found {n_topo} and {len(labels) - n_topo}"
-        )
-    return [ids[i] for i in keep], images[keep], torch.tensor(labels)
-
-
 def load_gan(path: str | os.PathLike[str]) -> CrystalGAN:
     """A :class:`CrystalGAN` from a checkpoint, read with ``weights_only=True``."""
     try:
@@ -379,106 +289,3 @@ def load_gan(path: str | os.PathLike[str]) -> CrystalGAN:
     except (OSError, RuntimeError, KeyError, TypeError, ValueError, EOFError) as exc:
         raise GanError(f"{path}: not a topogen GAN checkpoint ({exc})") from exc
     return model.eval()
-
-
-def sample_seeds(seed: int, n: int) -> list[int]:
-    """Sample i is drawn from ``torch.Generator().manual_seed(seed + i)``: any one sample can
-    be regenerated alone."""
-    return [int(seed) + i for i in range(n)]
-
-
-@torch.no_grad()
-def generate(model: CrystalGAN, seeds: Sequence[int], batch_size: int = 256) -> torch.Tensor:
-    """One image per seed (generator in eval mode)."""
-    model.eval()
-    out = []
-    for k in range(0, len(seeds), batch_size):
-        z = torch.cat([model.noise(1, s) for s in seeds[k : k + batch_size]])
-        out.append(model.generator(z).float().cpu())
-    return torch.cat(out) if out else torch.zeros(0, *model.hparams.image_shape)
-
-
-def train_stage(
-    stage: int,
-    images_path: str | os.PathLike[str],
-    table_path: str | os.PathLike[str],
-    workdir: str | os.PathLike[str],
-    out: str | os.PathLike[str],
-    *,
-    epochs: int,
-    batch_size: int = 32,
-    init: str | os.PathLike[str] | None = None,
-    autoencoder: str | os.PathLike[str] | None = None,
-    band_gap_model: str | os.PathLike[str] | None = None,
-    patience: int | None = None,
-    accelerator: str = "cpu",
-    devices: int = 1,
-    threads: int | None = None,
-    log: Any = print,
-    **hparams: Any,
-) -> Any:
-    """Train one stage in ``workdir`` (resuming from its ``last.ckpt``), write the stage's
-    model to ``out`` (Stage III: its best epoch by the stage metric) and return the
-    per-epoch metrics (a DataFrame, every run of the stage merged)."""
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-
-    from topogen.io.atomic import atomic_path
-    from topogen.models.training import make_trainer, quiet_lightning, read_metrics, resume_path
-
-    seed = int(hparams.get("seed", 0))
-    L.seed_everything(seed, verbose=False)
-    ids, images, labels = image_set(images_path, table_path, stage)
-    if stage > 1 and init is None:
-        raise GanError(f"Stage {stage} starts from the Stage {stage - 1} model: give init")
-    model = CrystalGAN(stage, images.shape[1:], has_gap_model=band_gap_model is not None, **hparams)
-    if init is not None:
-        model.init_from(load_gan(init))
-    if stage == 3:
-        if autoencoder is None:
-            raise GanError("Stage III decodes its samples: give the crystal autoencoder")
-        from topogen.encode.autoencoders import load_autoencoder
-        from topogen.models.cgcnn import load_cgcnn
-
-        gap_model = load_cgcnn(band_gap_model) if band_gap_model is not None else None
-        settings = OracleSettings(**model.hparams.oracle)
-        model.attach_oracle(
-            load_autoencoder(autoencoder), Oracle(settings, gap_model, threads=threads)
-        )
-    n_topo = int(labels.sum())
-    log(
-        f"gan stage {stage}: {len(ids)} crystal images {tuple(images.shape[1:])}"
-        + (f" ({n_topo} topological, {len(ids) - n_topo} trivial)" if stage > 1 else "")
-        + f", {epochs} epochs, lr {model.hparams.lr:g}, {accelerator} x{devices}"
-    )
-    loader = torch.utils.data.DataLoader(
-        torch.utils.data.TensorDataset(images, labels),
-        batch_size=batch_size,
-        shuffle=True,
-        drop_last=len(ids) > batch_size,  # batch norm needs more than one image
-        generator=torch.Generator().manual_seed(seed),
-    )
-    callbacks: list[Any] = []
-    best = None
-    if stage == 3:
-        best = ModelCheckpoint(
-            dirpath=Path(workdir) / "best", monitor="stage_metric", mode="max", save_top_k=1
-        )
-        callbacks.append(best)
-        if patience:
-            callbacks.append(
-                EarlyStopping(
-                    "stage_metric", mode="max", patience=patience, check_on_train_epoch_end=True
-                )
-            )
-    with quiet_lightning():
-        trainer = make_trainer(
-            workdir, epochs, accelerator=accelerator, devices=devices, callbacks=callbacks
-        )
-        trainer.fit(model, loader, ckpt_path=resume_path(workdir))
-    source = best.best_model_path if best is not None and best.best_model_path else None
-    with atomic_path(out) as tmp:
-        if source:
-            Path(tmp).write_bytes(Path(source).read_bytes())
-        else:
-            trainer.save_checkpoint(tmp, weights_only=True)
-    return read_metrics(workdir)

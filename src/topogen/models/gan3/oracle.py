@@ -8,7 +8,7 @@ For each decoded structure (``None``: the image did not decode):
 2. CHGNet relaxation (batched FIRE, in-plane cell and positions; :mod:`topogen.calc.relax`);
 3. phonons of the relaxed crystal with CHGNet forces and phonopy (:mod:`topogen.calc.phonons`):
    the stability score in [0, 1] documented there (1 exactly when dynamically stable);
-4. the CGCNN band gap of the relaxed crystal mapped to [0, 1] (:func:`~topogen.models.cgcnn.
+4. the CGCNN band gap of the relaxed crystal mapped to [0, 1] (:func:`~topogen.models.cgcnn.model.
    gap_score`), when a band-gap model is given; NaN otherwise.
 
 The steps are one :class:`~topogen.calc.chain.Chain` of the calculators of
@@ -140,7 +140,7 @@ class Oracle:
         )
         calcs: list[Any] = [CheckCalc("check", start_problem), relax, phonons]
         if self.band_gap_model is not None:
-            from topogen.models.cgcnn import predict_gaps
+            from topogen.models.cgcnn.model import predict_gaps
 
             gap_model = self.band_gap_model
             predict = lambda ss: predict_gaps(gap_model, ss).numpy()  # noqa: E731
@@ -170,7 +170,7 @@ class Oracle:
             if "band_gap" in steps:
                 gap[i] = steps["band_gap"].get("predicted_band_gap", np.nan)
         if self.band_gap_model is not None:
-            from topogen.models.cgcnn import gap_score as to_score
+            from topogen.models.cgcnn.model import gap_score as to_score
 
             gap_score = to_score(torch.as_tensor(np.nan_to_num(gap))).numpy()
         else:

@@ -1,0 +1,2 @@
+"""Crystal graph convolutional network for band gaps: the model and inference (model),
+training on encoded graphs (train)."""
