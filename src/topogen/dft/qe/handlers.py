@@ -41,15 +41,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from topogen.dft.espresso import (
-    Crystal,
-    EspressoError,
-    Launcher,
-    PwInput,
-    PwOutput,
-    parse_pw_output,
-    run_program,
-)
+from topogen.dft.qe import EspressoError
+from topogen.dft.qe.crystal import Crystal
+from topogen.dft.qe.launcher import Launcher, run_program
+from topogen.dft.qe.output import PwOutput, parse_pw_output
+from topogen.dft.qe.pwinput import PwInput
 from topogen.io.atomic import write_text
 from topogen.io.provenance import sha256
 
