@@ -183,15 +183,7 @@ def diagnose(out: PwOutput) -> str | None:
         return None
     if out.errors and any(_DIAG_ERRORS.search(e) for e in out.errors):
         return "diagonalization_error"
-    if out.scf_converged is False:
-        return "scf_not_converged"
-    if out.max_time_exceeded:
-        return "max_seconds_reached"
-    if out.relax_converged is False:
-        return "relax_not_converged"
-    if out.errors:
-        return "error: " + out.errors[-1]
-    return "incomplete_output"
+    return out.failure
 
 
 HANDLERS: dict[str, Handler] = {
