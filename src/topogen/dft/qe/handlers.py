@@ -41,15 +41,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from topogen.dft.espresso import (
-    Crystal,
-    EspressoError,
-    Launcher,
-    PwInput,
-    PwOutput,
-    parse_pw_output,
-    run_program,
-)
+from topogen.dft.qe import EspressoError
+from topogen.dft.qe.crystal import Crystal
+from topogen.dft.qe.launcher import Launcher, run_program
+from topogen.dft.qe.output import PwOutput, parse_pw_output
+from topogen.dft.qe.pwinput import PwInput
 from topogen.io.atomic import write_text
 from topogen.io.provenance import sha256
 
@@ -187,15 +183,7 @@ def diagnose(out: PwOutput) -> str | None:
         return None
     if out.errors and any(_DIAG_ERRORS.search(e) for e in out.errors):
         return "diagonalization_error"
-    if out.scf_converged is False:
-        return "scf_not_converged"
-    if out.max_time_exceeded:
-        return "max_seconds_reached"
-    if out.relax_converged is False:
-        return "relax_not_converged"
-    if out.errors:
-        return "error: " + out.errors[-1]
-    return "incomplete_output"
+    return out.failure
 
 
 HANDLERS: dict[str, Handler] = {
