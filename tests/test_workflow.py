@@ -315,6 +315,8 @@ def test_option_sections_become_flags(workdir):
     )
     plan = snakemake(workdir, "-n", "-p", "--configfile", cfg).stdout
     assert "--no-phonons --fmax 0.1 --oxidation-states-set smact14" in plan
+    for stage in (1, 2, 3):
+        assert f" --stage {stage} " in plan, stage
     for command in ("train gan", "generate gan", "encode images", "screen select"):
         lines = [ln for ln in plan.splitlines() if f"topogen {command} " in ln]
         assert lines and all("--seed 20251122" in ln for ln in lines), command

@@ -193,7 +193,7 @@ def gan_options(stage):
     """`topogen train gan` options of one stage: train.gan's shared keys + its stage block."""
     block = {k: v for k, v in GAN.get(f"stage{stage}", {}).items() if k not in GAN_PATHS}
     shared = {k: v for k, v in GAN.items() if not k.startswith("stage") and k != "sample"}
-    return cli_options(**shared, **block)
+    return cli_options(stage=stage, **shared, **block)
 
 
 def gan_stage3_inputs(wildcards):
