@@ -16,21 +16,22 @@ export PATH := $(abspath $(BIN)):$(PATH)
 demo: install system-deps  ## run the workflow on the embedded default config
 	$(BIN)/snakemake --cores all
 
-test: install system-deps lint  ## ruff, then the whole test suite (slow tests included)
+test: install system-deps lint  ## ruff + import contracts, then the whole test suite (slow included)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-fast: install  ## the test suite without the slow integration tests
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
-lint: install
+lint: install  ## ruff, and the layer order of DESIGN.md (import contracts in pyproject.toml)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	$(BIN)/lint-imports
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || { echo "creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[ml,test]'
 	@touch $@
 
 system-deps:

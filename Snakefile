@@ -1,5 +1,9 @@
 # topogen: generative design of 2D topological insulators.
-# Thin rules only: every rule runs one `topogen ...` command (see src/topogen/cli.py).
+# Thin rules only: every rule runs one `topogen ...` command (src/topogen/cli).
+# A model's rules live in workflow/rules/models/<model>.smk (train_<model>, sample_<model>);
+# the generators to run are listed in the config's `generators:`.
+from pathlib import Path
+
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -8,27 +12,25 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/encode.smk"
-include: "workflow/rules/train.smk"
+
+
+for _model_rules in sorted(Path(workflow.basedir, "workflow/rules/models").glob("*.smk")):
+
+    include: _model_rules
+
+
 include: "workflow/rules/screen.smk"
 include: "workflow/rules/dft.smk"
 include: "workflow/rules/report.smk"
 
 
-report: "workflow/report/workflow.rst"
-
-
 rule all:
     input:
-        "results/data/structures.parquet",
-        "results/report/structures.png",
-        "results/encode/graphs.pt",
-        "results/encode/tokens.pt",
-        "results/models/autoencoder/metrics.json",
-        "results/models/gan/stage1/metrics.png",
-        "results/models/gan/stage2/metrics.png",
-        "results/models/gan/stage3/metrics.png",
-        "results/generate/candidates.parquet",
+        all_targets(),
     default_target: True

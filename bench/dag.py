@@ -14,8 +14,8 @@ mimic
     A throwaway Snakefile with the same shape (split -> one job per chunk -> merge).
 
 For each candidate count a structure table with that many rows is written where the rules
-read it (``screen.candidates``), a training table too, and ``snakemake -n
-results/screen/funnel.parquet`` is timed (best of ``--repeat``). The DAG's size depends on
+read it (``screen.candidates``: ``{bench: ...}``), a training table too, and ``snakemake -n
+results/screen/bench/funnel.parquet`` is timed (best of ``--repeat``). The DAG's size depends on
 ``screen.chunks`` only; the runs use 1000 candidates per chunk (1, 10 and 100 chunks) and a
 fixed ``--chunks`` for every count, and a sweep over chunk counts. ``split_s`` is the time
 of :func:`topogen.screen.chunks.split_chunks` on the table (the split rule's own work).
@@ -40,7 +40,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 RULES_TXT = ROOT / "bench" / "screen_rules.smk.txt"
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
-TARGET = "results/screen/funnel.parquet"
+# The funnel of one screened set, "bench" (screen.candidates: {bench: CANDIDATES}).
+TARGET = "results/screen/bench/funnel.parquet"
+CANDIDATES = "results/generate/bench/candidates.parquet"
 
 MIMIC = """
 N = int(config["screen"]["chunks"])
@@ -50,37 +52,37 @@ wildcard_constraints:
     chunk=r"[0-9]+",
 
 rule all:
-    input: "results/screen/funnel.parquet"
+    input: "results/screen/bench/funnel.parquet"
 
 rule split_candidates:
     input: config["screen"]["candidates"]
-    output: expand("results/screen/chunks/{chunk}/candidates.parquet", chunk=CHUNKS)
-    log: "results/logs/screen/split_candidates.log"
+    output: expand("results/screen/bench/chunks/{chunk}/candidates.parquet", chunk=CHUNKS)
+    log: "results/logs/screen/bench/split_candidates.log"
     threads: 1
     shell: "touch {output:q}"
 
 rule screen_chunk:
     input:
-        candidates="results/screen/chunks/{chunk}/candidates.parquet",
+        candidates="results/screen/bench/chunks/{chunk}/candidates.parquet",
         training=config["screen"]["training"],
     output:
-        structures="results/screen/chunks/{chunk}/screened.parquet",
-        funnel="results/screen/chunks/{chunk}/funnel.parquet",
-        dos="results/screen/chunks/{chunk}/phonon_dos.npz",
-    log: "results/logs/screen/screen_chunk_{chunk}.log"
+        structures="results/screen/bench/chunks/{chunk}/screened.parquet",
+        funnel="results/screen/bench/chunks/{chunk}/funnel.parquet",
+        dos="results/screen/bench/chunks/{chunk}/phonon_dos.npz",
+    log: "results/logs/screen/bench/screen_chunk_{chunk}.log"
     threads: 1
     shell: "touch {output:q}"
 
 rule merge_screen:
     input:
-        funnel=expand("results/screen/chunks/{chunk}/funnel.parquet", chunk=CHUNKS),
-        structures=expand("results/screen/chunks/{chunk}/screened.parquet", chunk=CHUNKS),
-        dos=expand("results/screen/chunks/{chunk}/phonon_dos.npz", chunk=CHUNKS),
+        funnel=expand("results/screen/bench/chunks/{chunk}/funnel.parquet", chunk=CHUNKS),
+        structures=expand("results/screen/bench/chunks/{chunk}/screened.parquet", chunk=CHUNKS),
+        dos=expand("results/screen/bench/chunks/{chunk}/phonon_dos.npz", chunk=CHUNKS),
     output:
-        funnel="results/screen/funnel.parquet",
-        survivors="results/screen/survivors.parquet",
-        dos="results/screen/phonon_dos.npz",
-    log: "results/logs/screen/merge_screen.log"
+        funnel="results/screen/bench/funnel.parquet",
+        survivors="results/screen/bench/survivors.parquet",
+        dos="results/screen/bench/phonon_dos.npz",
+    log: "results/logs/screen/bench/merge_screen.log"
     threads: 1
     shell: "touch {output:q}"
 """
@@ -151,7 +153,7 @@ def set_chunks(dest: Path, mode: str, chunks: int) -> dict[str, Any]:
 
     if mode == "mimic":
         screen = {
-            "candidates": "results/generate/candidates.parquet",
+            "candidates": CANDIDATES,
             "training": "results/data/structures.parquet",
             "chunks": chunks,
         }
@@ -160,8 +162,9 @@ def set_chunks(dest: Path, mode: str, chunks: int) -> dict[str, Any]:
     cfg_path = dest / "config" / "config.yaml"
     cfg = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
     cfg["screen"]["chunks"] = chunks
+    cfg["screen"]["candidates"] = {"bench": CANDIDATES}
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
-    return cfg["screen"]
+    return {**cfg["screen"], "candidates": CANDIDATES}
 
 
 def write_candidates(path: Path, n: int) -> float:

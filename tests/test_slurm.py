@@ -39,7 +39,7 @@ RULES = ["import_structures", "merge_structures", "summarize_structures"]
 SUB_DAG_TARGETS = (
     *TARGETS,
     "results/models/gan/stage1/model.ckpt",
-    "results/screen/chunks/000/funnel.parquet",
+    "results/screen/demo/chunks/000/funnel.parquet",
 )
 SUB_DAG_RULES = sorted(
     [*RULES, "encode_images", "train_gan_stage1", "split_candidates", "screen_chunk"]
@@ -55,7 +55,7 @@ data:
       source: demo
 encode: {images: {epochs: 2, held_out: 0.2}}
 train: {gan: {stage1: {epochs: 2}}}
-screen: {candidates: results/data/structures.parquet, chunks: 1, phonons: false}
+screen: {candidates: {demo: results/data/structures.parquet}, chunks: 1, funnel: {phonons: false}}
 """
 RUNTIME_MIN, MEM_MB = 7, 1234  # unusual values, looked for in SLURM's records
 TIMEOUT_S = 240
@@ -138,7 +138,7 @@ def tail(res) -> str:
 
 
 def test_cluster_profile_plans_the_workflow(repo_root, tmp_path):
-    """profiles/slurm parses (anchors, expressions, rules that do not exist yet) and applies."""
+    """profiles/slurm parses (anchors, expressions) and applies."""
     wf = copy_workflow(repo_root, tmp_path / "wf")
     res = run(
         ["snakemake", "-n", "--profile", "profiles/slurm", *TARGETS, "--config", DEMO_CONFIG],
@@ -158,7 +158,7 @@ def test_cluster_profile_plans_the_workflow(repo_root, tmp_path):
         ("train_gan_stage1", ["--gpus=1", "--cpus-per-gpu=8", "-t 720", "--mem 32000"]),
         ("dft_scf", ["--ntasks=32", "--cpus-per-task=1", "-t 1440"]),
         ("wannierize", ["--ntasks=8", "-t 240"]),
-        ("screen_relax", ["--ntasks=1", "--cpus-per-task=4", "--mem 16000"]),
+        ("screen_chunk", ["--ntasks=1", "--cpus-per-task=1", "--mem 16000", "-t 240"]),
         ("build_prototypes", ["--ntasks=1", "--cpus-per-task=2", "--mem 8000"]),
     ],
 )
@@ -197,7 +197,7 @@ def sub_dag_outputs(workdir: Path) -> dict:
     from topogen.encode.store import load_encoded
 
     images = load_encoded(workdir / "results/encode/images.pt", "images")
-    funnel = pd.read_parquet(workdir / "results/screen/chunks/000/funnel.parquet")
+    funnel = pd.read_parquet(workdir / "results/screen/demo/chunks/000/funnel.parquet")
     gan = pd.read_csv(workdir / "results/models/gan/stage1/metrics.csv")
     verdicts = [c for c in funnel.columns if funnel[c].dtype == object and "reason" not in c]
     return {

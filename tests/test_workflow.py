@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from pathlib import Path
 
@@ -108,13 +109,32 @@ def test_each_source_is_a_rule_pair(workdir, target, rules):
         assert f"rule {rule}:" in res.stdout
 
 
+# Each conda env: pyproject's base dependencies plus these extras, with identical pins.
+ENV_EXTRAS = {"ml": ["ml"], "data": ["mp", "qm9"], "dft": []}
+
+
 def test_conda_envs_pin_what_pyproject_pins(repo_root):
-    deps = tomllib.loads((repo_root / "pyproject.toml").read_text())["project"]["dependencies"]
-    for name in ("ml", "dft"):
+    project = tomllib.loads((repo_root / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    assert sorted(p.name for p in (repo_root / "envs").glob("*.yaml")) == sorted(
+        f"{name}.yaml" for name in ENV_EXTRAS
+    )
+    for name, wanted in ENV_EXTRAS.items():
         env = yaml.safe_load((repo_root / "envs" / f"{name}.yaml").read_text())
         pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
         pins = [p for p in pip if not p.startswith("-")]
-        assert pins == deps, f"envs/{name}.yaml drifted from pyproject.toml"
+        expected = [*project["dependencies"], *(p for e in wanted for p in extras[e])]
+        assert pins == expected, f"envs/{name}.yaml drifted from pyproject.toml"
+    dft = yaml.safe_load((repo_root / "envs/dft.yaml").read_text())
+    assert not any("torch" in str(d) for d in dft["dependencies"])  # no ML stack for DFT
+
+
+def test_rules_use_envs_with_their_clients(repo_root):
+    """download_mp (mp-api) and normalize_qm9 (qm9pack) run in the env that has them."""
+    text = (repo_root / "workflow/rules/data.smk").read_text()
+    for rule in ("download_mp", "normalize_qm9"):
+        block = text[text.index(f"rule {rule}:") :].split("\n\n\n")[0]
+        assert '"../../envs/data.yaml"' in block, rule
 
 
 def _min_distance(structure) -> float:
@@ -164,10 +184,10 @@ def test_default_workflow_builds_the_library_and_runs(workdir, cli):
         assert m["epoch"].tolist() == list(range(epochs)), stage
     m3 = pd.read_csv(workdir / "results/models/gan/stage3/metrics.csv")
     assert m3["oracle_stable"].between(0, 1).all() and m3["oracle_insulating"].isna().all()
-    candidates = read_records(workdir / "results/generate/candidates.parquet")
-    bad = read_quarantine(workdir / "results/generate/candidates.parquet.quarantine.csv")
+    candidates = read_records(workdir / "results/generate/gan/candidates.parquet")
+    bad = read_quarantine(workdir / "results/generate/gan/candidates.parquet.quarantine.csv")
     assert len(candidates) + len(bad) == 64 and len(candidates) > 0
-    lineage = cli("provenance", "results/generate/candidates.parquet", cwd=workdir)
+    lineage = cli("provenance", "results/generate/gan/candidates.parquet", cwd=workdir)
     assert lineage.returncode == 0, lineage.stderr
     for step in ("topogen generate gan", "--stage 3", "--stage 2", "--stage 1", "encode images"):
         assert step in lineage.stdout, step
@@ -211,8 +231,10 @@ def _override(workdir: Path, text: str) -> str:
 
 
 def test_screen_dag_grows_with_chunks_not_candidates(workdir):
-    cfg = _override(workdir, "screen: {candidates: results/data/structures.parquet, chunks: 3}")
-    res = snakemake(workdir, "-n", "results/screen/selected.parquet", "--configfile", cfg)
+    cfg = _override(
+        workdir, "screen: {candidates: {imported: results/data/structures.parquet}, chunks: 3}"
+    )
+    res = snakemake(workdir, "-n", "results/screen/imported/selected.parquet", "--configfile", cfg)
     assert res.returncode == 0, res.stdout + res.stderr
     for rule, count in (
         ("split_candidates", 1),
@@ -234,29 +256,29 @@ def test_screen_stage_runs_on_imported_candidates(workdir, cli):
     )
     screen = _override(
         workdir,
-        "screen: {candidates: results/data/structures.parquet, chunks: 2, dft_slots: 2,"
-        " training: results/data/import/known.parquet}",
+        "screen: {candidates: {demo: results/data/structures.parquet}, chunks: 2,"
+        " dft_slots: 2, training: results/data/import/known.parquet}",
     )
     res = snakemake(
         workdir,
         "--cores",
         "2",
-        "results/screen/selected.parquet",
+        "results/screen/demo/selected.parquet",
         "--configfile",
         screen,
         "--config",
         override,
     )
     assert res.returncode == 0, res.stderr[-3000:]
-    funnel = pd.read_parquet(workdir / "results/screen/funnel.parquet")
+    funnel = pd.read_parquet(workdir / "results/screen/demo/funnel.parquet")
     assert len(funnel) == 8, funnel  # every candidate has a row, whatever its verdict
     verdicts = funnel.set_index("id")
     assert verdicts.at["hBN", "novelty"] == "fail"
     assert "matches training structure hBN" in verdicts.at["hBN", "novelty_reason"]
     assert verdicts.at["MoS2", "phonons"] == "pass" and bool(verdicts.at["MoS2", "passed"])
-    selected = read_records(workdir / "results/screen/selected.parquet")
+    selected = read_records(workdir / "results/screen/demo/selected.parquet")
     assert len(selected) == 2
-    lineage = cli("provenance", "results/screen/selected.parquet", cwd=workdir)
+    lineage = cli("provenance", "results/screen/demo/selected.parquet", cwd=workdir)
     assert lineage.returncode == 0, lineage.stderr
     for step in (
         "topogen screen select",
@@ -266,3 +288,64 @@ def test_screen_stage_runs_on_imported_candidates(workdir, cli):
         "topogen data import",
     ):
         assert step in lineage.stdout
+
+
+def test_rule_all_is_computed_from_the_config(workdir):
+    """Per generator its candidates and funnel; no generators: neither; DFT only if asked."""
+    plan = snakemake(workdir, "-n").stdout
+    for rule in ("sample_gan", "split_candidates", "screen_chunk", "merge_screen", "select_dft"):
+        assert f"rule {rule}:" in plan, rule
+    assert "results/screen/gan/selected.parquet" in plan
+    assert "dft_candidates" not in plan
+    cfg = _override(
+        workdir,
+        "generators: []\ndft: {activate: true, candidates: results/data/structures.parquet}",
+    )
+    plan = snakemake(workdir, "-n", "--configfile", cfg).stdout
+    assert "rule sample_gan:" not in plan and "rule screen_chunk:" not in plan
+    assert "checkpoint dft_candidates:" in plan and "rule dft_controls:" in plan
+
+
+def test_option_sections_become_flags(workdir):
+    """Config option keys -> flags (booleans both ways); the config's seed reaches each rule."""
+    cfg = _override(
+        workdir,
+        "screen: {candidates: {imported: results/data/structures.parquet},"
+        " funnel: {phonons: false, fmax: 0.1, oxidation_states_set: smact14}}\n",
+    )
+    plan = snakemake(workdir, "-n", "-p", "--configfile", cfg).stdout
+    assert "--no-phonons --fmax 0.1 --oxidation-states-set smact14" in plan
+    for stage in (1, 2, 3):
+        assert f" --stage {stage} " in plan, stage
+    for command in ("train gan", "generate gan", "encode images", "screen select"):
+        lines = [ln for ln in plan.splitlines() if f"topogen {command} " in ln]
+        assert lines and all("--seed 20251122" in ln for ln in lines), command
+
+
+def _rule_blocks(repo_root: Path) -> dict[str, str]:
+    """Every rule of workflow/rules/ (also `use rule ... as name`): its name -> its text."""
+    blocks = {}
+    for path in sorted((repo_root / "workflow/rules").rglob("*.smk")):
+        for block in re.split(r"\n(?=(?:rule|checkpoint|use rule) )", path.read_text()):
+            m = re.match(r"(?:rule|checkpoint) (\w+):|use rule \w+ as (\w+) with:", block)
+            if m:
+                blocks[m.group(1) or m.group(2)] = block
+    return blocks
+
+
+def test_profiles_name_only_rules_that_exist(repo_root):
+    rules = set(_rule_blocks(repo_root))
+    assert {"screen_chunk", "train_gan_stage1", "dft_relax"} <= rules
+    for profile in sorted((repo_root / "profiles").glob("*/config.yaml")):
+        named = yaml.safe_load(profile.read_text()).get("set-resources") or {}
+        assert not set(named) - rules, f"{profile}: no such rule(s) {set(named) - rules}"
+
+
+def test_every_rule_has_log_and_benchmark_and_every_report_a_caption(repo_root):
+    blocks = _rule_blocks(repo_root)
+    for name, block in blocks.items():
+        assert "\n    log:" in block and "\n    benchmark:" in block, name
+        for plot in re.findall(r"report\((.*?)\n\s*\)", block, flags=re.S):
+            assert "caption=" in plot, name
+            caption = re.search(r'caption="([^"]+)"', plot).group(1)
+            assert (repo_root / "workflow/report" / Path(caption).name).is_file(), caption

@@ -919,7 +919,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--band-gap-min", type=float, default=0.1, help="eV, band-gap hook")
     p.add_argument("--topology-min", type=float, default=0.5, help="topology-score hook")
     p.add_argument("--min-distance", type=float, default=0.5, help="A, structural validity")
-    p.add_argument("--oxidation-states", help='SMACT set ("smact14": CDVAE / Liu et al.)')
+    p.add_argument(
+        "--oxidation-states-set",
+        "--oxidation-states",
+        dest="oxidation_states",
+        help='SMACT set ("smact14": CDVAE / Liu et al.)',
+    )
     p.add_argument("--workers", type=int, default=1, help="CHGNet worker processes")
     _threads_option(p)
 

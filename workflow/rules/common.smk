@@ -28,18 +28,26 @@ for _entry in DATA["merge"]:
 
 wildcard_constraints:
     name=r"[A-Za-z0-9_\-]+",
+    generator=r"[A-Za-z0-9_\-]+",
     chunk=r"[0-9]+",
 
 
 def cli_options(**options):
-    """Render keyword options as quoted command-line flags; None and False are left out."""
+    """Command-line flags of a config option section, the one way every rule renders them.
+
+    The flag contract of `topogen` (its options are generated from the library's dataclasses):
+    key ``foo_bar: v`` -> ``--foo-bar v``; ``true``/``false`` -> ``--foo-bar``/``--no-foo-bar``;
+    a list -> ``--foo-bar a b``; ``null`` is left out (the library default applies). Values
+    are shell-quoted. The config lists only values that differ deliberately from the
+    defaults, which live in the library (``topogen <command> --help`` lists them).
+    """
     parts = []
     for key, value in options.items():
         flag = f"--{key.replace('_', '-')}"
-        if value is None or value is False:
+        if value is None:
             continue
-        if value is True:
-            parts.append(flag)
+        if isinstance(value, bool):
+            parts.append(flag if value else f"--no-{flag[2:]}")
         elif isinstance(value, (list, tuple)):
             parts.append(" ".join([flag, *(shlex.quote(str(v)) for v in value)]))
         else:
@@ -94,50 +102,35 @@ def topoa_files():
 
 
 def prototype_options():
-    block = DATA["prototypes"]
-    return cli_options(
-        max_candidates=block["max_candidates"],
-        fmax=block["fmax"],
-        steps=block["steps"],
-        seed=config["seed"],
-    )
+    """`topogen data prototypes` options: data.prototypes without its labels file."""
+    block = {k: v for k, v in DATA["prototypes"].items() if k != "labels"}
+    return cli_options(**block, seed=config["seed"])
 
 
 def merged_tables(wildcards):
     return [f"results/data/{entry}.parquet" for entry in DATA["merge"]]
 
 
-# --- screen stage ---
+# --- generators and the screening funnel, per generator ---
+GENERATORS = config["generators"]
 SCREEN = config["screen"]
 SCREEN_CHUNKS = [f"{i:03d}" for i in range(SCREEN["chunks"])]
 
 
-def screen_options():
-    """`topogen screen chunk` options from the config's screen block."""
-    return cli_options(
-        fmax=SCREEN["fmax"],
-        steps=SCREEN["steps"],
-        batch_size=SCREEN["batch_size"],
-        no_phonons=not SCREEN["phonons"],
-        displacement=SCREEN["displacement"],
-        min_repeat_2d=SCREEN["min_repeat_2d"],
-        symprec=SCREEN["symprec"],
-        tol=SCREEN["tol"],
-        gamma_tol=SCREEN["gamma_tol"],
-        gamma_radius=SCREEN["gamma_radius"],
-        band_gap_min=SCREEN["band_gap_min"],
-        topology_min=SCREEN["topology_min"],
-        min_distance=SCREEN["min_distance"],
-        oxidation_states=SCREEN["oxidation_states"],
-        band_gap_model=SCREEN["band_gap_model"],
-    )
+def screened_sets():
+    """Names screened under results/screen/<name>/: the generators, then screen.candidates."""
+    return [*GENERATORS, *(k for k in SCREEN["candidates"] if k not in GENERATORS)]
+
+
+def screen_candidates(wildcards):
+    """The table a funnel screens: screen.candidates.<name>, else the generator's output."""
+    default = f"results/generate/{wildcards.generator}/candidates.parquet"
+    return SCREEN["candidates"].get(wildcards.generator, default)
 
 
 def screen_models(wildcards):
     """The band-gap model, when the config names one (Snakemake then trains it first)."""
     return {"gap_model": SCREEN["band_gap_model"]} if SCREEN["band_gap_model"] else {}
-
-
 
 
 # --- training stages ---
@@ -191,17 +184,42 @@ def dft_launch(wildcards, resources):
     )
 
 
-# --- GAN stages (workflow/rules/train.smk) ---
+# --- GAN stages (workflow/rules/models/gan.smk) ---
 GAN = config["train"]["gan"]
+GAN_PATHS = ("band_gap_model",)  # inputs of a stage, not options
 
 
 def gan_options(stage):
-    block = dict(GAN[f"stage{stage}"])
-    block.pop("band_gap_model", None)
+    """`topogen train gan` options of one stage: train.gan's shared keys + its stage block."""
+    block = {k: v for k, v in GAN.get(f"stage{stage}", {}).items() if k not in GAN_PATHS}
     shared = {k: v for k, v in GAN.items() if not k.startswith("stage") and k != "sample"}
-    return cli_options(stage=stage, seed=config["seed"], **shared, **block)
+    return cli_options(stage=stage, **shared, **block)
 
 
 def gan_stage3_inputs(wildcards):
-    model = GAN["stage3"].get("band_gap_model")
+    model = GAN.get("stage3", {}).get("band_gap_model")
     return {"band_gap_model": model} if model else {}
+
+
+# --- rule all ---
+def all_targets():
+    """What `snakemake` builds by default, from the config: the data, the encodings, and per
+    generator its candidates and screening funnel; the DFT chain when dft.activate is set."""
+    targets = [
+        "results/data/structures.parquet",
+        "results/report/structures.png",
+        "results/encode/graphs.pt",
+        "results/encode/tokens.pt",
+        "results/models/autoencoder/metrics.json",
+    ]
+    for generator in GENERATORS:
+        targets.append(f"results/generate/{generator}/candidates.parquet")
+    for name in screened_sets():
+        targets += expand(
+            "results/screen/{name}/{table}.parquet",
+            name=name,
+            table=("funnel", "survivors", "selected"),
+        )
+    if config.get("dft", {}).get("activate"):
+        targets += ["results/dft/controls.csv", "results/dft/summary.csv"]
+    return targets

@@ -39,6 +39,8 @@ rule download_c2db:
         options=lambda wc: download_options("c2db"),
     log:
         "results/logs/download_c2db.log",
+    benchmark:
+        "results/benchmarks/download_c2db.tsv"
     conda:
         "../../envs/ml.yaml"
     threads: 1
@@ -53,6 +55,8 @@ use rule download_c2db as download_jarvis_c2db with:
         options=lambda wc: download_options("jarvis_c2db"),
     log:
         "results/logs/download_jarvis_c2db.log",
+    benchmark:
+        "results/benchmarks/download_jarvis_c2db.tsv"
 
 
 use rule download_c2db as download_tqc with:
@@ -62,6 +66,8 @@ use rule download_c2db as download_tqc with:
         options=lambda wc: download_options("tqc"),
     log:
         "results/logs/download_tqc.log",
+    benchmark:
+        "results/benchmarks/download_tqc.tsv"
 
 
 rule download_qm9:
@@ -73,6 +79,8 @@ rule download_qm9:
         uncharacterized=lambda wc: download_options("qm9", "uncharacterized_url"),
     log:
         "results/logs/download_qm9.log",
+    benchmark:
+        "results/benchmarks/download_qm9.tsv"
     conda:
         "../../envs/ml.yaml"
     threads: 1
@@ -89,8 +97,10 @@ rule download_mp:
         options=lambda wc: mp_query_options(),
     log:
         "results/logs/download_mp.log",
+    benchmark:
+        "results/benchmarks/download_mp.tsv"
     conda:
-        "../../envs/ml.yaml"
+        "../../envs/data.yaml"
     threads: 1
     shell:
         "topogen data query-mp {params.options} --out {output:q} > {log:q} 2>&1"
@@ -108,6 +118,8 @@ rule normalize_c2db:
         min_distance=DATA["min_distance"],
     log:
         "results/logs/normalize_c2db.log",
+    benchmark:
+        "results/benchmarks/normalize_c2db.tsv"
     conda:
         "../../envs/ml.yaml"
     threads: 1
@@ -128,6 +140,8 @@ use rule normalize_c2db as normalize_jarvis_c2db with:
         min_distance=DATA["min_distance"],
     log:
         "results/logs/normalize_jarvis_c2db.log",
+    benchmark:
+        "results/benchmarks/normalize_jarvis_c2db.tsv"
 
 
 use rule normalize_jarvis_c2db as normalize_mp with:
@@ -142,6 +156,8 @@ use rule normalize_jarvis_c2db as normalize_mp with:
         min_distance=DATA["min_distance"],
     log:
         "results/logs/normalize_mp.log",
+    benchmark:
+        "results/benchmarks/normalize_mp.tsv"
 
 
 rule normalize_qm9:
@@ -154,8 +170,10 @@ rule normalize_qm9:
         options=lambda wc, input: qm9_normalize_options(input),
     log:
         "results/logs/normalize_qm9.log",
+    benchmark:
+        "results/benchmarks/normalize_qm9.tsv"
     conda:
-        "../../envs/ml.yaml"
+        "../../envs/data.yaml"
     threads: 1
     shell:
         "topogen data normalize qm9 {params.options} --out {output.table:q} > {log:q} 2>&1"
@@ -170,6 +188,8 @@ rule normalize_tqc:
         quarantine="results/data/tqc.parquet.quarantine.csv",
     log:
         "results/logs/normalize_tqc.log",
+    benchmark:
+        "results/benchmarks/normalize_tqc.tsv"
     conda:
         "../../envs/ml.yaml"
     threads: 1
@@ -188,6 +208,8 @@ rule normalize_topoa:
         dir=DATA["topoa"]["dir"],
     log:
         "results/logs/normalize_topoa.log",
+    benchmark:
+        "results/benchmarks/normalize_topoa.tsv"
     conda:
         "../../envs/ml.yaml"
     threads: 1

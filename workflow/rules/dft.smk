@@ -65,6 +65,8 @@ rule dft_control:
         cand="|".join(DFT_CONTROLS) or "no-control",
     log:
         "results/logs/dft/dft_control_{cand}.log",
+    benchmark:
+        "results/benchmarks/dft/dft_control_{cand}.tsv"
     conda:
         "../../envs/dft.yaml"
     threads: 1
@@ -260,6 +262,8 @@ rule dft_summary:
         ),
     log:
         "results/logs/dft/dft_summary.log",
+    benchmark:
+        "results/benchmarks/dft/dft_summary.tsv"
     conda:
         "../../envs/dft.yaml"
     threads: 1
@@ -276,6 +280,8 @@ rule dft_controls:
         "results/dft/controls.csv",
     log:
         "results/logs/dft/dft_controls.log",
+    benchmark:
+        "results/benchmarks/dft/dft_controls.tsv"
     conda:
         "../../envs/dft.yaml"
     threads: 1

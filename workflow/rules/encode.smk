@@ -49,7 +49,8 @@ use rule encode_graphs as encode_descriptors with:
         "results/benchmarks/encode_descriptors.tsv"
 
 
-# Crystal images (three-stage GAN): trains the voxel autoencoders, then encodes the table.
+# Crystal images (three-stage GAN): trains the voxel autoencoders, then encodes the table
+# (the autoencoder's training stays with its encoding: one rule, one command).
 # A GPU rule on clusters (profiles/slurm); on CPU the small default trains in minutes.
 rule encode_images:
     input:
@@ -61,7 +62,8 @@ rule encode_images:
         metrics="results/models/autoencoder/metrics.json",
     params:
         workdir="results/models/autoencoder/work",
-        options=lambda wc: cli_options(**config["encode"]["images"], seed=config["seed"]),
+        seed=config["seed"],
+        options=lambda wc: cli_options(**config["encode"]["images"]),
         gpus=gpus,
     log:
         "results/logs/encode_images.log",
@@ -73,5 +75,4 @@ rule encode_images:
     shell:
         "topogen encode images {input:q} --out {output.data:q} --model {output.model:q}"
         " --metrics {output.metrics:q} --workdir {params.workdir:q} --threads {threads}"
-        " --gpus {params.gpus:q}"
-        " {params.options} > {log:q} 2>&1"
+        " --gpus {params.gpus:q} --seed {params.seed} {params.options} > {log:q} 2>&1"

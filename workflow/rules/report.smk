@@ -13,6 +13,8 @@ rule summarize_structures:
         summary="results/report/structures.json",
     log:
         "results/logs/summarize_structures.log",
+    benchmark:
+        "results/benchmarks/summarize_structures.tsv"
     conda:
         "../../envs/ml.yaml"
     threads: 1

@@ -1,18 +1,23 @@
-# Screening stage: generated candidates -> validity, uniqueness/novelty, batched CHGNet
-# relaxation, phonon stability, band-gap/topology hooks (topogen.screen.funnel), in
-# screen.chunks chunks: the DAG has chunks + 3 jobs, whatever the number of candidates.
+# Screening stage, once per generator (results/screen/<generator>/, so success rates compare
+# across generators): candidates -> validity, uniqueness/novelty, batched CHGNet relaxation,
+# phonon stability, band-gap/topology hooks (topogen.screen.funnel), in screen.chunks chunks:
+# the DAG has chunks + 3 jobs per generator, whatever the number of candidates.
 # split_candidates puts every possible pair of duplicates (same reduced formula and number
 # of sites) in the same chunk, so per-chunk uniqueness is uniqueness over all candidates.
+# The funnel's options: screen.funnel (overrides of topogen.screen.funnel.FunnelOptions).
+
 
 rule split_candidates:
     input:
-        SCREEN["candidates"],
+        screen_candidates,
     output:
-        expand("results/screen/chunks/{chunk}/candidates.parquet", chunk=SCREEN_CHUNKS),
+        expand(
+            "results/screen/{{generator}}/chunks/{chunk}/candidates.parquet", chunk=SCREEN_CHUNKS
+        ),
     log:
-        "results/logs/screen/split_candidates.log",
+        "results/logs/screen/{generator}/split_candidates.log",
     benchmark:
-        "results/benchmarks/screen/split_candidates.tsv"
+        "results/benchmarks/screen/{generator}/split_candidates.tsv"
     conda:
         "../../envs/ml.yaml"
     threads: 1
@@ -23,18 +28,20 @@ rule split_candidates:
 rule screen_chunk:
     input:
         unpack(screen_models),
-        candidates="results/screen/chunks/{chunk}/candidates.parquet",
+        candidates="results/screen/{generator}/chunks/{chunk}/candidates.parquet",
         training=SCREEN["training"],
     output:
-        structures="results/screen/chunks/{chunk}/screened.parquet",
-        funnel="results/screen/chunks/{chunk}/funnel.parquet",
-        dos="results/screen/chunks/{chunk}/phonon_dos.npz",
+        structures="results/screen/{generator}/chunks/{chunk}/screened.parquet",
+        funnel="results/screen/{generator}/chunks/{chunk}/funnel.parquet",
+        dos="results/screen/{generator}/chunks/{chunk}/phonon_dos.npz",
     params:
-        options=lambda wc: screen_options(),
+        options=lambda wc, input: cli_options(
+            **SCREEN["funnel"], band_gap_model=input.get("gap_model")
+        ),
     log:
-        "results/logs/screen/screen_chunk_{chunk}.log",
+        "results/logs/screen/{generator}/screen_chunk_{chunk}.log",
     benchmark:
-        "results/benchmarks/screen/screen_chunk_{chunk}.tsv"
+        "results/benchmarks/screen/{generator}/screen_chunk_{chunk}.tsv"
     conda:
         "../../envs/ml.yaml"
     # One thread per chunk and many chunks at once: on shared or small CPU nodes, 2-thread
@@ -51,19 +58,23 @@ rule screen_chunk:
 
 rule merge_screen:
     input:
-        funnel=expand("results/screen/chunks/{chunk}/funnel.parquet", chunk=SCREEN_CHUNKS),
-        structures=expand(
-            "results/screen/chunks/{chunk}/screened.parquet", chunk=SCREEN_CHUNKS
+        funnel=expand(
+            "results/screen/{{generator}}/chunks/{chunk}/funnel.parquet", chunk=SCREEN_CHUNKS
         ),
-        dos=expand("results/screen/chunks/{chunk}/phonon_dos.npz", chunk=SCREEN_CHUNKS),
+        structures=expand(
+            "results/screen/{{generator}}/chunks/{chunk}/screened.parquet", chunk=SCREEN_CHUNKS
+        ),
+        dos=expand(
+            "results/screen/{{generator}}/chunks/{chunk}/phonon_dos.npz", chunk=SCREEN_CHUNKS
+        ),
     output:
-        funnel="results/screen/funnel.parquet",
-        survivors="results/screen/survivors.parquet",
-        dos="results/screen/phonon_dos.npz",
+        funnel="results/screen/{generator}/funnel.parquet",
+        survivors="results/screen/{generator}/survivors.parquet",
+        dos="results/screen/{generator}/phonon_dos.npz",
     log:
-        "results/logs/screen/merge_screen.log",
+        "results/logs/screen/{generator}/merge_screen.log",
     benchmark:
-        "results/benchmarks/screen/merge_screen.tsv"
+        "results/benchmarks/screen/{generator}/merge_screen.tsv"
     conda:
         "../../envs/ml.yaml"
     threads: 1
@@ -75,19 +86,19 @@ rule merge_screen:
 
 rule select_dft:
     input:
-        "results/screen/survivors.parquet",
+        "results/screen/{generator}/survivors.parquet",
     output:
-        "results/screen/selected.parquet",
+        "results/screen/{generator}/selected.parquet",
     params:
-        options=lambda wc: cli_options(
-            slots=SCREEN["dft_slots"], seed=config["seed"], **SCREEN["selection"]
-        ),
+        seed=config["seed"],
+        options=lambda wc: cli_options(slots=SCREEN["dft_slots"], **SCREEN["selection"]),
     log:
-        "results/logs/screen/select_dft.log",
+        "results/logs/screen/{generator}/select_dft.log",
     benchmark:
-        "results/benchmarks/screen/select_dft.tsv"
+        "results/benchmarks/screen/{generator}/select_dft.tsv"
     conda:
         "../../envs/ml.yaml"
     threads: 1
     shell:
-        "topogen screen select {input:q} --out {output:q} {params.options} > {log:q} 2>&1"
+        "topogen screen select {input:q} --out {output:q} --seed {params.seed} {params.options}"
+        " > {log:q} 2>&1"

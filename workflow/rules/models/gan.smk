@@ -1,33 +1,9 @@
-# Train stage: models under results/models/ (checkpoints, per-epoch logs, held-out metrics).
-# GPU rules take their devices from the profile's resources (see profiles/slurm).
-
-
-rule train_cgcnn:
-    input:
-        graphs="results/encode/graphs.pt",
-        table="results/data/structures.parquet",
-    output:
-        model="results/models/cgcnn/model.ckpt",
-        metrics="results/models/cgcnn/metrics.json",
-        quarantine="results/models/cgcnn/model.ckpt.quarantine.csv",
-    params:
-        workdir="results/models/cgcnn/work",
-        options=lambda wc: cli_options(**config["train"]["cgcnn"], seed=config["seed"]),
-    log:
-        "results/logs/train_cgcnn.log",
-    benchmark:
-        "results/benchmarks/train_cgcnn.tsv"
-    conda:
-        "../../envs/ml.yaml"
-    threads: 2
-    shell:
-        "topogen train cgcnn --graphs {input.graphs:q} --table {input.table:q}"
-        " --out {output.model:q} --metrics {output.metrics:q} --workdir {params.workdir:q}"
-        " --threads {threads} {params.options} > {log:q} 2>&1"
-
-
-# Three-stage GAN (topogen.models.gan3): each stage starts from the previous one's model.
+# Generator "gan": the three-stage GAN on crystal images (topogen.models.gan3), Tyner 2025.
+# train_gan_stage1 -> train_gan_stage2 -> train_gan_stage3 (each starts from the previous
+# stage's model) -> sample_gan writes results/generate/gan/candidates.parquet.
 # GPU rules on clusters: `gpu` comes from the profile's set-resources (--gpus), else auto.
+
+
 rule train_gan_stage1:
     input:
         images="results/encode/images.pt",
@@ -35,10 +11,15 @@ rule train_gan_stage1:
     output:
         model="results/models/gan/stage1/model.ckpt",
         metrics="results/models/gan/stage1/metrics.csv",
-        plot=report("results/models/gan/stage1/metrics.png", category="GAN"),
+        plot=report(
+            "results/models/gan/stage1/metrics.png",
+            caption="../../report/gan_stage1.rst",
+            category="GAN",
+        ),
     params:
         workdir="results/models/gan/stage1/work",
         options=lambda wc: gan_options(1),
+        seed=config["seed"],
         extra="",
         gpus=gpus,
     log:
@@ -46,13 +27,13 @@ rule train_gan_stage1:
     benchmark:
         "results/benchmarks/train_gan_stage1.tsv"
     conda:
-        "../../envs/ml.yaml"
+        "../../../envs/ml.yaml"
     threads: 2
     shell:
         "topogen train gan --images {input.images:q} --table {input.table:q}"
         " --out {output.model:q} --metrics {output.metrics:q} --plot {output.plot:q}"
         " --workdir {params.workdir:q} --threads {threads} --gpus {params.gpus:q}"
-        " {params.options} {params.extra} > {log:q} 2>&1"
+        " --seed {params.seed} {params.options} {params.extra} > {log:q} 2>&1"
 
 
 use rule train_gan_stage1 as train_gan_stage2 with:
@@ -63,10 +44,15 @@ use rule train_gan_stage1 as train_gan_stage2 with:
     output:
         model="results/models/gan/stage2/model.ckpt",
         metrics="results/models/gan/stage2/metrics.csv",
-        plot=report("results/models/gan/stage2/metrics.png", category="GAN"),
+        plot=report(
+            "results/models/gan/stage2/metrics.png",
+            caption="../../report/gan_stage2.rst",
+            category="GAN",
+        ),
     params:
         workdir="results/models/gan/stage2/work",
         options=lambda wc: gan_options(2),
+        seed=config["seed"],
         extra=lambda wc, input: cli_options(init=input.init),
         gpus=gpus,
     log:
@@ -85,10 +71,15 @@ use rule train_gan_stage1 as train_gan_stage3 with:
     output:
         model="results/models/gan/stage3/model.ckpt",
         metrics="results/models/gan/stage3/metrics.csv",
-        plot=report("results/models/gan/stage3/metrics.png", category="GAN"),
+        plot=report(
+            "results/models/gan/stage3/metrics.png",
+            caption="../../report/gan_stage3.rst",
+            category="GAN",
+        ),
     params:
         workdir="results/models/gan/stage3/work",
         options=lambda wc: gan_options(3),
+        seed=config["seed"],
         extra=lambda wc, input: cli_options(
             init=input.init,
             autoencoder=input.autoencoder,
@@ -106,17 +97,19 @@ rule sample_gan:
         generator="results/models/gan/stage3/model.ckpt",
         autoencoder="results/models/autoencoder/autoencoder.ckpt",
     output:
-        table="results/generate/candidates.parquet",
-        quarantine="results/generate/candidates.parquet.quarantine.csv",
+        table="results/generate/gan/candidates.parquet",
+        quarantine="results/generate/gan/candidates.parquet.quarantine.csv",
     params:
-        options=lambda wc: cli_options(n=GAN["sample"]["n"], seed=config["seed"]),
+        seed=config["seed"],
+        options=lambda wc: cli_options(**GAN.get("sample", {})),
     log:
         "results/logs/sample_gan.log",
     benchmark:
         "results/benchmarks/sample_gan.tsv"
     conda:
-        "../../envs/ml.yaml"
+        "../../../envs/ml.yaml"
     threads: 1
     shell:
         "topogen generate gan --generator {input.generator:q} --autoencoder {input.autoencoder:q}"
-        " --out {output.table:q} --threads {threads} {params.options} > {log:q} 2>&1"
+        " --out {output.table:q} --threads {threads} --seed {params.seed} {params.options}"
+        " > {log:q} 2>&1"
