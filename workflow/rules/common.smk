@@ -128,7 +128,7 @@ def screen_options():
         band_gap_min=SCREEN["band_gap_min"],
         topology_min=SCREEN["topology_min"],
         min_distance=SCREEN["min_distance"],
-        oxidation_states=SCREEN["oxidation_states"],
+        oxidation_states_set=SCREEN["oxidation_states"],
         band_gap_model=SCREEN["band_gap_model"],
     )
 
