@@ -11,6 +11,7 @@ import pytest
 
 from topogen.calc.relax import SLAB_MASK, RelaxSettings, evaluate, load_model, relax_batch
 from topogen.data import prototypes as P
+from topogen.io.labels import LABELS_FILE, read_labels
 from topogen.structure.slabs import layer_thickness
 
 THREADS = 2
@@ -110,7 +111,7 @@ def test_duplicates_are_dropped_by_structure(by_id):
 
 
 def test_labels_table_is_sound_and_matches_prototypes():
-    with open(P.LABELS_FILE, newline="", encoding="utf-8") as fh:
+    with open(LABELS_FILE, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     assert rows and set(rows[0]) == {"formula", "prototype", "label", "reference"}
     keys = {(c.structure.composition.reduced_formula, c.prototype) for c in P.candidates()}
@@ -119,7 +120,7 @@ def test_labels_table_is_sound_and_matches_prototypes():
     for row in rows:
         assert row["label"] in ("0", "1") and row["reference"].strip(), row
         assert (Composition(row["formula"]).reduced_formula, row["prototype"]) in keys, row
-    labels = P.read_labels()
+    labels = read_labels()
     assert labels[("WTe2", "1T'-MX2")] == 1 and labels[("MoS2", "2H-MX2")] == 0
 
 

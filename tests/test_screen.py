@@ -19,7 +19,14 @@ from topogen.screen import funnel as F
 from topogen.screen.novelty import duplicates, training_index
 from topogen.screen.selection import element_power_spectra, kmeans, pca, select_diverse
 from topogen.screen.validity import ValidityOptions, composition_problem, validity
-from topogen.structure.slabs import is_2d, layer_thickness, vacuum_along_c, with_vacuum
+from topogen.structure.slabs import (
+    VACUUM,
+    is_2d,
+    layer_thickness,
+    slab,
+    vacuum_along_c,
+    with_vacuum,
+)
 
 THREADS = 1
 
@@ -30,11 +37,11 @@ def model():
     return load_model()
 
 
-def mos2(vacuum: float = P.VACUUM):
+def mos2(vacuum: float = VACUUM):
     s = P.mx2_2h("Mo", "S")
     a = s.lattice.a
     z = s.cart_coords[:, 2] - s.cart_coords[0, 2]
-    return P.slab(
+    return slab(
         [a, 0], [-a / 2, a * math.sqrt(3) / 2], ["Mo", "S", "S"], s.frac_coords[:, :2], z, vacuum
     )
 
@@ -51,7 +58,7 @@ def silicon():
 
 def test_slab_geometry():
     s = mos2()
-    assert is_2d(s) and vacuum_along_c(s) == pytest.approx(P.VACUUM)
+    assert is_2d(s) and vacuum_along_c(s) == pytest.approx(VACUUM)
     assert layer_thickness(s) == pytest.approx(P.layer_thickness(s))
     assert not is_2d(silicon())
     # a tilted c and another vacuum: the same layer once normalised

@@ -14,7 +14,6 @@ list), and drops duplicates. :func:`labels_for` attaches literature topology lab
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 import re
@@ -23,27 +22,25 @@ import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from topogen.calc.relax import RelaxSettings
+from topogen.io.labels import LABELS_FILE, read_labels
 from topogen.io.quarantine import Rejected
 from topogen.io.tables import Record
 from topogen.runtime import set_threads
 from topogen.structure.sanity import structure_problem
-from topogen.structure.slabs import layer_thickness
+from topogen.structure.slabs import layer_thickness, slab
 
 SOURCE = "prototypes"
-VACUUM = 18.0  # Angstrom of vacuum along c in every starting cell
 MIN_DISTANCE = 0.7  # Angstrom; closer atoms after relaxation reject a structure
 MAX_THICKENING = 3.0  # Angstrom; a layer that grows thicker than this is rejected
 COLLAPSE_THICKENING = 1.0  # Angstrom; with COLLAPSE_SHRINK, a high-buckled collapse
 COLLAPSE_SHRINK = 0.15  # fraction of the in-plane area
 SYMPREC = 0.1  # Angstrom; spglib tolerance when comparing space groups
 BOND_FACTOR = 1.3  # atoms closer than 1.3 x (sum of covalent radii) are bonded
-LABELS_FILE = Path(__file__).resolve().parents[3] / "resources" / "topo2d_labels.csv"
 
 # Element families used by the prototypes.
 MX2_METALS = ("Mo", "W", "Ti", "Zr", "Hf", "Nb", "Ta", "V", "Cr", "Pt", "Pd", "Sn")
@@ -97,29 +94,6 @@ class Candidate:
             "dim": 2,
             **self.properties,
         }
-
-
-def slab(
-    a_vec: Sequence[float],
-    b_vec: Sequence[float],
-    species: Sequence[str],
-    frac_xy: Sequence[Sequence[float]],
-    z: Sequence[float],
-    vacuum: float = VACUUM,
-) -> Any:
-    """A layer in the xy plane, centred along c, with ``vacuum`` Angstrom above and below.
-
-    ``frac_xy`` are fractional in-plane coordinates, ``z`` Cartesian heights (Angstrom).
-    """
-    from pymatgen.core import Lattice, Structure
-
-    z = np.asarray(z, dtype=float)
-    thickness = float(z.max() - z.min())
-    c = thickness + vacuum
-    matrix = np.array([[*a_vec[:2], 0.0], [*b_vec[:2], 0.0], [0.0, 0.0, c]])
-    fz = (z - z.min() + vacuum / 2) / c
-    coords = [[x, y, w] for (x, y), w in zip(frac_xy, fz, strict=True)]
-    return Structure(Lattice(matrix), list(species), coords)
 
 
 def _hex(a: float) -> tuple[list[float], list[float]]:
@@ -488,15 +462,6 @@ def _finish(
 
 
 # --- literature topology labels -----------------------------------------------------------
-
-
-def read_labels(path: str | os.PathLike[str] = LABELS_FILE) -> dict[tuple[str, str], int]:
-    """(reduced formula, prototype) -> 1 (QSH / 2D TI) or 0 (trivial)."""
-    labels: dict[tuple[str, str], int] = {}
-    with open(path, newline="", encoding="utf-8") as fh:
-        for row in csv.DictReader(fh):
-            labels[(row["formula"], row["prototype"])] = int(row["label"])
-    return labels
 
 
 def labels_for(

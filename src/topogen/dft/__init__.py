@@ -8,7 +8,7 @@ automatic Wannierisation with checks, and the validation chain that ends in a Z2
 * :mod:`~topogen.dft.validate`: :func:`validate` one candidate -> JSON verdict (:class:`Chain`
   step by step);
 * :mod:`~topogen.dft.candidates`: candidate files and the controls;
-* :mod:`~topogen.dft.commands`: ``topogen dft ...``.
+* :mod:`~topogen.dft.steps`: the steps that ``topogen dft ...`` runs, one command each.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-# Names are imported on first use, so that `topogen --help` (which imports
-# topogen.dft.commands) does not pay for numpy and the parsers.
+# Names are imported on first use, so that importing topogen.dft does not pay for numpy
+# and the parsers.
 _WHERE = {
     "qe": ("EspressoError",),
     "qe.crystal": ("Crystal",),

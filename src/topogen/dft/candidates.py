@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from topogen.data.prototypes import LABELS_FILE, read_labels, slab
 from topogen.errors import TopogenError
 from topogen.io.atomic import write_text
+from topogen.io.labels import LABELS_FILE, read_labels
 from topogen.io.tables import Record, decode_structure
+from topogen.structure.slabs import slab
 
 __all__ = [
     "CONTROLS",

@@ -9,12 +9,14 @@ slabs), the relaxation mask (in-plane cell only) and the slab-aware structure ma
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 MIN_VACUUM = 7.0  # Angstrom; a gap along c at least this wide makes a cell a slab
 MATCH_VACUUM = 20.0  # Angstrom; the vacuum slabs get before structure matching
+VACUUM = 18.0  # Angstrom of vacuum along c in every cell built by slab()
 
 
 def c_height(lattice: Any) -> float:
@@ -99,3 +101,26 @@ def with_vacuum(structure: Any, vacuum: float = MATCH_VACUUM) -> Any:
     cart = cart + (vacuum / 2 - height.min()) * normal
     lattice = Lattice(np.array([m[0], m[1], new_c * normal]))
     return Structure(lattice, s.species, cart, coords_are_cartesian=True)
+
+
+def slab(
+    a_vec: Sequence[float],
+    b_vec: Sequence[float],
+    species: Sequence[str],
+    frac_xy: Sequence[Sequence[float]],
+    z: Sequence[float],
+    vacuum: float = VACUUM,
+) -> Any:
+    """A layer in the xy plane, centred along c, with ``vacuum`` Angstrom above and below.
+
+    ``frac_xy`` are fractional in-plane coordinates, ``z`` Cartesian heights (Angstrom).
+    """
+    from pymatgen.core import Lattice, Structure
+
+    z = np.asarray(z, dtype=float)
+    thickness = float(z.max() - z.min())
+    c = thickness + vacuum
+    matrix = np.array([[*a_vec[:2], 0.0], [*b_vec[:2], 0.0], [0.0, 0.0, c]])
+    fz = (z - z.min() + vacuum / 2) / c
+    coords = [[x, y, w] for (x, y), w in zip(frac_xy, fz, strict=True)]
+    return Structure(Lattice(matrix), list(species), coords)

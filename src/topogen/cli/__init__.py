@@ -1,0 +1,60 @@
+"""``topogen <stage> ...``: one subcommand per workflow rule, one module per rule family.
+
+Exit codes: 0 success, 2 usage error (argparse), 1 failure with a one-line reason on stderr.
+Heavy libraries are imported inside the commands (and options generated from a library's
+dataclass are added when their command is used) so that ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+
+from topogen import __version__
+from topogen.cli import data, dft, encode, generate, report, screen, train
+from topogen.cli.parser import CommandParser, HelpFormatter
+from topogen.cli.stage import log
+from topogen.errors import TopogenError
+
+__all__ = ["build_parser", "main"]
+
+# Registration order is the order of `topogen --help`.
+FAMILIES = (data, encode, train, generate, screen, report, dft)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = CommandParser(
+        prog="topogen",
+        description="Generative design of 2D topological insulators: the commands that the "
+        "Snakemake workflow's rules run. Every output gets a <file>.prov.json manifest.",
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"topogen {__version__}")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=bool(os.environ.get("TOPOGEN_DEBUG")),
+        help="show the full traceback on failure (also: TOPOGEN_DEBUG=1)",
+    )
+    stages = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
+    for family in FAMILIES:
+        family.register(stages)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        log("topogen: interrupted")
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        kind = "" if isinstance(exc, TopogenError) else f"{type(exc).__name__}: "
+        reason = " ".join(str(exc).split()) or "no detail"
+        log(f"topogen: error: {kind}{reason}")
+        return 1

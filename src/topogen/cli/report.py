@@ -1,0 +1,54 @@
+"""``topogen report ...`` and ``topogen provenance``: summaries, plots and lineage of outputs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from topogen.cli.parser import Subparsers, command, group, table_argument
+from topogen.cli.stage import log, stage
+from topogen.errors import TopogenError
+
+
+def _table(args: argparse.Namespace) -> int:
+    from topogen.io.tables import read_table
+    from topogen.report.tables import plot_table_summary, table_summary
+
+    with stage(args, inputs=[args.table]) as run:
+        summary = table_summary(read_table(args.table))
+        plot_table_summary(summary, run.output(args.plot), title=Path(args.table).name)
+        run.write_json(args.summary, summary)
+    log(f"{args.table}: {summary['rows']} structures -> {args.plot}, {args.summary}")
+    return 0
+
+
+def _provenance(args: argparse.Namespace) -> int:
+    from topogen.io import provenance
+
+    node = provenance.lineage(args.file)
+    if node.manifest is None and node.status == "ok":
+        raise TopogenError(f"{args.file}: no provenance manifest ({args.file}.prov.json)")
+    print(json.dumps(node.as_dict(), indent=2) if args.json else provenance.format_tree(node))
+    provenance.check(args.file)  # raises, naming the first file that no longer matches
+    return 0
+
+
+def register(stages: Subparsers) -> None:
+    """Add ``topogen report ...`` and ``topogen provenance``."""
+    cmds = group(stages, "report", "summaries and plots of stage outputs", "command", "COMMAND")
+    p = command(cmds, "table", _table, "summarise a structure table: a JSON summary and a PNG plot")
+    table_argument(p)
+    p.add_argument("--plot", required=True, metavar="PNG", help="output plot")
+    p.add_argument("--summary", required=True, metavar="JSON", help="output summary")
+
+    p = command(
+        stages,
+        "provenance",
+        _provenance,
+        "print the lineage of a file and re-check every checksum",
+        "Print the lineage tree of FILE back to its raw inputs, re-checking every sha256.\n"
+        "Exits 1 naming the first file whose checksum no longer matches.",
+    )
+    p.add_argument("file", metavar="FILE", help="a file written by topogen")
+    p.add_argument("--json", action="store_true", help="print the tree as JSON")

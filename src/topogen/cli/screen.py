@@ -1,0 +1,177 @@
+"""``topogen screen ...``: the funnel chunk by chunk, then the diverse selection for DFT."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from topogen.cli.options import add_options, read_options
+from topogen.cli.parser import Subparsers, command, group, later, threads_option
+from topogen.cli.stage import log, stage
+
+# Help of each FunnelOptions / ValidityOptions leaf field (type and default come from them).
+FUNNEL_HELP = {
+    "fmax": "eV/A",
+    "steps": "FIRE steps",
+    "batch_size": "structures per CHGNet call",
+    "cell_filter": "relaxation cell filter: unit or frechet (see topogen.calc.relax)",
+    "phonons": "the phonon step",
+    "displacement": "A",
+    "min_repeat_2d": "slab supercell >= n x n x 1",
+    "tol": "THz, imaginary-mode tolerance",
+    "gamma_tol": "THz, near Gamma",
+    "gamma_radius": "1/A (no 2 pi)",
+    "symprec": "A, phonopy symmetry tolerance",
+    "reuse_topology": "build the phonon supercell's graph once and reuse it per displacement",
+    "band_gap_min": "eV, band-gap hook",
+    "topology_min": "topology-score hook",
+    "min_distance": "A, structural validity",
+    "max_length": "A, longest lattice vector",
+    "min_angle": "degrees, smallest lattice angle",
+    "max_angle": "degrees, largest lattice angle",
+    "area_per_atom": "A^2, area per atom range of a slab",
+    "volume_per_atom": "A^3, volume per atom range of a bulk crystal",
+    "use_pauling_test": "SMACT's electronegativity test in compositional validity",
+    "include_alloys": "compositions of metals only count as valid",
+    "oxidation_states_set": 'SMACT set ("smact14": CDVAE / Liu et al.; none: SMACT default)',
+    "check_composition": "the compositional validity check",
+}
+
+
+def _split(args: argparse.Namespace) -> int:
+    from topogen.screen.chunks import split_file
+
+    with stage(args, inputs=[args.table]) as run:
+        sizes = split_file(args.table, [run.output(p) for p in args.out])
+    log(f"screen split: {sum(sizes)} candidates -> {len(sizes)} chunks ({min(sizes)}-{max(sizes)})")
+    return 0
+
+
+def _band_gap_hook(path: str) -> Callable[[Sequence[Any]], Any]:
+    """The band-gap hook of the funnel: the CGCNN of `topogen train cgcnn`."""
+    from topogen.models.cgcnn.model import load_cgcnn, predict_gaps
+
+    model = load_cgcnn(path)
+    return lambda structures: predict_gaps(model, structures).numpy()
+
+
+def _chunk(args: argparse.Namespace) -> int:
+    from topogen.screen.chunks import run_chunk, summary
+    from topogen.screen.funnel import FunnelOptions
+
+    hook = _band_gap_hook(args.band_gap_model) if args.band_gap_model else None
+    with stage(args, inputs=[args.candidates, args.training, args.band_gap_model]) as run:
+        result = run_chunk(
+            args.candidates,
+            band_gap=hook,
+            out=run.output(args.out),
+            funnel=run.output(args.funnel),
+            dos=run.output(args.dos),
+            training=args.training,
+            chunk=args.chunk,
+            options=read_options(args, FunnelOptions),
+            threads=args.threads,
+            workers=args.workers,
+            log=log,
+        )
+    counts = summary(result.frame())
+    log(
+        f"screen chunk {args.chunk}: {len(result.rows)} candidates, "
+        + ", ".join(f"{s} {c['pass']} pass" for s, c in counts.items())
+        + f"; {len(result.records)} relaxed -> {args.out}"
+    )
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from topogen.screen.chunks import merge_files
+
+    with stage(args, inputs=[*args.funnel_in, *args.structures_in, *args.dos_in]) as run:
+        counts = merge_files(
+            args.funnel_in,
+            args.structures_in,
+            args.dos_in,
+            funnel_out=run.output(args.funnel),
+            survivors_out=run.output(args.out),
+            dos_out=run.output(args.dos),
+        )
+    log("screen merge: " + json.dumps(counts))
+    return 0
+
+
+def _select(args: argparse.Namespace) -> int:
+    from topogen.screen.selection import select_file
+
+    with stage(args, inputs=[args.table]) as run:
+        chosen = select_file(
+            args.table,
+            run.output(args.out),
+            args.slots,
+            seed=args.seed,
+            r_cut=args.r_cut,
+            n_max=args.n_max,
+            l_max=args.l_max,
+        )
+    log(f"screen select: {len(chosen)} structures for DFT -> {args.out}")
+    return 0
+
+
+def register(stages: Subparsers) -> None:
+    """Add ``topogen screen ...``."""
+    cmds = group(
+        stages,
+        "screen",
+        "screening funnel: validity, novelty, CHGNet relaxation, phonons, selection",
+        "command",
+        "COMMAND",
+    )
+    p = command(
+        cmds,
+        "split",
+        _split,
+        "split candidates into chunk tables",
+        "Possible duplicates (same reduced formula and number of sites) share a chunk.",
+    )
+    p.add_argument("table", help="structure table of candidates")
+    p.add_argument("--out", nargs="+", required=True, help="one output table per chunk")
+
+    p = command(cmds, "chunk", _chunk, "screen one chunk of candidates")
+    p.add_argument("candidates", help="chunk structure table")
+    p.add_argument("--training", help="structure table for novelty (none: skipped)")
+    p.add_argument("--chunk", default="", help="chunk label recorded in the funnel table")
+    p.add_argument("--out", required=True, help="relaxed structures (structure table)")
+    p.add_argument("--funnel", required=True, help="funnel table (every candidate)")
+    p.add_argument("--dos", required=True, help="phonon DOS per candidate (.npz)")
+    p.add_argument(
+        "--band-gap-model",
+        metavar="CKPT",
+        help="CGCNN from `topogen train cgcnn` (none: the band-gap step is skipped)",
+    )
+    p.add_argument("--workers", type=int, default=1, help="CHGNet worker processes")
+    threads_option(p)
+    later(p, _funnel_options)
+
+    p = command(cmds, "merge", _merge, "merge chunk outputs")
+    p.add_argument("--funnel-in", nargs="+", required=True, help="chunk funnel tables")
+    p.add_argument("--structures-in", nargs="+", required=True, help="chunk structure tables")
+    p.add_argument("--dos-in", nargs="+", required=True, help="chunk phonon DOS files")
+    p.add_argument("--funnel", required=True, help="funnel table of every candidate")
+    p.add_argument("--out", required=True, help="structures that passed every step")
+    p.add_argument("--dos", required=True, help="their phonon DOS (.npz)")
+
+    p = command(cmds, "select", _select, "diverse selection for DFT (LoGAN)")
+    p.add_argument("table", help="structure table (survivors)")
+    p.add_argument("--out", required=True, help="selected structures")
+    p.add_argument("--slots", type=int, required=True, help="number of DFT slots (k)")
+    p.add_argument("--seed", type=int, default=0, help="k-means seed")
+    p.add_argument("--r-cut", type=float, default=5.0, help="A, power-spectrum cutoff")
+    p.add_argument("--n-max", type=int, default=6, help="radial basis functions")
+    p.add_argument("--l-max", type=int, default=4, help="maximum angular momentum")
+
+
+def _funnel_options(p: argparse.ArgumentParser) -> None:
+    from topogen.screen.funnel import FunnelOptions
+
+    add_options(p, FunnelOptions, FUNNEL_HELP, title="funnel options (topogen.screen.funnel)")

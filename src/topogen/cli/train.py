@@ -1,0 +1,166 @@
+"""``topogen train ...``: the CGCNN band-gap model and the three GAN stages."""
+
+from __future__ import annotations
+
+import argparse
+
+from topogen.cli.options import add_options, read_options
+from topogen.cli.parser import Subparsers, command, gpus_option, group, later, threads_option
+from topogen.cli.stage import log, stage
+
+# The Stage III oracle's settings that `train gan` exposes (OracleSettings' batch_size would
+# collide with the GAN's); help of each (type and default come from the dataclass).
+ORACLE_HELP = {
+    "fmax": "oracle relaxation fmax (eV/A)",
+    "relax_steps": "oracle FIRE steps",
+    "min_repeat_2d": "oracle phonon supercell",
+    "band_gap_min": "eV: insulating",
+}
+
+
+def _cgcnn(args: argparse.Namespace) -> int:
+    from topogen.models.cgcnn.train import load_graph_set, train_cgcnn
+
+    with stage(args, inputs=[args.graphs, args.table]) as run:
+        data = load_graph_set(args.graphs, args.table, args.target)
+        log(
+            f"cgcnn: {len(data.graphs)} structures with {args.target!r}, "
+            f"{len(data.rejected)} without"
+        )
+        metrics = train_cgcnn(
+            data,
+            args.workdir,
+            run.output(args.out),
+            epochs=args.epochs,
+            seed=args.seed,
+            batch_size=args.batch_size,
+            hidden=args.hidden,
+            layers=args.layers,
+            lr=args.lr,
+            accelerator=args.accelerator,
+        )
+        run.write_json(args.metrics, metrics)
+        run.quarantine(args.out, data.rejected)
+    log(
+        f"cgcnn: held-out MAE {metrics['test_mae_ev']:.3f} eV (predicting the mean: "
+        f"{metrics['test_mae_of_train_mean_ev']:.3f} eV) -> {args.out}"
+    )
+    return 0
+
+
+def _gan(args: argparse.Namespace) -> int:
+    """``topogen train gan --stage N``: one stage of the three-stage GAN."""
+    from dataclasses import asdict
+
+    from topogen.models.gan3.oracle import OracleSettings
+    from topogen.models.gan3.train import train_stage
+    from topogen.report.training import plot_training, write_metrics_csv
+    from topogen.runtime import accelerator_devices
+
+    accelerator, devices = accelerator_devices(args.gpus)
+    inputs = [args.images, args.table, args.init, args.autoencoder, args.band_gap_model]
+    oracle = asdict(read_options(args, OracleSettings, only=ORACLE_HELP))
+    names = ("noise_dim", "width", "lr", "adv_weight", "reward_weight", "reward_steps", "seed")
+    hparams = {k: getattr(args, k) for k in (*names, "oracle_samples")}
+    with stage(args, inputs, command=f"topogen train gan --stage {args.stage}") as run:
+        metrics = train_stage(
+            args.stage,
+            args.images,
+            args.table,
+            args.workdir,
+            run.output(args.out),
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            init=args.init,
+            autoencoder=args.autoencoder,
+            band_gap_model=args.band_gap_model,
+            patience=args.patience,
+            accelerator=accelerator,
+            devices=devices,
+            threads=args.threads,
+            log=log,
+            oracle=oracle,
+            **hparams,
+        )
+        write_metrics_csv(metrics, run.output(args.metrics))
+        plot_training(metrics, run.output(args.plot), f"GAN stage {args.stage}")
+    last = metrics.iloc[-1].to_dict() if len(metrics) else {}
+    shown = ", ".join(
+        f"{k} {v:.3g}" for k, v in last.items() if k != "epoch" and isinstance(v, float)
+    )
+    log(f"gan stage {args.stage}: {len(metrics)} epochs -> {args.out}; last epoch: {shown}")
+    return 0
+
+
+def register(stages: Subparsers) -> None:
+    """Add ``topogen train ...``."""
+    cmds = group(stages, "train", "train the models", "model", "MODEL")
+    p = command(
+        cmds, "cgcnn", _cgcnn, "CGCNN band-gap model on encoded graphs (held-out MAE reported)"
+    )
+    p.add_argument("--graphs", required=True, metavar="PT", help="from `topogen encode graphs`")
+    p.add_argument(
+        "--table", required=True, metavar="TABLE", help="structure table with the target"
+    )
+    p.add_argument("--target", default="band_gap", help="property to learn (eV)")
+    p.add_argument("--out", required=True, metavar="CKPT", help="trained model (.ckpt)")
+    p.add_argument("--metrics", required=True, metavar="JSON", help="held-out metrics")
+    p.add_argument(
+        "--workdir",
+        required=True,
+        metavar="DIR",
+        help="checkpoints and per-epoch logs; an interrupted run resumes from here",
+    )
+    p.add_argument("--epochs", type=int, default=50, help="training epochs")
+    p.add_argument("--batch-size", type=int, default=32, help="structures per batch")
+    p.add_argument("--hidden", type=int, default=64, help="hidden width")
+    p.add_argument("--layers", type=int, default=3, help="graph convolutions")
+    p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split and the weights")
+    p.add_argument("--accelerator", default="auto", help="Lightning accelerator: auto, cpu, gpu")
+    threads_option(p)
+    _register_gan(cmds)
+
+
+def _register_gan(cmds: Subparsers) -> None:
+    p = command(
+        cmds,
+        "gan",
+        _gan,
+        "one stage of the three-stage GAN on crystal images",
+        "Stage 1: real vs generated crystal images. Stage 2: a new topology-aware\n"
+        "discriminator (topo2d labels; generated = 0). Stage 3: CHGNet relaxation + phonon\n"
+        "stability and CGCNN gap oracles through a reward model refit every epoch (see\n"
+        "topogen.models.gan). Writes the model, per-epoch metrics (CSV) and their plot;\n"
+        "an interrupted stage resumes from --workdir.",
+    )
+    p.add_argument("--stage", type=int, choices=[1, 2, 3], required=True, help="GAN stage")
+    p.add_argument("--images", required=True, metavar="PT", help="`topogen encode images` output")
+    p.add_argument("--table", required=True, metavar="TABLE", help="structure table (labels)")
+    p.add_argument("--init", metavar="CKPT", help="the previous stage's model (stages 2, 3)")
+    p.add_argument("--autoencoder", metavar="CKPT", help="crystal autoencoder (stage 3)")
+    p.add_argument("--band-gap-model", metavar="CKPT", help="CGCNN gap oracle (stage 3)")
+    p.add_argument("--out", required=True, metavar="CKPT", help="the stage's model")
+    p.add_argument("--metrics", required=True, metavar="CSV", help="per-epoch metrics")
+    p.add_argument("--plot", required=True, metavar="PNG", help="per-epoch curves")
+    p.add_argument("--workdir", required=True, metavar="DIR", help="checkpoints and logs")
+    p.add_argument("--epochs", type=int, default=10, help="epochs (paper: 100, 50, 50)")
+    p.add_argument("--batch-size", type=int, default=32, help="images per batch")
+    p.add_argument("--lr", type=float, help="Adam learning rate (default: 5e-4, 2e-4, 2e-4)")
+    p.add_argument("--noise-dim", type=int, default=64, help="generator noise size")
+    p.add_argument("--width", type=int, default=32, help="convolution channels")
+    p.add_argument("--seed", type=int, default=0, help="weights, batches, oracle samples")
+    p.add_argument("--patience", type=int, help="stage 3: stop after N epochs without gain")
+    p.add_argument("--adv-weight", type=float, default=1.0, help="stage 3 adversarial weight")
+    p.add_argument("--reward-weight", type=float, default=1.0, help="stage 3 reward weight")
+    p.add_argument("--reward-steps", type=int, default=50, help="reward-model steps per epoch")
+    p.add_argument("--oracle-samples", type=int, default=32, help="oracle samples per epoch")
+    later(p, _gan_options)
+
+
+def _gan_options(p: argparse.ArgumentParser) -> None:
+    from topogen.models.gan3.oracle import OracleSettings
+
+    add_options(p, OracleSettings, ORACLE_HELP, only=ORACLE_HELP)
+    gpus_option(p)
+    threads_option(p)

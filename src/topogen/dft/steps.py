@@ -1,0 +1,198 @@
+"""The steps of the DFT chain as the workflow runs them, one command each.
+
+Every step reads one candidate, builds its :class:`~topogen.dft.validate.Chain` (the same
+settings for every step of a candidate), does its work (:data:`STEPS`) and returns a record;
+a failure names the candidate and the step. Also: the job-level helpers (pw.x's
+``max_seconds`` from a time limit, the MPI launcher from a command line), the candidate
+files of a structure table, and the edge-state spectrum of a Wannier model.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shlex
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from topogen.errors import TopogenError
+
+if TYPE_CHECKING:
+    from topogen.dft.qe.crystal import Crystal
+    from topogen.dft.qe.launcher import Launcher
+    from topogen.dft.validate import Chain
+    from topogen.io.tables import Record
+    from topogen.topology.edges import EdgeSpectrum
+
+    Work = Callable[[Chain, Record, Crystal], dict[str, Any]]
+
+Output = Callable[[Path], Path]  # registers an output file (a provenance run's ``output``)
+
+
+def max_seconds(minutes: float) -> float:
+    """pw.x's max_seconds for a job of ``minutes``: 5% (2 to 15 minutes) left to write the
+    restart files and exit cleanly."""
+    total = minutes * 60.0
+    return round(total - min(max(120.0, 0.05 * total), 900.0), 1)
+
+
+def launcher(tasks: int, pools: int, mpi: str, omp_threads: int) -> Launcher:
+    """The launcher of ``tasks`` MPI tasks; ``mpi`` is a launcher name or a command line
+    with options (``'srun --mpi=pmix'``)."""
+    from topogen.dft.qe.launcher import Launcher
+
+    words = shlex.split(mpi) or ["auto"]
+    return Launcher(
+        nprocs=tasks, npool=pools, threads=omp_threads, mpi=words[0], mpi_args=tuple(words[1:])
+    )
+
+
+def relaxed(crystal: Crystal) -> Crystal:
+    """The crystal the relax step hands on, already in the 2D frame (``as_2d`` keeps it)."""
+    from topogen.dft.qe.crystal import Crystal
+
+    return Crystal.from_any(crystal).as_2d()
+
+
+def run_step(
+    step: str, record: Record, chain: Callable[[list[str]], Chain], work: Work
+) -> dict[str, Any]:
+    """``work(chain(elements), record, crystal)`` -> ``{"id", "step", **data}``; a failure
+    is re-raised naming the candidate and the step."""
+    from topogen.dft.qe.crystal import Crystal
+
+    try:
+        crystal = Crystal.from_any(record.structure)
+        data = work(chain(crystal.elements), record, crystal)
+    except TopogenError as exc:
+        raise TopogenError(f"candidate {record.id}: dft {step}: {exc}") from exc
+    return {"id": record.id, "step": step, **data}
+
+
+# --- the work of each step ---------------------------------------------------------------------
+
+
+def _relax(chain: Chain, record: Record, crystal: Crystal) -> dict[str, Any]:
+    """Relax (or not, as the settings say) and put the result into ``record``."""
+    from pymatgen.core import Lattice, Structure
+
+    from topogen.dft.validate import relax_record
+
+    structure, result = chain.relax(chain.crystal(crystal))
+    info = relax_record(result, structure) if result else {"relaxed": False}
+    record.structure = Structure(
+        Lattice(structure.cell), list(structure.symbols), structure.positions,
+        coords_are_cartesian=True,
+    )  # fmt: skip
+    record.properties["dft_relax"] = {
+        k: info.get(k) for k in ("energy_eV", "total_force_eV_per_A", "pressure_kbar")
+    } | {"relaxed": result is not None, "calculation": chain.settings.relax}
+    return info
+
+
+def _scf(chain: Chain, record: Record, crystal: Crystal) -> dict[str, Any]:
+    return chain.scf(relaxed(crystal)).as_dict()
+
+
+def _nscf(chain: Chain, record: Record, crystal: Crystal) -> dict[str, Any]:
+    scf = chain.scf(relaxed(crystal), run=False)
+    return chain.nscf(scf).as_dict()
+
+
+def _wannierize(chain: Chain, record: Record, crystal: Crystal) -> dict[str, Any]:
+    scf = chain.scf(relaxed(crystal), run=False)
+    chain.nscf(scf, run=False)  # the dft_nscf step's job, not this one's
+    return chain.wannier(scf).as_dict()
+
+
+def _invariants(chain: Chain, record: Record, crystal: Crystal) -> dict[str, Any]:
+    crystal = relaxed(crystal)
+    verdict = chain.new_verdict(record.id)
+    verdict.update(chain.describe(crystal), properties=record.properties)
+    scf = chain.scf(crystal, run=False)
+    verdict.update(chain.conclude(scf, chain.wannier(scf, run=False)))
+    return verdict
+
+
+STEPS: dict[str, Work] = {
+    "relax": _relax,
+    "scf": _scf,
+    "nscf": _nscf,
+    "wannierize": _wannierize,
+    "invariants": _invariants,
+}
+
+
+# --- candidates and edge states ----------------------------------------------------------------
+
+
+def write_candidates(
+    records: Iterable[Record], outdir: str | os.PathLike[str], output: Output = Path
+) -> int:
+    """One candidate file per record in ``outdir`` (unique names) and ``index.csv``
+    (candidate, id, formula); returns the number written."""
+    from topogen.dft.candidates import unique_names, write_candidate
+    from topogen.io.atomic import write_text
+
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    records = list(records)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["candidate", "id", "formula"])
+    for name, record in zip(unique_names(r.id for r in records), records, strict=True):
+        write_candidate(record, output(outdir / f"{name}.json"))
+        writer.writerow([name, record.id, record.formula])
+    write_text(output(outdir / "index.csv"), buf.getvalue())
+    return len(records)
+
+
+def wannier_model(path: str | os.PathLike[str]) -> tuple[dict[str, Any], Path]:
+    """The record of the wannierize step and its ``_hr.dat`` model (relative to the folder
+    the step ran in, which must be the current one)."""
+    w = json.loads(Path(path).read_text(encoding="utf-8"))
+    hr = Path(w["hr"])
+    if not hr.exists():
+        raise TopogenError(f"{path}: its model {hr} does not exist (run from there)")
+    return w, hr
+
+
+def edge_states(
+    w: dict[str, Any],
+    hr: Path,
+    plot: Path,
+    data: Path,
+    *,
+    edge: str,
+    side: str,
+    nk: int,
+    ne: int,
+    window: tuple[float, float],
+    eta: float,
+) -> EdgeSpectrum:
+    """The surface spectral density of the model along the edge momentum: ``nk`` momenta in
+    [-1/2, 1/2] x ``ne`` energies in ``window`` around mid-gap -> a PNG and an npz."""
+    import numpy as np
+
+    from topogen.io.atomic import atomic_path
+    from topogen.topology.edges import edge_spectrum, plot_edge_spectrum
+    from topogen.topology.hr import read_hr
+
+    edges = w["dft_band_edges"]
+    zero = w["reference_eV"]  # the VBM of an insulator, the Fermi level of a metal
+    mid = (edges["vbm"] + edges["cbm"]) / 2 if edges.get("cbm") is not None else zero
+    k = np.linspace(-0.5, 0.5, nk)
+    energies = mid + np.linspace(window[0], window[1], ne)
+    spectrum = edge_spectrum(read_hr(hr), edge, k, energies, eta=eta, side=side)
+    title = f"{w.get('id', hr.parent.parent.name)}: {side} edge along {edge}"
+    plot_edge_spectrum(spectrum, plot, title=title, fermi_level=zero)
+    with atomic_path(data) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(
+            fh, k=spectrum.k, energies=spectrum.energies, surface_dos=spectrum.surface_dos,
+            bulk_dos=spectrum.bulk_dos, edge=edge, side=side, eta=eta,
+            reference_eV=zero, vbm_eV=edges["vbm"], cbm_eV=edges.get("cbm"),
+        )  # fmt: skip
+    return spectrum
