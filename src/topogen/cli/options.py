@@ -4,8 +4,9 @@ The contract: one flag per leaf field, ``--`` + the field name with ``_`` -> ``-
 and defaulted from the dataclass; ``bool`` fields take ``--x/--no-x``; a ``tuple[T, ...]``
 field takes that many values; ``X | None`` fields default to None; a field holding a
 dataclass is flattened (its leaf fields become flags, so leaf names must be unique within a
-command). An ``str | None`` field reads ``none`` as None (and defaults to ``none`` when it
-is given ``choices``). Help texts come from a table (field name -> text) that must cover every flag.
+command; naming such a field in ``exclude`` leaves all of it out, at its defaults). An
+``str | None`` field reads ``none`` as None (and defaults to ``none`` when it is given
+``choices``). Help texts come from a table (field name -> text) that must cover every flag.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ def _leaves(
     for f in dataclasses.fields(cls):
         hint = hints[f.name]
         if dataclasses.is_dataclass(hint):
-            yield from _leaves(hint, only, exclude)
+            if f.name not in exclude:  # a nested dataclass left out keeps its defaults
+                yield from _leaves(hint, only, exclude)
         elif (only is None or f.name in only) and f.name not in exclude:
             yield f, hint, getattr(defaults, f.name)
 
@@ -96,7 +98,8 @@ def read_options(
         if f.name in given:
             values[f.name] = given[f.name]
         elif dataclasses.is_dataclass(hint):
-            values[f.name] = read_options(args, hint, only=only, exclude=exclude)
+            if f.name not in exclude:
+                values[f.name] = read_options(args, hint, only=only, exclude=exclude)
         elif (only is None or f.name in only) and f.name not in exclude:
             value = getattr(args, f.name)
             kind, nullable = _optional(hint)

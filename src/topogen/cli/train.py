@@ -8,6 +8,22 @@ from topogen.cli.options import add_options, read_options
 from topogen.cli.parser import Subparsers, command, gpus_option, group, later, threads_option
 from topogen.cli.stage import log, stage
 
+# Help of each GanSettings field (type and default come from the dataclass).
+GAN_HELP = {
+    "epochs": "epochs (paper: 100, 50, 50)",
+    "batch_size": "images per batch",
+    "lr": "Adam learning rate (None: the paper's 5e-4, 2e-4, 2e-4 for stages 1, 2, 3)",
+    "noise_dim": "generator noise size",
+    "width": "convolution channels",
+    "seed": "weights, batches, oracle samples",
+    "patience": "stage 3: stop after N epochs without gain",
+    "adv_weight": "stage 3 adversarial weight",
+    "reward_weight": "stage 3 reward weight",
+    "reward_lr": "stage 3 reward-model learning rate",
+    "reward_steps": "reward-model steps per epoch",
+    "oracle_samples": "oracle samples per epoch",
+}
+
 # The Stage III oracle's settings that `train gan` exposes (OracleSettings' batch_size would
 # collide with the GAN's); help of each (type and default come from the dataclass).
 ORACLE_HELP = {
@@ -50,18 +66,16 @@ def _cgcnn(args: argparse.Namespace) -> int:
 
 def _gan(args: argparse.Namespace) -> int:
     """``topogen train gan --stage N``: one stage of the three-stage GAN."""
-    from dataclasses import asdict
-
     from topogen.models.gan3.oracle import OracleSettings
+    from topogen.models.gan3.settings import GanSettings
     from topogen.models.gan3.train import train_stage
     from topogen.report.training import plot_training, write_metrics_csv
     from topogen.runtime import accelerator_devices
 
     accelerator, devices = accelerator_devices(args.gpus)
     inputs = [args.images, args.table, args.init, args.autoencoder, args.band_gap_model]
-    oracle = asdict(read_options(args, OracleSettings, only=ORACLE_HELP))
-    names = ("noise_dim", "width", "lr", "adv_weight", "reward_weight", "reward_steps", "seed")
-    hparams = {k: getattr(args, k) for k in (*names, "oracle_samples")}
+    oracle = read_options(args, OracleSettings, only=ORACLE_HELP)
+    settings = read_options(args, GanSettings, exclude=("oracle",), oracle=oracle)
     with stage(args, inputs, command=f"topogen train gan --stage {args.stage}") as run:
         metrics = train_stage(
             args.stage,
@@ -69,18 +83,14 @@ def _gan(args: argparse.Namespace) -> int:
             args.table,
             args.workdir,
             run.output(args.out),
-            epochs=args.epochs,
-            batch_size=args.batch_size,
+            settings,
             init=args.init,
             autoencoder=args.autoencoder,
             band_gap_model=args.band_gap_model,
-            patience=args.patience,
             accelerator=accelerator,
             devices=devices,
             threads=args.threads,
             log=log,
-            oracle=oracle,
-            **hparams,
         )
         write_metrics_csv(metrics, run.output(args.metrics))
         plot_training(metrics, run.output(args.plot), f"GAN stage {args.stage}")
@@ -144,23 +154,14 @@ def _register_gan(cmds: Subparsers) -> None:
     p.add_argument("--metrics", required=True, metavar="CSV", help="per-epoch metrics")
     p.add_argument("--plot", required=True, metavar="PNG", help="per-epoch curves")
     p.add_argument("--workdir", required=True, metavar="DIR", help="checkpoints and logs")
-    p.add_argument("--epochs", type=int, default=10, help="epochs (paper: 100, 50, 50)")
-    p.add_argument("--batch-size", type=int, default=32, help="images per batch")
-    p.add_argument("--lr", type=float, help="Adam learning rate (default: 5e-4, 2e-4, 2e-4)")
-    p.add_argument("--noise-dim", type=int, default=64, help="generator noise size")
-    p.add_argument("--width", type=int, default=32, help="convolution channels")
-    p.add_argument("--seed", type=int, default=0, help="weights, batches, oracle samples")
-    p.add_argument("--patience", type=int, help="stage 3: stop after N epochs without gain")
-    p.add_argument("--adv-weight", type=float, default=1.0, help="stage 3 adversarial weight")
-    p.add_argument("--reward-weight", type=float, default=1.0, help="stage 3 reward weight")
-    p.add_argument("--reward-steps", type=int, default=50, help="reward-model steps per epoch")
-    p.add_argument("--oracle-samples", type=int, default=32, help="oracle samples per epoch")
     later(p, _gan_options)
 
 
 def _gan_options(p: argparse.ArgumentParser) -> None:
     from topogen.models.gan3.oracle import OracleSettings
+    from topogen.models.gan3.settings import GanSettings
 
+    add_options(p, GanSettings, GAN_HELP, exclude=("oracle",))
     add_options(p, OracleSettings, ORACLE_HELP, only=ORACLE_HELP)
     gpus_option(p)
     threads_option(p)
