@@ -20,8 +20,8 @@ from typing import Any
 
 from topogen.data.importers import error_reason, import_files
 from topogen.io.quarantine import Rejected
-from topogen.structure.sanity import structure_problem
 from topogen.io.tables import LoadResult, Record
+from topogen.structure.sanity import structure_problem
 
 JARVIS_URL = "https://ndownloader.figshare.com/files/28682010"
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from topogen.io.quarantine import Rejected
-from topogen.structure.sanity import MIN_DISTANCE, structure_problem
 from topogen.io.tables import LoadResult, Record
+from topogen.structure.sanity import MIN_DISTANCE, structure_problem
 
 FORMATS = {
     ".cif": "cif",

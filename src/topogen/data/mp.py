@@ -17,8 +17,8 @@ from typing import Any
 from topogen.data.importers import error_reason
 from topogen.errors import TopogenError
 from topogen.io.atomic import atomic_open
-from topogen.structure.sanity import structure_problem
 from topogen.io.tables import LoadResult, Record
+from topogen.structure.sanity import structure_problem
 
 API_KEY_ENV = "MP_API_KEY"
 FIELDS = (

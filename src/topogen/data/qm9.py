@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from topogen.io.quarantine import Rejected
-from topogen.structure.sanity import structure_problem
 from topogen.io.tables import LoadResult, Record
+from topogen.structure.sanity import structure_problem
 
 # Published figshare files (the paper's data record).
 ARCHIVE_URL = "https://figshare.com/ndownloader/files/3195389"

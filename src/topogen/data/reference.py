@@ -36,8 +36,8 @@ import pandas as pd
 from topogen.data.importers import atoms_to_pymatgen, error_reason
 from topogen.errors import TopogenError
 from topogen.io.quarantine import Rejected
-from topogen.structure.sanity import MIN_DISTANCE, structure_problem
 from topogen.io.tables import LoadResult, Record
+from topogen.structure.sanity import MIN_DISTANCE, structure_problem
 
 ENV_VAR = "TOPOGEN_SHARED_DATA"
 LOGAN_SETS = (

@@ -19,7 +19,6 @@ import lightning as L
 import torch
 
 
-
 def precision_for(accelerator: str) -> str:
     if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
