@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from topogen.calc.relax import SLAB_MASK, RelaxSettings, evaluate, load_model, relax_batch
+from topogen.data import layer_checks as LC
 from topogen.data import prototypes as P
 from topogen.io.labels import LABELS_FILE, read_labels
 from topogen.structure.slabs import layer_thickness
@@ -63,7 +64,7 @@ def test_candidates_are_2d_slabs_with_vacuum():
         assert np.allclose(m[2, :2], 0) and np.allclose(m[:2, 2], 0), c.id  # c is the normal
         assert c.structure.lattice.c - layer_thickness(c.structure) >= 15.0, c.id
         assert P.structure_problem(c.structure, 1.0) is None, c.id
-        assert P.n_fragments(c.structure) == 1, c.id
+        assert LC.n_fragments(c.structure) == 1, c.id
         props = c.describe()
         assert props["dim"] == 2 and props["prototype"] == c.prototype
         assert props["substitution"].startswith(next(iter(c.substitution)) + "=")
@@ -80,22 +81,22 @@ def test_select_spreads_over_prototypes_and_is_seeded():
 
 def test_relaxed_problem_catches_broken_layers(by_id):
     ideal = by_id["honeycomb-AB-BN"].structure
-    assert P.relaxed_problem(ideal, ideal, -8.0) is None
-    assert "non-finite" in P.relaxed_problem(ideal, ideal, float("nan"))
+    assert LC.relaxed_problem(ideal, ideal, -8.0) is None
+    assert "non-finite" in LC.relaxed_problem(ideal, ideal, float("nan"))
     far = ideal.copy()
     far.translate_sites([1], [0, 0, 8.0], frac_coords=False)  # N leaves into the vacuum
-    assert "thickness grew" in P.relaxed_problem(ideal, far, -8.0)
+    assert "thickness grew" in LC.relaxed_problem(ideal, far, -8.0)
     gei = by_id["decorated-honeycomb-AX-GeI"].structure
     loose = gei.copy()
     top = int(np.argmax(loose.cart_coords[:, 2]))
     loose.translate_sites([top], [0, 0, 2.5], frac_coords=False)  # one I lets go
-    assert "pieces" in P.relaxed_problem(gei, loose, -3.0)
+    assert "pieces" in LC.relaxed_problem(gei, loose, -3.0)
     squashed = ideal.copy()
     squashed.replace(1, "N", squashed[0].coords + np.array([0.3, 0, 0]), coords_are_cartesian=True)
-    assert "overlapping" in P.relaxed_problem(ideal, squashed, -8.0)
+    assert "overlapping" in LC.relaxed_problem(ideal, squashed, -8.0)
     distorted = ideal.copy()
     distorted.translate_sites([0], [0.3, 0.0, 0.0], frac_coords=False)
-    assert "left its prototype" in P.relaxed_problem(ideal, distorted, -8.0)
+    assert "left its prototype" in LC.relaxed_problem(ideal, distorted, -8.0)
 
 
 def test_duplicates_are_dropped_by_structure(by_id):
@@ -175,8 +176,8 @@ def test_few_relaxed_structures_stay_2d(few):
         s = r.structure
         assert s.lattice.c == pytest.approx(start[r.id].lattice.c, abs=1e-6)  # vacuum kept
         assert layer_thickness(s) < 8.0 and s.lattice.c - layer_thickness(s) > 15.0
-        assert P.n_fragments(s) == 1
-        assert _min_distance(s) > P.MIN_DISTANCE
+        assert LC.n_fragments(s) == 1
+        assert _min_distance(s) > LC.MIN_DISTANCE
         p = r.properties
         assert math.isfinite(p["energy_per_atom"]) and p["energy_per_atom"] < 0
         assert p["relaxed"] and p["relaxer"] == "CHGNet" and p["converged"]

@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import warnings
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +26,12 @@ from typing import Any
 import numpy as np
 
 from topogen.calc.relax import RelaxSettings
+from topogen.data.layer_checks import (
+    MIN_DISTANCE,
+    covalent_radius,
+    relaxed_problem,
+    space_group,
+)
 from topogen.io.labels import LABELS_FILE, read_labels
 from topogen.io.quarantine import Rejected
 from topogen.io.tables import Record
@@ -35,12 +40,6 @@ from topogen.structure.sanity import structure_problem
 from topogen.structure.slabs import layer_thickness, slab
 
 SOURCE = "prototypes"
-MIN_DISTANCE = 0.7  # Angstrom; closer atoms after relaxation reject a structure
-MAX_THICKENING = 3.0  # Angstrom; a layer that grows thicker than this is rejected
-COLLAPSE_THICKENING = 1.0  # Angstrom; with COLLAPSE_SHRINK, a high-buckled collapse
-COLLAPSE_SHRINK = 0.15  # fraction of the in-plane area
-SYMPREC = 0.1  # Angstrom; spglib tolerance when comparing space groups
-BOND_FACTOR = 1.3  # atoms closer than 1.3 x (sum of covalent radii) are bonded
 
 # Element families used by the prototypes.
 MX2_METALS = ("Mo", "W", "Ti", "Zr", "Hf", "Nb", "Ta", "V", "Cr", "Pt", "Pd", "Sn")
@@ -60,12 +59,6 @@ DECORATED_HOSTS = ("Si", "Ge", "Sn", "Pb", "As", "Sb", "Bi")
 DECORATIONS = ("H", "F", "Cl", "Br", "I")
 GROUP_V = ("N", "P", "As", "Sb", "Bi")
 FIRST_ROW = ("B", "C", "N", "O")
-
-
-def covalent_radius(symbol: str) -> float:
-    from ase.data import atomic_numbers, covalent_radii
-
-    return float(covalent_radii[atomic_numbers[symbol]])
 
 
 def _bond(a: str, b: str, scale: float = 1.0) -> float:
@@ -267,73 +260,6 @@ def rattle(structure: Any, amplitude: float, seed: int, key: str) -> Any:
     return s
 
 
-# --- checks after relaxation --------------------------------------------------------------
-
-
-def n_fragments(structure: Any, factor: float = BOND_FACTOR) -> int:
-    """Number of bonded pieces (bond: closer than ``factor`` x the covalent radii sum)."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    radii = np.array([covalent_radius(s.specie.symbol) for s in structure])
-    cutoff = float(factor * 2 * radii.max())
-    i, j, _, dist = structure.get_neighbor_list(cutoff)
-    keep = dist < factor * (radii[i] + radii[j])
-    n = len(structure)
-    graph = coo_matrix((np.ones(int(keep.sum())), (i[keep], j[keep])), shape=(n, n))
-    return int(connected_components(graph, directed=False)[0])
-
-
-def space_group(structure: Any, symprec: float = SYMPREC) -> str:
-    """International symbol and number, e.g. ``P-6m2 (187)``."""
-    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
-
-    with warnings.catch_warnings():  # spglib's notice about its error handling
-        warnings.simplefilter("ignore", DeprecationWarning)
-        sga = SpacegroupAnalyzer(structure, symprec=symprec)
-        return f"{sga.get_space_group_symbol()} ({sga.get_space_group_number()})"
-
-
-def in_plane_area(structure: Any) -> float:
-    return float(abs(np.linalg.det(structure.lattice.matrix[:2, :2])))
-
-
-def relaxed_problem(ideal: Any, after: Any, energy: float | None) -> str | None:
-    """Why a relaxed 2D structure is unusable, or None.
-
-    ``ideal`` is the unrattled starting cell of the prototype. Checks, in order: finite energy,
-    no atoms closer than :data:`MIN_DISTANCE`, c (and so the vacuum) unchanged, no atom left
-    the layer (thickness), one bonded piece, same space group as the prototype (a structure
-    that distorted or rearranged is no longer that prototype, and its literature label would
-    not apply), and no high-buckled collapse (thicker by > 1 A while the area shrinks > 15%:
-    CHGNet has no low-buckled minimum for Ge/Sn/Pb honeycombs and pulls them into a dense
-    high-buckled layer without necessarily changing the space group).
-    """
-    if energy is None or not math.isfinite(energy):
-        return "non-finite energy"
-    problem = structure_problem(after, MIN_DISTANCE)
-    if problem:
-        return problem
-    if abs(after.lattice.c - ideal.lattice.c) > 1e-3:
-        return f"c changed from {ideal.lattice.c:.2f} to {after.lattice.c:.2f} A"
-    t0, t1 = layer_thickness(ideal), layer_thickness(after)
-    if t1 > t0 + MAX_THICKENING:
-        return f"layer thickness grew from {t0:.2f} to {t1:.2f} A (atoms left the layer)"
-    pieces = n_fragments(after)
-    if pieces > 1:
-        return f"fell apart into {pieces} bonded pieces"
-    g0, g1 = space_group(ideal), space_group(after)
-    if g0 != g1:
-        return f"left its prototype: space group {g0} -> {g1}"
-    shrink = 1 - in_plane_area(after) / in_plane_area(ideal)
-    if t1 - t0 > COLLAPSE_THICKENING and shrink > COLLAPSE_SHRINK:
-        return (
-            f"left its prototype: collapsed (area -{100 * shrink:.0f}%, "
-            f"thickness {t0:.2f} -> {t1:.2f} A)"
-        )
-    return None
-
-
 # --- the library --------------------------------------------------------------------------
 
 
@@ -388,10 +314,10 @@ def build_library(
     (atoms + in-plane cell; c and the vacuum kept; ``settings``: fmax, steps, structures per
     model call) on ``threads`` CPU threads. A candidate is rejected, with the reason, if its
     id repeats, its start is unusable, CHGNet fails, it does not converge (unless
-    ``keep_unconverged``), or :func:`relaxed_problem` finds a problem; then duplicates
-    (:func:`deduplicate`) go. ``relax=False`` skips CHGNet (starting cells only). Returns
-    (records, rejected) in candidate order; every candidate is in exactly one. The same
-    arguments (and thread count) give the same result.
+    ``keep_unconverged``), or :func:`~topogen.data.layer_checks.relaxed_problem` finds a
+    problem; then duplicates (:func:`deduplicate`) go. ``relax=False`` skips CHGNet (starting
+    cells only). Returns (records, rejected) in candidate order; every candidate is in exactly
+    one. The same arguments (and thread count) give the same result.
     """
     from topogen.calc.calculators import RelaxCalc
     from topogen.calc.chain import Chain
