@@ -141,7 +141,7 @@ def _register_gan(cmds: Subparsers) -> None:
         "Stage 1: real vs generated crystal images. Stage 2: a new topology-aware\n"
         "discriminator (topo2d labels; generated = 0). Stage 3: CHGNet relaxation + phonon\n"
         "stability and CGCNN gap oracles through a reward model refit every epoch (see\n"
-        "topogen.models.gan). Writes the model, per-epoch metrics (CSV) and their plot;\n"
+        "topogen.models.gan3). Writes the model, per-epoch metrics (CSV) and their plot;\n"
         "an interrupted stage resumes from --workdir.",
     )
     p.add_argument("--stage", type=int, choices=[1, 2, 3], required=True, help="GAN stage")

@@ -26,7 +26,7 @@ def c_height(lattice: Any) -> float:
     return float(abs(np.linalg.det(m)) / area) if area > 0 else 0.0
 
 
-def _largest_gap(frac_c: np.ndarray) -> tuple[float, float]:
+def largest_gap(frac_c: np.ndarray) -> tuple[float, float]:
     """(width of the largest gap between fractional c coordinates, where the layer starts)."""
     z = np.sort(np.mod(frac_c, 1.0))
     gaps = np.diff(np.concatenate([z, [z[0] + 1.0]]))
@@ -39,7 +39,7 @@ def vacuum_along_c(structure: Any) -> float:
     """Width of the empty region along c, perpendicular to the layer (Angstrom)."""
     if len(structure) == 0:
         return 0.0
-    gap, _ = _largest_gap(np.asarray(structure.frac_coords)[:, 2])
+    gap, _ = largest_gap(np.asarray(structure.frac_coords)[:, 2])
     return gap * c_height(structure.lattice)
 
 
@@ -90,7 +90,7 @@ def with_vacuum(structure: Any, vacuum: float = MATCH_VACUUM) -> Any:
     s = orient(structure)
     m = s.lattice.matrix
     frac = np.array(s.frac_coords, dtype=float)
-    _, start = _largest_gap(frac[:, 2])
+    _, start = largest_gap(frac[:, 2])
     frac[:, 2] = np.mod(frac[:, 2] - start, 1.0)  # the layer now starts at 0 without a wrap
     cart = frac @ m
     normal = np.cross(m[0], m[1])

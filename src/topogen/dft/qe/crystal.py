@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from topogen.dft.qe import EspressoError
+from topogen.structure.slabs import largest_gap
 
 __all__ = ["Crystal", "full_kgrid", "kgrid_for_spacing"]
 
@@ -112,10 +113,8 @@ class Crystal:
         cell[:2, 2] = 0.0
         # centre the layer: the middle of the largest empty gap goes to z = +-c/2
         z = reduced[:, 2] % 1.0
-        order = np.sort(z)
-        gaps = np.diff(np.concatenate([order, order[:1] + 1.0]))
-        i = int(gaps.argmax())
-        middle = (order[i] + gaps[i] / 2) % 1.0
+        gap, start = largest_gap(z)
+        middle = (start - gap / 2) % 1.0
         zc = (z - middle) % 1.0  # layer now in (0, 1) with vacuum at the ends
         zc -= (zc.min() + zc.max()) / 2
         xy = reduced[:, :2] % 1.0
