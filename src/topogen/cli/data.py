@@ -5,15 +5,20 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from topogen.cli.options import add_options, read_options
 from topogen.cli.parser import (
     Subparsers,
     command,
     group,
+    later,
     min_distance_option,
     out_option,
     threads_option,
 )
 from topogen.cli.stage import config, log, stage
+
+# The relaxation settings `data prototypes` exposes (type and default from RelaxSettings).
+RELAX_HELP = {"fmax": "force criterion", "steps": "maximum FIRE steps"}
 
 # --- handlers ----------------------------------------------------------------------------------
 
@@ -60,6 +65,7 @@ def _save_labels(run, result, out: str) -> None:
 
 
 def _prototypes(args: argparse.Namespace) -> int:
+    from topogen.calc.relax import RelaxSettings
     from topogen.data.prototypes import build_library, labels_for
     from topogen.io.tables import LoadResult
 
@@ -70,8 +76,7 @@ def _prototypes(args: argparse.Namespace) -> int:
         records, rejected = build_library(
             n_max=args.max_candidates,
             seed=args.seed,
-            fmax=args.fmax,
-            steps=args.steps,
+            settings=read_options(args, RelaxSettings, only=RELAX_HELP),
             threads=args.threads,
             progress=progress,
         )
@@ -251,10 +256,15 @@ def _register_prototypes(cmds: Subparsers) -> None:
         help="literature topology labels (formula, prototype, label, reference)",
     )
     p.add_argument("--max-candidates", type=int, metavar="N", help="take N candidates (all)")
-    p.add_argument("--fmax", type=float, default=0.05, metavar="EV_A", help="force criterion")
-    p.add_argument("--steps", type=int, default=300, help="maximum FIRE steps")
     p.add_argument("--seed", type=int, default=0, help="seed of the candidate choice and rattle")
+    later(p, _relax_options)
     threads_option(p)
+
+
+def _relax_options(p: argparse.ArgumentParser) -> None:
+    from topogen.calc.relax import RelaxSettings
+
+    add_options(p, RelaxSettings, RELAX_HELP, only=RELAX_HELP, metavars={"fmax": "EV_A"})
 
 
 def _register_query_mp(cmds: Subparsers) -> None:
