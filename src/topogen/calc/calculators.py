@@ -23,7 +23,7 @@ from typing import Any
 from topogen.calc import phonons as ph
 from topogen.calc.chain import Calc
 from topogen.calc.relax import SLAB_MASK, RelaxResult, RelaxSettings
-from topogen.structure.slabs import is_2d, orient
+from topogen.structure.slabs import SlabFrameError, canonical_slab, is_2d
 
 BAND_GAP_MIN = 0.1  # eV: "insulating"
 TOPOLOGY_MIN = 0.5  # a topology score at least this passes
@@ -71,20 +71,35 @@ class RelaxCalc(Calc):
         return self._model
 
     def relax_many(self, structures: Sequence[Any]) -> list[RelaxResult]:
-        """The raw relaxation results, in order (no verdicts)."""
+        """The raw relaxation results, in order (no verdicts). Slabs are put in the canonical
+        2D frame first (:func:`~topogen.structure.slabs.canonical_slab`); one that cannot be
+        gets a result with ``steps = -1``, ``error`` None and the reason in
+        :attr:`refused` (the verdict is then ``fail``)."""
         from topogen.calc.workers import map_with_model
 
-        if not structures:
-            return []
-        two_d = [is_2d(s) for s in structures]
-        starts = [orient(s) if d else s for s, d in zip(structures, two_d, strict=True)]
-        masks = [SLAB_MASK if d else None for d in two_d]
+        self.refused: dict[int, str] = {}
+        starts: list[Any] = []
+        masks: list[Any] = []
+        for k, s in enumerate(structures):
+            if not is_2d(s):
+                starts.append(s)
+                masks.append(None)
+                continue
+            try:
+                starts.append(canonical_slab(s))
+            except SlabFrameError as exc:
+                self.refused[k] = f"cannot put in the 2D frame: {exc}"
+                continue
+            masks.append(SLAB_MASK)
+        todo = [k for k in range(len(structures)) if k not in self.refused]
         n_groups = max(1, min(self.workers, len(starts)))
         per_worker = max(1, (self.threads or self.workers) // self.workers)
-        if n_groups == 1:
+        if not starts:
+            done: list[Any] = []
+        elif n_groups == 1:
             from topogen.calc.relax import relax_batch
 
-            return relax_batch(
+            done = relax_batch(
                 starts,
                 self.settings,
                 model=self.model,
@@ -92,18 +107,24 @@ class RelaxCalc(Calc):
                 threads=self.threads,
                 progress=self.progress,
             )
-        groups = [(starts[g::n_groups], masks[g::n_groups], self.settings) for g in range(n_groups)]
-        parts = map_with_model(
-            _relax_group, groups, model=self.model, workers=n_groups, threads=per_worker
-        )
-        results: list[Any] = [None] * len(starts)
-        for g, part in enumerate(parts):
-            results[g::n_groups] = part
+        else:
+            groups = [
+                (starts[g::n_groups], masks[g::n_groups], self.settings) for g in range(n_groups)
+            ]
+            parts = map_with_model(
+                _relax_group, groups, model=self.model, workers=n_groups, threads=per_worker
+            )
+            done = [None] * len(starts)
+            for g, part in enumerate(parts):
+                done[g::n_groups] = part
+        results: list[RelaxResult] = [RelaxResult(s, None, None, -1, False) for s in structures]
+        for k, r in zip(todo, done, strict=True):
+            results[k] = r
         return results
 
     def calc_many(self, structures: Sequence[Any]) -> list[dict[str, Any]]:
         out = []
-        for start, r in zip(structures, self.relax_many(structures), strict=True):
+        for k, (start, r) in enumerate(zip(structures, self.relax_many(structures), strict=True)):
             res: dict[str, Any] = {
                 "structure": r.structure,
                 "energy_per_atom": r.energy_per_atom,
@@ -111,7 +132,9 @@ class RelaxCalc(Calc):
                 "relax_fmax": r.fmax,
                 "relax_converged": r.converged,
             }
-            if r.error:
+            if k in self.refused:
+                res.update(verdict="fail", reason=self.refused[k], relax_steps=None)
+            elif r.error:
                 res.update(verdict="failed", reason=r.error)
             elif not r.converged and self.require_converged:
                 why = f"not converged in {r.steps} steps (fmax {r.fmax:.3f} eV/A)"

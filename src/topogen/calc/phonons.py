@@ -18,6 +18,9 @@ potential, force constants, frequencies on a q mesh), with changes that make it 
   every set (phonopy's ``--fz``), so residual forces of an approximately relaxed structure
   do not enter the force constants (without this, a structure relaxed to 0.05 eV/A can
   show spurious imaginary modes of ~2 THz);
+* the force constants are symmetrised (phonopy's ``symmetrize_force_constants``:
+  translational invariance, i.e. the acoustic sum rule, and index permutation), so the
+  acoustic modes at Gamma are at zero and not an artefact of the finite displacements;
 * ``batch_size`` displaced supercells may share a model call (1 by default: measured no
   faster on 2 CPU cores, and ~1 GB more memory per 100-atom supercell);
   :func:`phonons_batch` can spread structures over worker processes.
@@ -32,11 +35,14 @@ Defaults
 
 Dynamical stability
     Frequencies f (THz; imaginary ones negative) on the irreducible q mesh. A mode is
-    imaginary when ``f < -tol`` (``tol`` = 0.05 THz), or, within ``gamma_radius`` (0.06 1/A,
-    crystallographic convention without 2 pi; about a sixth of MoS2's zone) of Gamma, when
-    ``f < -gamma_tol`` (1.0 THz). The structure is dynamically stable when no mode is
-    imaginary. Why the allowance near Gamma: the acoustic branches there, and for slabs the
-    quadratic flexural ZA branch, come out slightly negative from finite supercells and the
+    imaginary when ``f < -tol`` (``tol`` = 0.05 THz), or, for the three acoustic modes (those
+    whose eigenvectors overlap most with rigid translations: :func:`acoustic_modes`) within
+    ``gamma_radius`` (0.06 1/A, crystallographic convention without 2 pi; about a sixth of
+    MoS2's zone) of Gamma, when ``f < -gamma_tol`` (1.0 THz). An optical mode gets no
+    allowance: one at -0.5 THz at Gamma is an instability. The structure is dynamically
+    stable when no mode is imaginary. Why the allowance near Gamma: the acoustic branches
+    there, and for slabs the quadratic flexural ZA branch, come out slightly negative from
+    finite supercells and the
     violated rotational sum rules, not from a real instability. Measured with CHGNet on
     relaxed monolayers (0.01 A displacements, 6x6x1 or larger, float32 or float64 alike):
     MoS2 -0.03, graphene -0.34, hBN -0.62, Ti2C -0.78 THz within 0.05 1/A of Gamma, all
@@ -159,11 +165,15 @@ def stability(
     gamma_tol: float = GAMMA_TOL,
     gamma_radius: float = GAMMA_RADIUS,
     scale: float = SCORE_SCALE,
+    acoustic: np.ndarray | None = None,
 ) -> Stability:
     """Stability verdict and score (module docstring) from frequencies on a q mesh.
 
     ``frequencies`` (n_q, n_modes) THz; ``qpoints`` (n_q, 3) reduced; ``weights`` (n_q,)
     multiplicities; ``reciprocal`` rows are the reciprocal lattice vectors (1/A, no 2 pi).
+    ``acoustic`` (n_q, n_modes) bool marks the acoustic modes, the only ones that get the
+    ``gamma_tol`` allowance near Gamma (:func:`acoustic_modes`); None: the three lowest
+    modes at each q (right only when no optical mode lies below the acoustic ones).
     """
     freqs = np.asarray(frequencies, dtype=float)
     q = np.asarray(qpoints, dtype=float)
@@ -171,7 +181,12 @@ def stability(
     q_wrapped = q - np.rint(q)
     qlen = np.linalg.norm(q_wrapped @ np.asarray(reciprocal, dtype=float), axis=1)
     near = qlen <= gamma_radius
-    tol_q = np.where(near, gamma_tol, tol)[:, None]
+    if acoustic is None:
+        acoustic = np.zeros(freqs.shape, dtype=bool)
+        lowest = np.argsort(freqs, axis=1)[:, :3]
+        np.put_along_axis(acoustic, lowest, True, axis=1)
+    allowed = near[:, None] & np.asarray(acoustic, dtype=bool)
+    tol_q = np.where(allowed, gamma_tol, tol)
     excess = np.maximum(-freqs - tol_q, 0.0)
     imaginary = excess > 0
     frac = float((imaginary * w[:, None]).sum() / (w.sum() * freqs.shape[1]))
@@ -355,6 +370,24 @@ def _unpaired(displacements: Sequence[tuple[int, np.ndarray]]) -> bool:
     return any((a, tuple(np.round(-v, 8))) not in keys for a, v in displacements)
 
 
+def acoustic_modes(ph: Any, qpoints: np.ndarray) -> np.ndarray:
+    """(n_q, n_modes) bool: at each q (near Gamma), the three modes whose mass-weighted
+    eigenvectors overlap most with rigid translations of the whole cell (at Gamma exactly
+    the acoustic modes; for slabs they include the flexural ZA mode)."""
+    ph.run_qpoints(np.asarray(qpoints, dtype=float), with_eigenvectors=True)
+    vecs = np.asarray(ph.qpoints.eigenvectors)  # (n_q, 3N, 3N), columns = modes
+    masses = np.asarray(ph.primitive.masses, dtype=float)
+    n = len(masses)
+    trans = np.zeros((3, 3 * n))
+    for axis in range(3):
+        trans[axis, axis::3] = np.sqrt(masses)
+    trans /= np.linalg.norm(trans, axis=1, keepdims=True)
+    overlap = (np.abs(np.einsum("ak,qkm->qam", trans, vecs)) ** 2).sum(axis=1)
+    out = np.zeros(overlap.shape, dtype=bool)
+    np.put_along_axis(out, np.argsort(-overlap, axis=1)[:, :3], True, axis=1)
+    return out
+
+
 def analyse(
     ph: Any,
     mesh: Sequence[int],
@@ -364,18 +397,28 @@ def analyse(
     gamma_radius: float = GAMMA_RADIUS,
     dos: bool = True,
 ) -> tuple[Stability, np.ndarray, np.ndarray]:
-    """Stability and total DOS of a phonopy object whose force constants are set."""
+    """Stability and total DOS of a phonopy object whose force constants are set. The
+    acoustic modes near Gamma (the only ones with the ``gamma_tol`` allowance) are found
+    from the eigenvectors there (:func:`acoustic_modes`)."""
     ph.run_mesh(list(mesh), is_gamma_center=True, with_eigenvectors=False)
     mesh_result = ph.mesh
     reciprocal = np.linalg.inv(np.array(ph.primitive.cell)).T
+    qpoints = np.asarray(mesh_result.qpoints, dtype=float)
+    freqs = np.asarray(mesh_result.frequencies, dtype=float)
+    qlen = np.linalg.norm((qpoints - np.rint(qpoints)) @ reciprocal, axis=1)
+    near = np.flatnonzero(qlen <= gamma_radius)
+    acoustic = np.zeros(freqs.shape, dtype=bool)
+    if near.size:
+        acoustic[near] = acoustic_modes(ph, qpoints[near])
     stab = stability(
-        mesh_result.frequencies,
-        mesh_result.qpoints,
+        freqs,
+        qpoints,
         mesh_result.weights,
         reciprocal,
         tol=tol,
         gamma_tol=gamma_tol,
         gamma_radius=gamma_radius,
+        acoustic=acoustic,
     )
     if not dos:
         return stab, np.zeros(0), np.zeros(0)
@@ -438,6 +481,7 @@ def phonons(
     ph.forces = sets
     with contextlib.redirect_stdout(io.StringIO()):
         ph.produce_force_constants(show_drift=False)
+        ph.symmetrize_force_constants(show_drift=False)  # acoustic sum rule
     stab, freq, dens = analyse(
         ph, mesh, tol=tol, gamma_tol=gamma_tol, gamma_radius=gamma_radius, dos=dos
     )

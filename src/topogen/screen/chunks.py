@@ -119,27 +119,20 @@ def read_candidates(path: str | os.PathLike[str]) -> list[Record]:
 # --- chunks ---------------------------------------------------------------------------------
 
 
-def _n_sites(text: str) -> int:
-    try:
-        return len(json.loads(text).get("sites", ()))
-    except (json.JSONDecodeError, AttributeError):
-        return -1
-
-
 def split_chunks(table: pd.DataFrame, n_chunks: int) -> list[pd.DataFrame]:
     """Split a structure table into ``n_chunks`` tables (some may be empty).
 
-    Rows with the same (reduced formula, number of sites), the only ones that can be
-    duplicates of each other, always go to the same chunk, so per-chunk uniqueness is
-    uniqueness over the whole table. Buckets are dealt largest first to the least loaded
-    chunk (ties: lowest chunk number, then formula order), which balances chunks unless one
-    bucket alone exceeds a chunk's share. Rows keep their order within a chunk; the split
-    depends only on the table.
+    Rows with the same reduced formula, the only ones that can be duplicates of each other
+    (a supercell of a crystal included: :mod:`topogen.screen.novelty`), always go to the same
+    chunk, so per-chunk uniqueness is uniqueness over the whole table. Buckets are dealt
+    largest first to the least loaded chunk (ties: lowest chunk number, then formula
+    order), which balances chunks unless one bucket alone exceeds a chunk's share. Rows keep
+    their order within a chunk; the split depends only on the table.
     """
     if n_chunks < 1:
         raise ValueError(f"n_chunks must be >= 1, not {n_chunks}")
-    keys = list(zip(table["formula"].astype(str), map(_n_sites, table["structure"]), strict=True))
-    buckets: dict[tuple[str, int], list[int]] = {}
+    keys = list(table["formula"].astype(str))
+    buckets: dict[str, list[int]] = {}
     for row, key in enumerate(keys):
         buckets.setdefault(key, []).append(row)
     load = [0] * n_chunks

@@ -5,14 +5,25 @@ Steps, in order (:data:`STEPS`); each candidate gets, at every step, a verdict (
 
 =========== ==================================================================================
 validity    structural and SMACT compositional validity (:mod:`topogen.screen.validity`)
-uniqueness  not equal to an earlier candidate of the chunk (:mod:`topogen.screen.novelty`);
+uniqueness  not equal to an earlier candidate of the chunk (:mod:`topogen.screen.novelty`:
+            primitive cells compared, supercells tried, so site counts may differ);
             :func:`~topogen.screen.chunks.split_chunks` puts every possible pair of
-            duplicates in the same chunk, so this is uniqueness over all candidates
-novelty     not equal to a structure of the training table
+            duplicates (same reduced formula) in the same chunk, so this is uniqueness over
+            all candidates. Column ``duplicate_of``
+novelty     not equal to a structure of the training table (column ``training_match``)
 relax       CHGNet + FIRE, batched (:func:`topogen.calc.relax.relax_batch`): atoms and cell;
-            slabs (vacuum along c) relax their in-plane cell only and keep c and the vacuum.
-            Pass: converged to ``fmax`` within ``steps`` and still a valid structure (and
-            still a slab); fail: not converged or broken; failed: CHGNet raised
+            slabs are first put in the canonical 2D frame (a along x, c perpendicular to the
+            layer: :func:`topogen.structure.slabs.canonical_slab`), then relax their in-plane
+            cell only and keep c and the vacuum. Pass: converged to ``fmax`` within
+            ``steps`` and still a valid structure (and still a slab); fail: cannot be put in
+            the 2D frame, not converged (``relax_converged`` False: the step limit was hit;
+            it goes no further) or broken; failed: CHGNet raised
+relaxed_uniqueness
+            the relaxed structure is not equal to the relaxed structure of an earlier
+            candidate (two candidates that relax into one crystal; ``relaxed_duplicate_of``)
+relaxed_novelty
+            the relaxed structure is not equal to a training structure (a noisy copy of a
+            known crystal that relaxes back into it; ``relaxed_training_match``)
 phonons     phonopy + CHGNet forces on the relaxed structure (:mod:`topogen.calc.phonons`):
             pass when dynamically stable; failed when CHGNet or phonopy raised
 band_gap    optional hook ``band_gap(structures) -> gaps (eV)``: pass when
@@ -22,13 +33,14 @@ topology    optional hook ``topology(structures) -> scores in [0, 1]``: pass whe
 =========== ==================================================================================
 
 ``fail`` means the candidate was judged and rejected, ``failed`` that the step could not
-judge it (an exception, recorded in the reason; the chunk goes on), ``skipped`` that the step
+judge it (an exception, recorded in the reason, e.g. the structure matcher raised and no
+other structure matched; the chunk goes on), ``skipped`` that the step
 did not run (an earlier step rejected the candidate, or the step is switched off).
 A candidate ``passed`` when no step says ``fail`` or ``failed``.
 
-Steps relax to topology are one :class:`~topogen.calc.chain.Chain` of the calculators of
-:mod:`topogen.calc.calculators`. Chunk files (split, screen one, merge):
-:mod:`topogen.screen.chunks`.
+Steps relax and phonons to topology are :class:`~topogen.calc.chain.Chain` s of the
+calculators of :mod:`topogen.calc.calculators` (:func:`funnel_chains`). Chunk files
+(split, screen one, merge): :mod:`topogen.screen.chunks`.
 """
 
 from __future__ import annotations
@@ -55,11 +67,22 @@ from topogen.calc.chain import Calc, Chain
 from topogen.calc.relax import RelaxResult, RelaxSettings
 from topogen.io.tables import Record
 from topogen.runtime import set_threads
-from topogen.screen.novelty import Index, duplicates
+from topogen.screen.novelty import Index, Lookup, duplicates
 from topogen.screen.validity import ValidityOptions, crystal_problem, validity
 from topogen.structure.slabs import MIN_VACUUM, is_2d
 
-STEPS = ("validity", "uniqueness", "novelty", "relax", "phonons", "band_gap", "topology")
+STEPS = (
+    "validity",
+    "uniqueness",
+    "novelty",
+    "relax",
+    "relaxed_uniqueness",
+    "relaxed_novelty",
+    "phonons",
+    "band_gap",
+    "topology",
+)
+MATCHES = ("duplicate_of", "training_match", "relaxed_duplicate_of", "relaxed_training_match")
 NUMBERS = (
     "energy_per_atom",
     "relax_steps",
@@ -82,8 +105,7 @@ FUNNEL_COLUMNS = (
     "n_sites",
     "dim",
     *(c for s in STEPS for c in (s, f"{s}_reason")),
-    "duplicate_of",
-    "training_match",
+    *MATCHES,
     *NUMBERS,
     "passed",
 )
@@ -201,17 +223,30 @@ def screen(
     _validity_step(cands, opts.validity)
     seconds["validity"] = time.perf_counter() - t0
     say(f"validity: {sum(c.alive for c in cands)}/{len(cands)} valid")
+    if training is not None and training.undecodable:
+        ids = ", ".join(training.undecodable[:20])
+        more = " ..." if len(training.undecodable) > 20 else ""
+        say(
+            f"training table: {len(training.undecodable)} row(s) did not decode and are not "
+            f"in the novelty check: {ids}{more}"
+        )
     t0 = time.perf_counter()
     _uniqueness_step(cands)
     _novelty_step(cands, training)
     seconds["novelty"] = time.perf_counter() - t0
     say(f"uniqueness/novelty: {sum(c.alive for c in cands)} left")
 
-    chain = funnel_chain(
+    relax, rest = funnel_chains(
         opts, model=model, band_gap=band_gap, topology=topology, threads=threads, workers=workers
     )
-    dos = _chain_steps(cands, chain)
-    seconds.update({"relax": 0.0, "phonons": 0.0, **chain.seconds})
+    dos = _chain_steps(cands, relax)
+    t0 = time.perf_counter()
+    _uniqueness_step(cands, relaxed=True)
+    _novelty_step(cands, training, relaxed=True)
+    seconds["novelty"] += time.perf_counter() - t0
+    say(f"after relaxation, uniqueness/novelty: {sum(c.alive for c in cands)} left")
+    dos.update(_chain_steps(cands, rest))
+    seconds.update({"relax": 0.0, "phonons": 0.0, **relax.seconds, **rest.seconds})
     seconds["hooks"] = seconds.pop("band_gap", 0.0) + seconds.pop("topology", 0.0)
     for step in ("relax", "phonons"):
         ran = sum(c.verdicts.get(step, ("skipped",))[0] != "skipped" for c in cands)
@@ -234,7 +269,7 @@ def screen(
     return FunnelResult(rows, records, dos, seconds)
 
 
-def funnel_chain(
+def funnel_chains(
     opts: FunnelOptions,
     *,
     model: Any = None,
@@ -242,10 +277,10 @@ def funnel_chain(
     topology: ScoreHook | None = None,
     threads: int | None = None,
     workers: int = 1,
-) -> Chain:
-    """Relaxation -> phonons (unless switched off) -> band gap, topology (when given): the
-    funnel's calculators. A relaxed structure must still be a valid crystal, and a slab
-    must still be a slab."""
+) -> tuple[Chain, Chain]:
+    """The funnel's calculators: relaxation, then (after uniqueness and novelty of the
+    relaxed structures) phonons (unless switched off) -> band gap, topology (when given).
+    A relaxed structure must still be a valid crystal, and a slab must still be a slab."""
 
     def check(start: Any, result: RelaxResult) -> str | None:
         problem = crystal_problem(result.structure, opts.validity)
@@ -256,7 +291,7 @@ def funnel_chain(
     relax = RelaxCalc(
         opts.relax_settings(), model=model, threads=threads, workers=workers, check=check
     )
-    calcs: list[Calc] = [relax]
+    calcs: list[Calc] = []
     if opts.phonons:
         settings = opts.phonon_settings()
         calcs.append(PhononCalc(settings, relax=relax, threads=threads, workers=workers))
@@ -264,7 +299,7 @@ def funnel_chain(
         calcs.append(band_gap_calc(band_gap, opts.band_gap_min))
     if topology is not None:
         calcs.append(topology_calc(topology, opts.topology_min))
-    return Chain(*calcs)
+    return Chain(relax), Chain(*calcs)
 
 
 def _candidate(item: Record | tuple[str, Any], chunk: str) -> _Cand:
@@ -285,36 +320,48 @@ def _validity_step(cands: list[_Cand], opts: ValidityOptions) -> None:
             c.two_d = is_2d(c.structure)
 
 
-def _uniqueness_step(cands: list[_Cand]) -> None:
-    """Within the chunk; :func:`~topogen.screen.chunks.split_chunks` keeps possible twins
-    together."""
-    todo = _skip_rest(cands, "uniqueness")
-    twins = duplicates([c.id for c in todo], [c.structure for c in todo])
-    for c, twin in zip(todo, twins, strict=True):
-        if twin is None:
-            c.set("uniqueness", "pass", "unique")
-        else:
-            c.values["duplicate_of"] = twin
-            c.set("uniqueness", "fail", f"duplicate of {twin} (StructureMatcher)")
+def _uniqueness_step(cands: list[_Cand], relaxed: bool = False) -> None:
+    """Within the chunk (:func:`~topogen.screen.chunks.split_chunks` keeps possible twins
+    together); ``relaxed``: the relaxed structures of the candidates still in the running."""
+    step, key, after = _names("uniqueness", "duplicate_of", relaxed)
+    todo = _skip_rest(cands, step)
+    found = duplicates([c.id for c in todo], [_probe(c, relaxed) for c in todo])
+    for c, look in zip(todo, found, strict=True):
+        verdict, reason = look.reason("duplicate of", after)
+        c.values[key] = look.match
+        c.set(step, verdict, reason or "unique")
 
 
-def _novelty_step(cands: list[_Cand], training: Index | None) -> None:
-    todo = _skip_rest(cands, "novelty", None if training is not None else "no training set")
+def _novelty_step(cands: list[_Cand], training: Index | None, relaxed: bool = False) -> None:
+    step, key, after = _names("novelty", "training_match", relaxed)
+    todo = _skip_rest(cands, step, None if training is not None else "no training set")
     for c in todo:
-        match = training.find(c.structure) if training is not None else None
-        if match is None:
-            c.set("novelty", "pass", "novel")
-        else:
-            c.values["training_match"] = match
-            c.set("novelty", "fail", f"matches training structure {match} (StructureMatcher)")
+        look = training.lookup(_probe(c, relaxed)) if training is not None else Lookup()
+        verdict, reason = look.reason("matches training structure", after)
+        c.values[key] = look.match
+        c.set(step, verdict, reason or "novel")
+
+
+def _names(step: str, key: str, relaxed: bool) -> tuple[str, str, str]:
+    if relaxed:
+        return f"relaxed_{step}", f"relaxed_{key}", " after relaxation"
+    return step, key, ""
+
+
+def _probe(c: _Cand, relaxed: bool) -> Any:
+    return c.relaxed if relaxed else c.structure
 
 
 def _chain_steps(cands: list[_Cand], chain: Chain) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Run the chain on the candidates still in the running; record verdicts, numbers and
-    the relaxed structures; return the phonon DOS per id."""
-    todo = _skip_rest(cands, "relax")
+    """Run the chain on the candidates still in the running (from the relaxed structure
+    once there is one); record verdicts, numbers and the relaxed structures; return the
+    phonon DOS per id."""
+    if not chain.calcs:
+        return {}
+    todo = _skip_rest(cands, chain.calcs[0].name)
     dos: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for c, out in zip(todo, chain.calc_many([c.structure for c in todo]), strict=True):
+    inputs = [c.structure if c.relaxed is None else c.relaxed for c in todo]
+    for c, out in zip(todo, chain.calc_many(inputs), strict=True):
         for step, res in out["steps"].items():
             c.set(step, res["verdict"], res["reason"])
             c.values.update({k: v for k, v in res.items() if k in NUMBERS})
@@ -338,8 +385,8 @@ def _row(c: _Cand) -> dict[str, Any]:
     for step in STEPS:
         verdict, reason = c.verdicts.get(step, ("skipped", "not run"))
         row[step], row[f"{step}_reason"] = verdict, reason
-    row["duplicate_of"] = c.values.get("duplicate_of")
-    row["training_match"] = c.values.get("training_match")
+    for key in MATCHES:
+        row[key] = c.values.get(key)
     for key in NUMBERS:
         row[key] = c.values.get(key)
     row["passed"] = c.alive
@@ -352,7 +399,7 @@ def _screen_properties(row: dict[str, Any]) -> dict[str, Any]:
     for step in STEPS:
         out[f"screen_{step}"] = row[step]
         out[f"screen_{step}_reason"] = row[f"{step}_reason"]
-    for key in ("duplicate_of", "training_match", *NUMBERS, "passed", "dim", "chunk"):
+    for key in (*MATCHES, *NUMBERS, "passed", "dim", "chunk"):
         out[key if key not in ("dim", "chunk", "passed") else f"screen_{key}"] = row[key]
     return out
 

@@ -5,7 +5,10 @@ For each decoded structure (``None``: the image did not decode):
 1. structural check (:func:`topogen.structure.sanity.structure_problem`: atoms closer than
    0.5 A, a degenerate cell) and a 2D check (a vacuum gap along c,
    :func:`topogen.structure.slabs.is_2d`);
-2. CHGNet relaxation (batched FIRE, in-plane cell and positions; :mod:`topogen.calc.relax`);
+2. CHGNet relaxation (batched FIRE, in-plane cell and positions, in the canonical 2D frame;
+   :mod:`topogen.calc.relax`); one that does not converge within ``relax_steps`` fails
+   ("relaxation: not converged in N steps") and goes no further: an unrelaxed structure's
+   phonons say nothing about its stability;
 3. phonons of the relaxed crystal with CHGNet forces and phonopy (:mod:`topogen.calc.phonons`):
    the stability score in [0, 1] documented there (1 exactly when dynamically stable);
 4. the CGCNN band gap of the relaxed crystal mapped to [0, 1] (:func:`~topogen.models.cgcnn.model.
@@ -127,7 +130,7 @@ class Oracle:
             RelaxSettings(fmax=s.fmax, steps=s.relax_steps, batch_size=s.batch_size),
             model=self.chgnet,
             threads=self.threads,
-            require_converged=False,
+            require_converged=True,
             check=relaxed_problem,
         )
         phonons = PhononCalc(
