@@ -116,7 +116,9 @@ def test_uniqueness_and_novelty_are_slab_aware(tmp_path):
     a = P.rattle(mos2(), 0.01, 0, "a")
     b = P.rattle(mos2(vacuum=25.0), 0.01, 1, "b")  # same layer, more vacuum
     t1 = P.mx2_1t("Mo", "S")  # same formula and size, another structure
-    assert duplicates(["a", "b", "t"], [a, b, t1]) == [None, "a", None]
+    assert [x.match for x in duplicates(["a", "b", "t"], [a, b, t1])] == [None, "a", None]
+    big = P.rattle(t1 * (2, 1, 1), 0.01, 2, "big")  # a 2x1 supercell: not new
+    assert [x.match for x in duplicates(["t", "big"], [t1, big])] == [None, "t"]
     path = tmp_path / "train.parquet"
     train = [Record("t-1T", "x", t1), Record("t-graphene", "x", P.honeycomb("C"))]
     write_records(train, path)
@@ -124,6 +126,31 @@ def test_uniqueness_and_novelty_are_slab_aware(tmp_path):
     assert len(index) == 1  # only the rows with a wanted formula were decoded
     assert index.find(P.rattle(t1, 0.02, 0, "x")) == "t-1T"
     assert index.find(a) is None
+    assert index.find(P.rattle(t1 * (1, 2, 1), 0.01, 3, "y")) == "t-1T"  # supercell: not novel
+    df = records_to_frame(train)
+    df.loc[1, "structure"] = '{"not": "a structure"}'
+    from topogen.io.tables import write_table
+
+    write_table(df, path)
+    index = training_index(path=path)
+    assert len(index) == 1 and index.undecodable == ["t-graphene"]  # reported, not dropped
+
+
+def test_matcher_errors_are_reasons_not_no_match():
+    from topogen.screen.novelty import Index, Lookup
+
+    index = Index()
+    index.add("t", P.mx2_1t("Mo", "S"))
+    broken = P.mx2_1t("Mo", "S")
+    broken.lattice._matrix = broken.lattice.matrix * np.array([[1.0], [1.0], [np.nan]])
+    look = index.lookup(P.mx2_1t("Mo", "S"))
+    assert look == Lookup("t", None, 0)
+    entry = index.buckets[("MoS2", True)][0]
+    entry.structure = broken  # pymatgen raises comparing with it
+    look = index.lookup(P.mx2_1t("Mo", "S"))
+    assert look.match is None and look.n_errors == 1 and look.error.startswith("with t: ")
+    verdict, reason = look.reason("matches training structure")
+    assert verdict == "failed" and reason.startswith("StructureMatcher raised on 1 comparison")
 
 
 def test_split_keeps_possible_twins_together():
@@ -131,18 +158,19 @@ def test_split_keeps_possible_twins_together():
     for k in range(30):
         s = [mos2(), P.mx2_1t("W", "Se"), P.honeycomb("C"), P.honeycomb("B", "N")][k % 4]
         recs.append(Record(f"c{k}", "gen", s))
-    recs.append(Record("big", "gen", mos2() * (2, 1, 1)))  # MoS2 with 6 sites: other bucket
+    recs.append(Record("big", "gen", mos2() * (2, 1, 1)))  # a supercell may be a twin too
     df = records_to_frame(recs)
     parts = C.split_chunks(df, 3)
     assert len(parts) == 3 and sum(map(len, parts)) == len(df)
     assert sorted(i for p in parts for i in p["id"]) == sorted(df["id"])
     where = {i: k for k, p in enumerate(parts) for i in p["id"]}
-    for k in range(4, 30):  # same (formula, sites) as c{k % 4}
+    for k in range(4, 30):  # same formula as c{k % 4}
         assert where[f"c{k}"] == where[f"c{k % 4}"]
-    assert max(map(len, parts)) - min(map(len, parts)) <= 8
+    assert where["big"] == where["c0"]
+    assert max(map(len, parts)) - min(map(len, parts)) <= 9
     again = C.split_chunks(df, 3)
     assert [list(p["id"]) for p in again] == [list(p["id"]) for p in parts]
-    assert [len(p) for p in C.split_chunks(df, 8)].count(0) == 3  # 5 buckets, 8 chunks
+    assert [len(p) for p in C.split_chunks(df, 8)].count(0) == 4  # 4 formulas, 8 chunks
 
 
 def test_stability_criterion_and_score():
@@ -155,6 +183,9 @@ def test_stability_criterion_and_score():
     soft_za = fine.copy()
     soft_za[1, 0] = -0.5  # near Gamma, within the 1 THz allowance
     assert PH.stability(soft_za, q, w, recip).stable
+    optical = np.zeros(fine.shape, dtype=bool)
+    optical[:, 1:] = True  # mode 0 marked optical: no allowance for it
+    assert not PH.stability(soft_za, q, w, recip, acoustic=optical).stable
     assert not PH.stability(soft_za, q, w, recip, gamma_tol=0.3).stable
     bad = fine.copy()
     bad[2, 0] = -0.5  # at the zone boundary
@@ -283,6 +314,18 @@ def funnel_run(model, tmp_path_factory):
         overlap.lattice, overlap.species, np.array([[np.nan, 0.1, 0.5], [0.6, 0.3, 0.5]])
     )
     sparse = Structure(Lattice.cubic(20.0), ["Mo"], [[0, 0, 0.5]])
+    zrs2 = relax_batch([P.mx2_1t("Zr", "S")], RelaxSettings(fmax=0.02), model=model)[0].structure
+    stretched = Structure(  # 15% larger in-plane: no match before relaxing, a match after
+        Lattice(zrs2.lattice.matrix * [[1.15], [1.15], [1.0]]), zrs2.species, zrs2.frac_coords
+    )
+    ws2 = P.mx2_2h("W", "S")
+    m = ws2.lattice.matrix
+    tilted = Structure(  # the same layer, c tilted by 25 and 20 deg
+        Lattice([m[0], m[1], m[2] + 0.45 * m[2, 2] * m[0] / 3.2 + 0.35 * m[2, 2] * m[1] / 3.2]),
+        ws2.species,
+        ws2.cart_coords,
+        coords_are_cartesian=True,
+    )
     cands = [
         Record("MoS2", "gen", r(mos2(), 0)),
         Record("hBN", "gen", r(P.honeycomb("B", "N"), 1)),
@@ -303,9 +346,17 @@ def funnel_run(model, tmp_path_factory):
         Record("WS2", "gen", r(P.mx2_2h("W", "S"), 7)),
         Record("graphene-twin", "gen", r(P.honeycomb("C"), 8)),
         Record("MoSe2-known", "gen", r(P.mx2_1t("Mo", "Se"), 9)),
+        Record("WS2-tilted", "gen", tilted),
+        Record("1T-WS2-supercell", "gen", r(P.mx2_1t("W", "S") * (2, 1, 1), 10)),
+        Record("ZrS2-stretched", "gen", stretched),
     ]
     training = training_index(
-        [("train-1T-MoS2", P.mx2_1t("Mo", "S")), ("train-1T-MoSe2", P.mx2_1t("Mo", "Se"))]
+        [
+            ("train-1T-MoS2", P.mx2_1t("Mo", "S")),
+            ("train-1T-MoSe2", P.mx2_1t("Mo", "Se")),
+            ("train-1T-WS2", P.mx2_1t("W", "S")),
+            ("train-1T-ZrS2", zrs2),
+        ]
     )
     gaps = {"MoS2": 1.7, "C": 0.0, "WSe2": 1.5, "Si": 0.6, "WS2": 1.9}
     topo = {"MoS2": 0.1, "WSe2": 0.9, "Si": float("nan"), "WS2": 0.7}
@@ -381,6 +432,11 @@ def test_funnel_rejections_before_chgnet(funnel_run):
         )
         assert v[id_]["relax"] == ("skipped", "not reached (fail at novelty)")
     assert v["MoS2-twin"]["novelty"] == ("skipped", "not reached (fail at uniqueness)")
+    assert v["WS2-tilted"]["uniqueness"] == ("fail", "duplicate of WS2 (StructureMatcher)")
+    assert v["1T-WS2-supercell"]["novelty"] == (
+        "fail",
+        "matches training structure train-1T-WS2 (StructureMatcher)",
+    )
 
 
 def test_funnel_chgnet_steps_and_hooks(funnel_run):
@@ -423,6 +479,18 @@ def test_funnel_chgnet_steps_and_hooks(funnel_run):
     assert v["WSe2"]["topology"] == ("pass", "0.9 >= 0.5")
     assert v["Si-bulk"]["topology"] == ("failed", "topology model gave no finite value (nan)")
     assert v["graphene"]["topology"] == ("skipped", "not reached (fail at band_gap)")
+    # a noisy copy of a training crystal that relaxes back into it is not novel
+    assert v["ZrS2-stretched"]["novelty"] == ("pass", "novel")
+    assert v["ZrS2-stretched"]["relax"][0] == "pass"
+    assert v["ZrS2-stretched"]["relaxed_uniqueness"] == ("pass", "unique")
+    assert v["ZrS2-stretched"]["relaxed_novelty"] == (
+        "fail",
+        "matches training structure train-1T-ZrS2 after relaxation (StructureMatcher)",
+    )
+    assert rows["ZrS2-stretched"]["relaxed_training_match"] == "train-1T-ZrS2"
+    assert v["ZrS2-stretched"]["phonons"] == ("skipped", "not reached (fail at relaxed_novelty)")
+    for id_ in good:
+        assert v[id_]["relaxed_novelty"] == ("pass", "novel"), id_
     assert [r["id"] for r in res.rows if r["passed"]] == ["WSe2", "WS2"]
     assert {r["chunk"] for r in res.rows} == {"007"}
 
@@ -431,7 +499,7 @@ def test_funnel_files_and_merge(funnel_run, tmp_path):
     _, (structures, funnel, dos) = funnel_run
     recs = read_records(structures)
     relaxed = {"MoS2", "hBN", "graphene", "WSe2", "WS2", "Si-bulk", "flat-silicene"}
-    assert {r.id for r in recs} == relaxed | {"MoSe2-phonon-crash"}
+    assert {r.id for r in recs} == relaxed | {"MoSe2-phonon-crash", "ZrS2-stretched"}
     ws2 = next(r for r in recs if r.id == "WS2")
     assert ws2.properties["screen_passed"] and ws2.properties["screen_topology"] == "pass"
     assert ws2.properties["stability_score"] == 1.0 and ws2.properties["screen_dim"] == 2
@@ -441,7 +509,7 @@ def test_funnel_files_and_merge(funnel_run, tmp_path):
     for f, g in d.values():
         assert f.shape == g.shape and np.isfinite(g).all()
     df = C.read_funnel(funnel)
-    assert list(df.columns) == list(F.FUNNEL_COLUMNS) and len(df) == 19
+    assert list(df.columns) == list(F.FUNNEL_COLUMNS) and len(df) == 22
     other = df.iloc[:2].copy()
     other["id"] = ["x1", "x2"]
     other_path = tmp_path / "f2.parquet"

@@ -130,8 +130,8 @@ def dimer_phonopy(frequency: float):
     (optical) mode has ``frequency`` THz (negative: imaginary). On a 2x2x2 mesh every q point
     is within ``gamma_radius`` of Gamma."""
     from phonopy import Phonopy
-    from phonopy.structure.atoms import PhonopyAtoms
     from phonopy.physical_units import get_physical_units
+    from phonopy.structure.atoms import PhonopyAtoms
 
     unit = PhonopyAtoms(
         symbols=["C", "C"], cell=np.eye(3) * 20.0, scaled_positions=[[0.5] * 3, [0.57, 0.5, 0.5]]
