@@ -15,6 +15,7 @@ Each follows :class:`topogen.calc.chain.Calc` (``calc``, ``calc_many``; results 
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -72,7 +73,8 @@ class RelaxCalc(Calc):
 
     def relax_many(self, structures: Sequence[Any]) -> list[RelaxResult]:
         """The raw relaxation results, in order (no verdicts). Slabs are put in the canonical
-        2D frame first (:func:`~topogen.structure.slabs.canonical_slab`); one that cannot be
+        2D frame first (:func:`~topogen.structure.slabs.canonical_slab`), and their relaxed
+        structures again (the in-plane shear strain turns a off x); one that cannot be
         gets a result with ``steps = -1``, ``error`` None and the reason in
         :attr:`refused` (the verdict is then ``fail``)."""
         from topogen.calc.workers import map_with_model
@@ -118,7 +120,10 @@ class RelaxCalc(Calc):
             for g, part in enumerate(parts):
                 done[g::n_groups] = part
         results: list[RelaxResult] = [RelaxResult(s, None, None, -1, False) for s in structures]
-        for k, r in zip(todo, done, strict=True):
+        for k, r, m in zip(todo, done, masks, strict=True):
+            if m is not None and r.structure is not None:  # the in-plane shear turned a a bit
+                with contextlib.suppress(SlabFrameError, ValueError):
+                    r.structure = canonical_slab(r.structure, min_vacuum=0.0)
             results[k] = r
         return results
 
