@@ -3,8 +3,9 @@
 :func:`validate` runs pw.x (spin-orbit, 2D Coulomb cutoff), Wannierises with the automatic
 projections of :mod:`topogen.dft.wannier`, checks the model (bands vs DFT, Kramers pairs,
 spreads, gaps) and computes Z2 from the ``_hr.dat`` in both loop directions (plus the spin
-Chern number where the P S_z P spectrum is gapped). It writes one JSON verdict, atomically,
-with every number and the paths of the QE / Wannier90 outputs.
+Chern number along the axis where the P S P spectrum has its largest gap). It writes one JSON
+verdict (topological / trivial / metal / untrusted / failed, see :mod:`topogen.dft.verdict`),
+atomically, with every number and the paths of the QE / Wannier90 outputs.
 
 Layout of ``workdir``::
 
