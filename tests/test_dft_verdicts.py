@@ -246,3 +246,39 @@ def test_setup_errors_still_stop_the_workflow(chain_env, cli):
     assert res.returncode == 1, res.stderr
     assert "candidate stuck: dft scf:" in res.stderr and "not found" in res.stderr
     assert not (root / "w/failed.json").exists() and not (root / "w/scf.json").exists()
+
+
+def test_workflow_chains_a_failed_candidate_to_its_verdict(repo_root, tmp_path, fake_family):  # noqa: F811
+    """dft.smk with a candidate whose cell is tilted (c not perpendicular to the layer): the
+    relax rule records the failure and every later rule still writes its output, so the
+    candidate's verdict, edge-state plot and summary row exist (no pw.x runs)."""
+    from conftest import copy_workflow, run
+    from pymatgen.core import Lattice, Structure
+
+    from topogen.io.tables import Record, write_records
+
+    tilted = Structure(
+        Lattice.from_parameters(4.34, 4.34, 17.0, 80.0, 90.0, 120.0), ["Bi", "Bi"],
+        [[1 / 3, 2 / 3, 0.55], [2 / 3, 1 / 3, 0.45]],
+    )  # fmt: skip
+    write_records([Record("tilted/1", "test", tilted)], tmp_path / "selected.parquet")
+    wf = copy_workflow(repo_root, tmp_path / "wf")
+    override = tmp_path / "dft.yaml"
+    override.write_text(
+        f"dft:\n  candidates: {tmp_path / 'selected.parquet'}\n"
+        f"  pseudos: {{source: local, dir: {fake_family}}}\n"
+    )
+    targets = [f"results/dft/tilted_1/{f}" for f in ("verdict.json", "edge_states.png")]
+    res = run(
+        ["snakemake", "--cores", "1", "dft_candidates", "--configfile", str(override)], cwd=wf
+    )
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    res = run(["snakemake", "--cores", "1", *targets, "--configfile", str(override)], cwd=wf)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    verdict = json.loads((wf / targets[0]).read_text())
+    assert verdict["verdict"] == "failed" and verdict["failed_step"] == "relax"
+    assert "perpendicular" in verdict["reason"] and verdict["id"] == "tilted/1"
+    res = run(["topogen", "dft", "summary", targets[0], "--out", "s.csv"], cwd=wf)
+    assert res.returncode == 0, res.stderr
+    row = pd.read_csv(wf / "s.csv").iloc[0]
+    assert (row["verdict"], row["failed_step"]) == ("failed", "relax")
