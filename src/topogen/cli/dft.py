@@ -15,7 +15,10 @@ Each command is a thin wrapper over :mod:`topogen.dft` (see ``workflow/rules/dft
 
 The step commands share one folder per candidate (``--workdir``) and the same settings: a
 step finds the earlier ones there (``steps.json``), resumes its own attempts after a crash
-or a time limit, and fails with one line naming the candidate and the reason.
+or a time limit. A failure of the candidate's own (pw.x not converging after every handler,
+no Wannier model, no valid 2D cell) is recorded there (``failed.json``) and the command exits
+0; later steps hand it on and ``invariants`` writes a ``failed`` verdict. Any other failure
+exits 1 with one line naming the candidate, the step and the reason.
 """
 
 from __future__ import annotations
