@@ -621,6 +621,7 @@ def test_changed_step_is_moved_aside(tmp_path: Path) -> None:
 def test_validate_failure_gives_a_verdict(tmp_path: Path, fake_family: Path) -> None:
     v = validate(bilayer("Bi", 4.34, 1.73, c=8.0), tmp_path / "w", fake_family, candidate_id="x")
     assert v["status"] == "failed" and "too short" in v["error"] and v["trusted"] is False
+    assert v["verdict"] == "failed" and v["failed_step"] == "relax" and v["reason"] == v["error"]
     on_disk = json.loads((tmp_path / "w" / "verdict.json").read_text())
     assert on_disk["status"] == "failed" and on_disk["id"] == "x"
     with pytest.raises(EspressoError):
@@ -751,7 +752,9 @@ def _control(name: str, pseudodojo, tmp_path: Path, settings: ValidationSettings
     c, inv, w = v.get("checks", {}), v.get("invariants", {}), v.get("wannier", {})
     print(
         f"\n{name}2: status {v['status']} {v.get('error', '')} Z2 {v.get('z2')} "
-        f"by direction {inv.get('z2_by_direction')} spin Chern {v.get('spin_chern')}; "
+        f"by direction {inv.get('z2_by_direction')} spin Chern {v.get('spin_chern')} (axis "
+        f"phi {v.get('spin_phi_deg')} deg, spin gap {v.get('spin_gap')}; by axis "
+        f"{inv.get('spin_gaps_by_phi_deg')}); verdict {v.get('verdict')}: {v.get('reason')}; "
         f"DFT gap direct {c.get('dft_gap_direct_eV')} indirect {c.get('dft_gap_indirect_eV')}; "
         f"Wannier gap direct {c.get('wannier_gap_direct_eV')} indirect "
         f"{c.get('wannier_gap_indirect_eV')}; band dev {c.get('band_max_deviation_eV')} eV; "
@@ -769,6 +772,7 @@ def test_bi_bilayer_is_a_z2_insulator(pseudodojo, tmp_path: Path) -> None:
     v = _control("Bi", pseudodojo, tmp_path, BI_SETTINGS)
     assert v["status"] == "ok" and v["trusted"], v.get("problems") or v.get("error")
     assert v["z2"] == 1 and v["invariants"]["z2_by_direction"] == [1, 1]
+    assert v["verdict"] == "topological" and v["checks"]["dft_gap_indirect_eV"] > 0
     assert v["wannier"]["projections"] == ["Bi:p"] and v["wannier"]["n_excluded"] == 24
     assert v["checks"]["dft_gap_direct_eV"] > 0.3
     assert Path(v["paths"]["hr"]).exists() and Path(v["paths"]["scf_output"]).exists()
@@ -783,4 +787,5 @@ def test_sb_bilayer_is_trivial(pseudodojo, tmp_path: Path) -> None:
     v = _control("Sb", pseudodojo, tmp_path, SB_SETTINGS)
     assert v["status"] == "ok" and v["trusted"], v.get("problems") or v.get("error")
     assert v["z2"] == 0 and v["invariants"]["z2_by_direction"] == [0, 0]
+    assert v["verdict"] == "trivial" and v["checks"]["dft_gap_indirect_eV"] > 0
     assert v["checks"]["dft_gap_direct_eV"] > 0.5

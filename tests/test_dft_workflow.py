@@ -45,7 +45,10 @@ def _verdict(path: Path, rid: str, z2, expected=None, trusted=True, problems=())
                 "id": rid,
                 "formula": "Bi2",
                 "status": "ok",
+                "verdict": ({1: "topological", 0: "trivial"}.get(z2) if trusted else "untrusted"),
+                "reason": "; ".join(problems),
                 "z2": z2,
+                "spin_chern": z2,
                 "trusted": trusted,
                 "problems": list(problems),
                 "properties": props,
@@ -88,7 +91,7 @@ def test_summary_and_controls_check(tmp_path: Path, cli) -> None:
     assert res.returncode == 1 and not (tmp_path / "c.csv").exists()
     assert res.stderr.strip() == (
         "topogen: error: control(s) failed, so no verdict of this chain can be trusted: "
-        "control-Sb2: Z2 = 1 (expected 0), trusted = True"
+        "control-Sb2: topological, Z2 = 1 (expected 0), spin Chern 1, trusted = True"
     )
     res = cli("dft", "summary", bi, cand, "--out", tmp_path / "s.csv", "--plot", tmp_path / "s.png")
     assert res.returncode == 0, res.stderr
@@ -168,6 +171,9 @@ def test_snakemake_runs_the_controls(controls_run, cli) -> None:
         row = table.loc[name]
         assert row["trusted"] and row["z2_k1_loops"] == row["z2_k2_loops"] == row["z2"]
         assert row["expected_z2"] == row["z2"] and row["dft_gap_direct_eV"] > 0.3
+        assert row["dft_gap_indirect_eV"] > 0 and row["wannier_gap_indirect_eV"] > 0
+        assert row["verdict"] == ("topological" if row["z2"] == 1 else "trivial")
+        assert pd.isna(row["failed_step"]) and pd.notna(row["spin_phi_deg"])
         assert (wf / f"results/dft/{name}/edge_states.png").stat().st_size > 10_000
         for step in ("scf", "nscf"):
             assert (wf / f"results/dft/{name}/{step}/attempt-01/pw.out").exists()

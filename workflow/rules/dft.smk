@@ -8,6 +8,11 @@
 #                                     per candidate, in results/dft/{cand}/ (the steps' state
 #                                     lives there: a rerun resumes pw.x attempts)
 #   dft_summary                       every verdict -> results/dft/summary.{csv,png}
+#
+# A candidate that fails for a reason of its own (pw.x not converging after every handler, no
+# Wannier model, no valid 2D cell) still gets every output above: the step that failed writes
+# {cand}/failed.json and exits 0, the later ones write records saying so, `invariants` a
+# `failed` verdict and `edge_states` a plot saying why, so dft_summary always runs.
 #   dft_controls                      the controls alone -> results/dft/controls.csv; fails
 #                                     unless each gives its expected Z2 (no screening needed)
 #

@@ -15,7 +15,10 @@ Each command is a thin wrapper over :mod:`topogen.dft` (see ``workflow/rules/dft
 
 The step commands share one folder per candidate (``--workdir``) and the same settings: a
 step finds the earlier ones there (``steps.json``), resumes its own attempts after a crash
-or a time limit, and fails with one line naming the candidate and the reason.
+or a time limit. A failure of the candidate's own (pw.x not converging after every handler,
+no Wannier model, no valid 2D cell) is recorded there (``failed.json``) and the command exits
+0; later steps hand it on and ``invariants`` writes a ``failed`` verdict. Any other failure
+exits 1 with one line naming the candidate, the step and the reason.
 """
 
 from __future__ import annotations
@@ -62,7 +65,9 @@ SETTINGS_HELP = {
     "gap_tol": "eV, smallest direct gap of the model",
     "z2_nk": "k points along each Wilson loop",
     "z2_nloop": "Wilson loops (pumping direction)",
-    "spin_gap_tol": "gap of the P S_z P spectrum needed for a spin Chern number",
+    "spin_gap_tol": "gap of the P S P spectrum needed for a spin Chern number",
+    "spin_phi_deg": "deg, spin axis n = sin(phi) s_z + cos(phi) s_x of the spin Chern number "
+    "(none: the axis of the largest P S P gap among phi = 0, 22.5, ..., 157.5; 90: s_z)",
 }
 SETTINGS_CHOICES = {"relax": ("none", "relax", "vc-relax")}
 SETTINGS_METAVARS = {"band_window": ("BELOW", "ABOVE")}
@@ -88,9 +93,10 @@ def _chain(args: argparse.Namespace, elements: list[str]) -> Chain:
     )
 
 
-def _step(args: argparse.Namespace) -> dict[str, Any]:
+def _step(args: argparse.Namespace) -> dict[str, Any] | None:
     """Run this step (the subcommand) on the candidate; write its record (relax: the
-    relaxed candidate file)."""
+    relaxed candidate file). None (after logging it) if the candidate failed, here or at an
+    earlier step: its record says so and later steps hand it on."""
     from topogen.dft.candidates import read_candidate, write_candidate
     from topogen.dft.steps import STEPS, run_step
     from topogen.dft.validate import write_verdict
@@ -105,11 +111,19 @@ def _step(args: argparse.Namespace) -> dict[str, Any]:
             write_candidate(record, run.output(args.out))
         else:
             write_verdict(data, run.output(args.out), t0)
-    return data
+    if data.get("status") != "failed":
+        return data
+    log(
+        f"dft {step} {data['id']}: FAILED at dft {data['failed_step']}: {data['reason']}"
+        f" -> {args.out} (the candidate's verdict will say so)"
+    )
+    return None
 
 
 def _relax(args: argparse.Namespace) -> int:
     data = _step(args)
+    if data is None:
+        return 0
     energy = data.get("energy_eV")
     log(
         f"dft relax {data['id']}: "
@@ -121,6 +135,8 @@ def _relax(args: argparse.Namespace) -> int:
 
 def _scf(args: argparse.Namespace) -> int:
     data = _step(args)
+    if data is None:
+        return 0
     log(
         f"dft scf {data['id']}: E = {data['energy_eV']:.4f} eV in {len(data['attempts'])} "
         f"attempt(s) -> {args.out}"
@@ -130,12 +146,16 @@ def _scf(args: argparse.Namespace) -> int:
 
 def _nscf(args: argparse.Namespace) -> int:
     data = _step(args)
+    if data is None:
+        return 0
     log(f"dft nscf {data['id']}: {data['n_bands']} bands -> {args.out}")
     return 0
 
 
 def _wannierize(args: argparse.Namespace) -> int:
     data = _step(args)
+    if data is None:
+        return 0
     log(
         f"dft wannierize {data['id']}: {data['num_wann']} Wannier functions "
         f"({', '.join(data['projections'])}), bands within "
@@ -147,12 +167,13 @@ def _wannierize(args: argparse.Namespace) -> int:
 
 def _invariants(args: argparse.Namespace) -> int:
     v = _step(args)
+    if v is None:
+        return 0
     z2 = v["invariants"].get("z2_by_direction")
     log(
-        f"dft invariants {v['id']}: Z2 = {v['z2']} (loops along k1, k2: {z2}), spin Chern "
-        f"{v['spin_chern']}, trusted: {v['trusted']}"
-        + (f" ({'; '.join(v['problems'])})" if v["problems"] else "")
-        + f" -> {args.out}"
+        f"dft invariants {v['id']}: {v['verdict']}: Z2 = {v['z2']} (loops along k1, k2: {z2}),"
+        f" spin Chern {v['spin_chern']} (axis phi = {v['spin_phi_deg']} deg, spin gap "
+        f"{v['spin_gap']}); {v['reason']} -> {args.out}"
     )
     return 0
 
@@ -204,9 +225,14 @@ def _candidates(args: argparse.Namespace) -> int:
 
 
 def _edge_states(args: argparse.Namespace) -> int:
-    from topogen.dft.steps import edge_states, wannier_model
+    from topogen.dft.steps import edge_states, failed_edge_states, wannier_model
 
     w, hr = wannier_model(args.wannier)
+    if w.get("status") == "failed":
+        with stage(args, inputs=[args.wannier]) as run:
+            failed_edge_states(w, run.output(args.plot), run.output(args.data))
+        log(f"dft edge-states {w.get('id')}: no model ({w['reason']}) -> {args.plot}")
+        return 0
     with stage(args, inputs=[args.wannier, hr]) as run:
         spectrum = edge_states(
             w, hr, run.output(args.plot), run.output(args.data), edge=args.edge,
@@ -231,10 +257,11 @@ def _summary(args: argparse.Namespace) -> int:
             table.to_csv(tmp, index=False)
         if args.plot:
             plot_summary(table, run.output(args.plot))
-    z2 = table["z2"]
+    counts = table["verdict"].fillna("none").value_counts()
     log(
-        f"dft summary: {len(table)} verdicts (Z2 = 1: {int((z2 == 1).sum())}, Z2 = 0: "
-        f"{int((z2 == 0).sum())}, none: {int(z2.isna().sum())}) -> {args.out}"
+        f"dft summary: {len(table)} verdicts ("
+        + ", ".join(f"{k}: {n}" for k, n in counts.items())
+        + f") -> {args.out}"
     )
     return 0
 

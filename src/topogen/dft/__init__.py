@@ -7,6 +7,8 @@ automatic Wannierisation with checks, and the validation chain that ends in a Z2
 * :mod:`~topogen.dft.wannier`: nscf -> pw2wannier90 -> wannier90 with derived projections;
 * :mod:`~topogen.dft.validate`: :func:`validate` one candidate -> JSON verdict (:class:`Chain`
   step by step);
+* :mod:`~topogen.dft.verdict`: the verdict classes (topological / trivial / metal / untrusted /
+  failed) and the failure record of a candidate that cannot finish;
 * :mod:`~topogen.dft.candidates`: candidate files and the controls;
 * :mod:`~topogen.dft.steps`: the steps that ``topogen dft ...`` runs, one command each.
 """
@@ -19,7 +21,7 @@ from typing import Any
 # Names are imported on first use, so that importing topogen.dft does not pay for numpy
 # and the parsers.
 _WHERE = {
-    "qe": ("EspressoError",),
+    "qe": ("CandidateError", "EspressoError"),
     "qe.crystal": ("Crystal",),
     "qe.launcher": ("Launcher",),
     "qe.pwinput": ("PwInput", "pw_input"),
@@ -43,6 +45,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "CandidateError",
     "Chain",
     "Crystal",
     "EspressoError",

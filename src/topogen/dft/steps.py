@@ -60,16 +60,47 @@ def relaxed(crystal: Crystal) -> Crystal:
 def run_step(
     step: str, record: Record, chain: Callable[[list[str]], Chain], work: Work
 ) -> dict[str, Any]:
-    """``work(chain(elements), record, crystal)`` -> ``{"id", "step", **data}``; a failure
-    is re-raised naming the candidate and the step."""
+    """``work(chain(elements), record, crystal)`` -> ``{"id", "step", **data}``.
+
+    A failure of the candidate's own (:class:`~topogen.dft.qe.CandidateError`: pw.x did not
+    converge after every handler, no Wannier model, no 2D cell) is recorded in the
+    candidate's folder (:mod:`topogen.dft.verdict`) and returned as ``status='failed'``; a
+    later step finding it hands it on (``invariants``: a ``failed`` verdict) instead of
+    running. Any other failure is re-raised naming the candidate and the step.
+    """
+    from topogen.dft.qe import CandidateError
     from topogen.dft.qe.crystal import Crystal
+    from topogen.dft.verdict import read_failure, record_failure
 
     try:
         crystal = Crystal.from_any(record.structure)
-        data = work(chain(crystal.elements), record, crystal)
+        c = chain(crystal.elements)
+        settings = c.settings.as_dict()
+        failure = read_failure(c.workdir, settings)
+        if failure is None:
+            try:
+                data = work(c, record, crystal)
+            except CandidateError as exc:
+                if not exc.permanent:
+                    raise
+                failure = record_failure(c.workdir, step, exc, settings)
+        if failure is not None:
+            data = _failed(step, failure, c, record)
     except TopogenError as exc:
         raise TopogenError(f"candidate {record.id}: dft {step}: {exc}") from exc
     return {"id": record.id, "step": step, **data}
+
+
+def _failed(step: str, failure: dict[str, Any], chain: Chain, record: Record) -> dict[str, Any]:
+    """The record of ``step`` for a candidate that failed at ``failure['step']``."""
+    from topogen.dft.verdict import failed_verdict
+
+    fields = failed_verdict(failure["step"], failure["reason"], failure.get("output"))
+    if step != "invariants":
+        return {k: fields[k] for k in ("status", "failed_step", "reason", "failed_output")}
+    verdict = chain.new_verdict(record.id)
+    verdict.update(formula=record.formula, properties=record.properties, **fields)
+    return verdict
 
 
 # --- the work of each step ---------------------------------------------------------------------
@@ -150,10 +181,28 @@ def write_candidates(
     return len(records)
 
 
+def failed_edge_states(w: dict[str, Any], plot: Path, data: Path) -> None:
+    """For a candidate without a model: a plot saying why, and an npz with the reason."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    from topogen.io.atomic import atomic_path
+
+    why = f"{w.get('id')}: no Wannier model (dft {w.get('failed_step')} failed)"
+    fig = Figure(figsize=(6.0, 1.5))
+    fig.text(0.02, 0.5, why + "\n" + str(w.get("reason"))[:200], va="center", wrap=True)
+    with atomic_path(plot) as tmp:
+        fig.savefig(tmp, dpi=80, format="png")
+    with atomic_path(data) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, failed_step=str(w.get("failed_step")), reason=str(w.get("reason")))
+
+
 def wannier_model(path: str | os.PathLike[str]) -> tuple[dict[str, Any], Path]:
     """The record of the wannierize step and its ``_hr.dat`` model (relative to the folder
-    the step ran in, which must be the current one)."""
+    the step ran in, which must be the current one); a failed step's record and its path."""
     w = json.loads(Path(path).read_text(encoding="utf-8"))
+    if w.get("status") == "failed":
+        return w, Path(path)
     hr = Path(w["hr"])
     if not hr.exists():
         raise TopogenError(f"{path}: its model {hr} does not exist (run from there)")

@@ -1,8 +1,11 @@
 """Verdicts of the DFT stage -> one table (and a plot); the controls' check.
 
 One row per ``verdict.json`` (written by ``topogen dft invariants``), the candidate being the
-name of the verdict's folder. Controls carry ``expected_z2`` (from the ``topo2d`` table):
-:func:`check_controls` fails unless each is trusted and has it.
+name of the verdict's folder: the verdict (topological / trivial / metal / untrusted /
+failed, see :mod:`topogen.dft.verdict`) and its reason, Z2, the spin Chern number with its
+axis and spin gap, the direct and indirect gaps of the DFT bands and of the Wannier model, and
+the step a failed candidate stopped at. Controls carry ``expected_z2`` (from the ``topo2d``
+table): :func:`check_controls` fails unless each is a trusted insulator with it.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ _CHECKS = (
     "wannier_gap_indirect_eV", "band_max_deviation_eV", "kramers_splitting_eV", "omega_total_A2",
 )  # fmt: skip
 COLUMNS = (
-    "candidate", "id", "formula", "control", "expected_z2", "status", "trusted", "z2",
-    "z2_k1_loops", "z2_k2_loops", "spin_chern", *_CHECKS, "problems", "error", "verdict",
+    "candidate", "id", "formula", "control", "expected_z2", "verdict", "reason", "status",
+    "trusted", "z2", "z2_k1_loops", "z2_k2_loops", "spin_chern", "spin_phi_deg", "spin_gap",
+    *_CHECKS, "failed_step", "failed_output", "problems", "error", "verdict_file",
 )  # fmt: skip
 
 
@@ -44,16 +48,22 @@ def _row(path: Path) -> dict[str, Any]:
         "formula": v.get("formula"),
         "control": bool(props.get("control", False)),
         "expected_z2": props.get("expected_z2"),
+        "verdict": v.get("verdict") or ("failed" if v.get("status") == "failed" else None),
+        "reason": v.get("reason") or v.get("error", ""),
         "status": v.get("status"),
         "trusted": bool(v.get("trusted", False)),
         "z2": v.get("z2"),
         "z2_k1_loops": by_direction[0],
         "z2_k2_loops": by_direction[1],
         "spin_chern": v.get("spin_chern"),
+        "spin_phi_deg": v.get("spin_phi_deg"),
+        "spin_gap": v.get("spin_gap"),
         **{k: checks.get(k) for k in _CHECKS},
+        "failed_step": v.get("failed_step"),
+        "failed_output": v.get("failed_output"),
         "problems": "; ".join(v.get("problems") or []),
         "error": v.get("error", ""),
-        "verdict": str(path),
+        "verdict_file": str(path),
     }
 
 
@@ -66,15 +76,17 @@ def summary_table(verdicts: Sequence[str | os.PathLike[str]]) -> pd.DataFrame:
 
 
 def check_controls(table: pd.DataFrame) -> None:
-    """Raise, naming every failing control, unless each control is trusted with its Z2."""
+    """Raise, naming every failing control, unless each control is a trusted insulator with
+    its Z2 (verdict topological for Z2 = 1, trivial for 0)."""
     controls = table[table["control"]]
     if controls.empty:
         raise TopogenError("no control among the verdicts: nothing shows the chain works")
+    want = {1: "topological", 0: "trivial"}
     bad = [
-        f"{r.id}: Z2 = {r.z2} (expected {r.expected_z2}), trusted = {r.trusted}"
-        + (f" ({r.problems or r.error})" if (r.problems or r.error) else "")
+        f"{r.id}: {r.verdict}, Z2 = {r.z2} (expected {r.expected_z2}), spin Chern "
+        f"{r.spin_chern}, trusted = {r.trusted}" + (f" ({r.reason})" if r.reason else "")
         for r in controls.itertuples()
-        if not (r.trusted and r.z2 == r.expected_z2)
+        if not (r.trusted and r.z2 == r.expected_z2 and r.verdict == want.get(r.expected_z2))
     ]
     if bad:
         raise TopogenError(
@@ -83,28 +95,32 @@ def check_controls(table: pd.DataFrame) -> None:
 
 
 def plot_summary(table: pd.DataFrame, path: str | os.PathLike[str]) -> None:
-    """Horizontal bars: the DFT direct gap and the Wannier gap per candidate, coloured by Z2."""
+    """Horizontal bars: the DFT indirect gap per candidate, coloured by verdict, and the
+    Wannier indirect gap (|); labels give Z2 and the spin Chern number."""
     from matplotlib.figure import Figure
 
-    colours = {1: "tab:red", 0: "tab:blue"}
+    colours = {"topological": "tab:red", "trivial": "tab:blue", "metal": "tab:orange"}
     n = len(table)
     fig = Figure(figsize=(8.0, 1.3 + 0.35 * n), layout="constrained")
     ax = fig.add_subplot()
     y = range(n)
-    dft = table["dft_gap_direct_eV"].astype(float).fillna(0.0)
+    dft = table["dft_gap_indirect_eV"].astype(float).fillna(0.0)
     wan = table["wannier_gap_indirect_eV"].astype(float).fillna(0.0)
-    z2 = [None if pd.isna(z) else int(z) for z in table["z2"]]
-    ax.barh(y, dft, color=[colours.get(z, "lightgrey") for z in z2], height=0.6)
+    ax.barh(y, dft, color=[colours.get(v, "lightgrey") for v in table["verdict"]], height=0.6)
     ax.scatter(wan, list(y), marker="|", s=200, color="black")
+    ax.axvline(0.0, color="grey", lw=0.5)
     labels = [
-        f"{r.candidate}{' (control)' if r.control else ''}  Z2={'?' if z is None else z}"
-        + ("" if r.trusted else " untrusted")
-        for r, z in zip(table.itertuples(), z2, strict=True)
+        f"{r.candidate}{' (control)' if r.control else ''}  {r.verdict}"
+        + ("" if pd.isna(r.z2) else f" Z2={r.z2}")
+        + ("" if pd.isna(r.spin_chern) else f" Cs={r.spin_chern:g}")
+        + (f" at {r.failed_step}" if r.verdict == "failed" else "")
+        for r in table.itertuples()
     ]
     ax.set_yticks(list(y), labels)
     ax.invert_yaxis()
     ax.set_xlabel(
-        "gap (eV): DFT direct (bars; red Z2 = 1, blue 0, grey none), Wannier indirect (|)"
+        "indirect gap (eV): DFT (bars; red topological, blue trivial, orange metal, grey "
+        "untrusted / failed), Wannier (|)"
     )
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")

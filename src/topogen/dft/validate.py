@@ -3,8 +3,9 @@
 :func:`validate` runs pw.x (spin-orbit, 2D Coulomb cutoff), Wannierises with the automatic
 projections of :mod:`topogen.dft.wannier`, checks the model (bands vs DFT, Kramers pairs,
 spreads, gaps) and computes Z2 from the ``_hr.dat`` in both loop directions (plus the spin
-Chern number where the P S_z P spectrum is gapped). It writes one JSON verdict, atomically,
-with every number and the paths of the QE / Wannier90 outputs.
+Chern number along the axis where the P S P spectrum has its largest gap). It writes one JSON
+verdict (topological / trivial / metal / untrusted / failed, see :mod:`topogen.dft.verdict`),
+atomically, with every number and the paths of the QE / Wannier90 outputs.
 
 Layout of ``workdir``::
 
@@ -44,10 +45,11 @@ from topogen.dft.qe.crystal import Crystal
 from topogen.dft.qe.handlers import PwResult, comparable, run_pw
 from topogen.dft.qe.launcher import Launcher
 from topogen.dft.qe.pwinput import pw_input
+from topogen.dft.verdict import classify, failed_verdict, gap_problems, parity_problem
 from topogen.dft.wannier.run import WannierResult, run_nscf, wannierize
 from topogen.errors import TopogenError
 from topogen.io.atomic import write_text
-from topogen.topology.invariants import spin_chern_number, z2_invariant
+from topogen.topology.invariants import SPIN_PHIS, spin_chern, z2_invariant
 from topogen.topology.spinors import spin_operator
 
 __all__ = [
@@ -103,6 +105,7 @@ class ValidationSettings:
     z2_nk: int = 48
     z2_nloop: int = 21
     spin_gap_tol: float = 0.05
+    spin_phi_deg: float | None = None  # axis sin(phi) z + cos(phi) x; None: largest spin gap
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -179,11 +182,13 @@ def _invariants(w: WannierResult, s: ValidationSettings) -> dict[str, Any]:
         out["z2"] = None
         out["z2_error"] = str(exc)
     out["sz_mixing"] = _sz_mixing(w.model)
+    phis = SPIN_PHIS if s.spin_phi_deg is None else np.radians(s.spin_phi_deg)
     try:
-        out["spin_chern"] = spin_chern_number(w.model, w.n_occupied, spin_gap_tol=s.spin_gap_tol)
-    except TopogenError as exc:
-        out["spin_chern"] = None
-        out["spin_chern_error"] = str(exc)
+        out.update(
+            spin_chern(w.model, w.n_occupied, phis=phis, spin_gap_tol=s.spin_gap_tol).as_dict()
+        )
+    except TopogenError as exc:  # the bands touch: no spin gap either
+        out.update(spin_chern=None, spin_phi_deg=None, spin_gap=None, spin_chern_error=str(exc))
     return out
 
 
@@ -215,7 +220,7 @@ def _checks(w: WannierResult, inv: dict[str, Any], s: ValidationSettings) -> lis
         problems.append("Z2: " + inv["z2_error"])
     elif not all(inv.get("z2_converged", [False])):
         problems.append("Z2 Wilson loops did not converge")
-    return problems
+    return problems + parity_problem(inv.get("z2"), inv.get("spin_chern"))
 
 
 class Chain:
@@ -359,15 +364,27 @@ class Chain:
         """Invariants and checks of the Wannier model: the verdict's result fields."""
         s = self.settings
         inv = _invariants(w, s)
+        gaps = {
+            "dft_gap_direct_eV": w.dft_edges.get("gap_direct"),
+            "dft_gap_indirect_eV": w.dft_edges.get("gap_indirect"),
+            "wannier_gap_direct_eV": w.model_gaps.get("gap_direct"),
+            "wannier_gap_indirect_eV": w.model_gaps.get("gap_indirect"),
+        }
+        metallic = gap_problems(gaps)
         problems = _checks(w, inv, s)
-        z2 = inv.get("z2")
+        z2, cs = inv.get("z2"), inv.get("spin_chern")
+        verdict, reason = classify(z2, cs, problems, metallic)
         return dict(
             status="ok",
+            verdict=verdict,
+            reason=reason,
             z2=z2,
-            topological=None if z2 is None else bool(z2),
-            spin_chern=inv.get("spin_chern"),
-            trusted=not problems and z2 is not None,
-            problems=problems,
+            spin_chern=cs,
+            spin_phi_deg=inv.get("spin_phi_deg"),
+            spin_gap=inv.get("spin_gap"),
+            topological={"topological": True, "trivial": False}.get(verdict),
+            trusted=verdict in ("topological", "trivial"),
+            problems=problems + metallic,
             invariants=inv,
             scf=scf.as_dict(),
             wannier=w.as_dict(),
@@ -382,10 +399,7 @@ class Chain:
                 "kramers_tol_eV": s.kramers_tol,
                 "omega_total_A2": w.wout.omega_total,
                 "max_spread_A2": None if w.wout.spreads is None else float(w.wout.spreads.max()),
-                "dft_gap_direct_eV": w.dft_edges.get("gap_direct"),
-                "dft_gap_indirect_eV": w.dft_edges.get("gap_indirect"),
-                "wannier_gap_direct_eV": w.model_gaps.get("gap_direct"),
-                "wannier_gap_indirect_eV": w.model_gaps.get("gap_indirect"),
+                **gaps,
             },
             paths={
                 "scf_output": str(scf.output_path),
@@ -427,17 +441,22 @@ def validate(
     verdict_path = Path(verdict_path) if verdict_path else chain.workdir / "verdict.json"
     t0 = time.monotonic()
     verdict = chain.new_verdict(candidate_id)
+    step = "relax"  # the 2D frame is set up by the relax step
     try:
         crystal = chain.crystal(structure)
         verdict.update(chain.describe(crystal))
         crystal, relax = chain.relax(crystal)
         if relax is not None:
             verdict["relax"] = relax_record(relax, crystal)
+        step = "scf"
         scf = chain.scf(crystal)
         verdict["scf"] = scf.as_dict()
-        verdict.update(chain.conclude(scf, chain.wannier(scf)))
+        step = "wannierize"
+        w = chain.wannier(scf)
+        step = "invariants"
+        verdict.update(chain.conclude(scf, w))
     except TopogenError as exc:
-        verdict.update(status="failed", error=str(exc), trusted=False, z2=None, topological=None)
+        verdict.update(failed_verdict(step, str(exc), getattr(exc, "output", None)))
         if strict:
             write_verdict(verdict, verdict_path, t0)
             raise

@@ -5,8 +5,11 @@ numpy API re-exported here; the torch twins live in :mod:`topogen.topology.batch
 
 from topogen.topology.hr import TBModel, as_hamiltonian, hamiltonian, read_hr, write_hr
 from topogen.topology.invariants import (
+    SpinChern,
     Z2Result,
     chern_number,
+    spin_axis_operator,
+    spin_chern,
     spin_chern_number,
     wannier_centres,
     z2_invariant,
@@ -20,6 +23,7 @@ from topogen.topology.spinors import (
 )
 
 __all__ = [
+    "SpinChern",
     "TBModel",
     "Z2Result",
     "as_hamiltonian",
@@ -31,6 +35,8 @@ __all__ = [
     "kane_mele",
     "kramers_splitting",
     "read_hr",
+    "spin_axis_operator",
+    "spin_chern",
     "spin_chern_number",
     "spin_operator",
     "time_reversal_matrix",

@@ -27,10 +27,13 @@ from topogen.topology.spinors import (
 )
 
 __all__ = [
+    "SpinChern",
     "Z2Result",
     "chern_number",
     "is_time_reversal_symmetric",
     "kramers_splitting",
+    "spin_axis_operator",
+    "spin_chern",
     "spin_chern_number",
     "wannier_centres",
     "z2_invariant",
@@ -83,6 +86,36 @@ def chern_number(hk: HamiltonianLike, nocc: int, n: int = 36, gap_tol: float = 1
     return _as_int(_fhs_chern(_occupied(hk, _grid(n), nocc, gap_tol)), "Chern number")
 
 
+def spin_axis_operator(num_wann: int, phi: float, order: SpinOrder = "interleaved") -> np.ndarray:
+    """n.s for n = sin(phi) z + cos(phi) x (the paper's axis; phi = pi/2 is s_z, 0 is s_x)."""
+    return np.sin(phi) * spin_operator(num_wann, "z", order) + np.cos(phi) * spin_operator(
+        num_wann, "x", order
+    )
+
+
+def _projected_spin(states: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    nw = states.shape[-2]
+    if s.shape != (nw, nw):
+        raise TopogenError(f"spin_op must have shape ({nw}, {nw}), got {s.shape}")
+    return np.linalg.eigh(states.conj().swapaxes(-1, -2) @ s @ states)
+
+
+def _split_chern(states: np.ndarray, values: np.ndarray, vectors: np.ndarray, tol: float) -> float:
+    nocc = states.shape[-1]
+    if np.abs(values).min() < tol:
+        raise TopogenError(
+            f"the spectrum of P S P closes (min |s| = {np.abs(values).min():.3g} < "
+            f"{tol:g}): the spin Chern number is undefined"
+        )
+    n_minus = (values < 0).sum(axis=-1)
+    if (n_minus != n_minus.flat[0]).any() or not 0 < n_minus.flat[0] < nocc:
+        raise TopogenError("P S P has no fixed split into +/- subspaces over the Brillouin zone")
+    m = int(n_minus.flat[0])
+    minus = _fhs_chern(states @ vectors[..., :m])
+    plus = _fhs_chern(states @ vectors[..., m:])
+    return (_as_int(plus, "C+") - _as_int(minus, "C-")) / 2
+
+
 def spin_chern_number(
     hk: HamiltonianLike,
     nocc: int,
@@ -103,22 +136,60 @@ def spin_chern_number(
     states = _occupied(hk, _grid(n), nocc, gap_tol)
     nw = states.shape[-2]
     s = spin_operator(nw, axis, order) if spin_op is None else np.asarray(spin_op, dtype=complex)
-    if s.shape != (nw, nw):
-        raise TopogenError(f"spin_op must have shape ({nw}, {nw}), got {s.shape}")
-    projected = states.conj().swapaxes(-1, -2) @ s @ states
-    values, vectors = np.linalg.eigh(projected)
-    if np.abs(values).min() < spin_gap_tol:
-        raise TopogenError(
-            f"the spectrum of P S P closes (min |s| = {np.abs(values).min():.3g} < "
-            f"{spin_gap_tol:g}): the spin Chern number is undefined"
-        )
-    n_minus = (values < 0).sum(axis=-1)
-    if (n_minus != n_minus.flat[0]).any() or not 0 < n_minus.flat[0] < nocc:
-        raise TopogenError("P S P has no fixed split into +/- subspaces over the Brillouin zone")
-    m = int(n_minus.flat[0])
-    minus = _fhs_chern(states @ vectors[..., :m])
-    plus = _fhs_chern(states @ vectors[..., m:])
-    return (_as_int(plus, "C+") - _as_int(minus, "C-")) / 2
+    return _split_chern(states, *_projected_spin(states, s), spin_gap_tol)
+
+
+# The candidate axes of :func:`spin_chern`: phi = 0, pi/8, ..., 7 pi/8 (pi/8: the paper's,
+# pi/2: s_z); n and -n give opposite C_s, so half a turn covers the x-z plane.
+SPIN_PHIS = tuple(np.arange(8) * np.pi / 8)
+
+
+@dataclass(frozen=True)
+class SpinChern:
+    """C_s along n = sin(phi) z + cos(phi) x, chosen where the spin gap (min |eig P S P|
+    over the k grid) is largest; ``value`` None (and ``error``) where it is undefined."""
+
+    value: float | None
+    phi: float
+    spin_gap: float
+    gaps: dict[float, float]  # spin gap of every axis tried
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "spin_chern": self.value,
+            "spin_phi_deg": round(float(np.degrees(self.phi)), 4),
+            "spin_gap": self.spin_gap,
+            "spin_gaps_by_phi_deg": {f"{np.degrees(p):g}": g for p, g in sorted(self.gaps.items())},
+            **({"spin_chern_error": self.error} if self.error else {}),
+        }
+
+
+def spin_chern(
+    hk: HamiltonianLike,
+    nocc: int,
+    phis: tuple[float, ...] | float = SPIN_PHIS,
+    order: SpinOrder = "interleaved",
+    n: int = 36,
+    gap_tol: float = 1e-6,
+    spin_gap_tol: float = 1e-3,
+) -> SpinChern:
+    """The spin Chern number along the axis of ``phis`` (radians; one value: that axis) with the
+    largest spin gap. Raises only if the occupied bands touch the empty ones."""
+    states = _occupied(hk, _grid(n), nocc, gap_tol)
+    nw = states.shape[-2]
+    spectra = {
+        float(p): _projected_spin(states, spin_axis_operator(nw, p, order))
+        for p in np.atleast_1d(phis)
+    }
+    gaps = {p: float(np.abs(v).min()) for p, (v, _) in spectra.items()}
+    phi = max(gaps, key=lambda p: gaps[p])
+    try:
+        value: float | None = _split_chern(states, *spectra[phi], spin_gap_tol)
+        error = None
+    except TopogenError as exc:
+        value, error = None, str(exc)
+    return SpinChern(value, phi, gaps[phi], gaps, error)
 
 
 def _wcc_lines(

@@ -12,7 +12,7 @@ import numpy as np
 
 from topogen.topology.hr import TBModel
 
-__all__ = ["bhz", "haldane", "kane_mele"]
+__all__ = ["bhz", "bhz_pair", "haldane", "kane_mele"]
 
 _SX = np.array([[0, 1], [1, 0]], dtype=complex)
 _SY = np.array([[0, -1j], [1j, 0]], dtype=complex)
@@ -167,3 +167,30 @@ def bhz(
         acc.hop(r, spin_up_down(up, up.conj()))  # h*(-k): its e^{ik} coefficient is conj(up)
     pos = np.zeros((4, 3))
     return acc.model(pos, f"bhz(A={a}, B={b}, M={m}, C={c}, D={d}, delta={delta})")
+
+
+def bhz_pair(
+    coupling: float = 0.2, delta: float = 0.1, spin_phi: float = np.pi / 2, **bhz_args: float
+) -> TBModel:
+    """Two copies of :func:`bhz` (same sign of C_s each), basis ``kron(copy, bhz basis)``.
+
+    ``coupling`` adds the time-reversal-symmetric inter-copy term g copy_y (x) 1 (x) s_x that
+    breaks S_z conservation; the spins are then rotated about y so that the axis of conserved
+    spin in the uncoupled model, z, becomes n = sin(spin_phi) z + cos(spin_phi) x. With the
+    defaults (M = B = 1): |C_s| = 2 along n, Z2 = 0 (a quantum spin Hall phase of spin Chern
+    number 2, like the paper's MnS and HTaClO2, that Z2 alone calls trivial).
+    """
+    single = bhz(delta=delta, **bhz_args)
+    hoppings = np.array([np.kron(_ID, h) for h in single.hoppings])
+    origin = [tuple(r) for r in single.r_vectors].index((0, 0, 0))
+    hoppings[origin] += coupling * np.kron(_SY, np.kron(_ID, _SX))
+    alpha = np.pi / 2 - spin_phi  # rotation about y taking z to n
+    spin = np.cos(alpha / 2) * _ID - 1j * np.sin(alpha / 2) * _SY
+    rot = np.kron(np.eye(4), spin)
+    hoppings = rot @ hoppings @ rot.conj().T
+    return TBModel(
+        r_vectors=single.r_vectors,
+        hoppings=hoppings,
+        positions=np.zeros((8, 3)),
+        source=f"bhz_pair(coupling={coupling}, delta={delta}, spin_phi={spin_phi}, {bhz_args})",
+    )

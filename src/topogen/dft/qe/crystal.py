@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from topogen.dft.qe import EspressoError
+from topogen.dft.qe import CandidateError, EspressoError
 from topogen.structure.slabs import largest_gap
 
 __all__ = ["Crystal", "full_kgrid", "kgrid_for_spacing"]
@@ -31,9 +31,9 @@ class Crystal:
         if len(pos) != len(self.symbols) or not len(pos):
             raise EspressoError(f"{len(self.symbols)} symbols but {len(pos)} positions")
         if not (np.isfinite(cell).all() and np.isfinite(pos).all()):
-            raise EspressoError("cell or positions hold NaN or infinite values")
+            raise CandidateError("cell or positions hold NaN or infinite values")
         if abs(np.linalg.det(cell)) < 1e-6:
-            raise EspressoError("the cell has zero volume")
+            raise CandidateError("the cell has zero volume")
         object.__setattr__(self, "cell", cell)
         object.__setattr__(self, "positions", pos)
         object.__setattr__(self, "symbols", tuple(str(s) for s in self.symbols))
@@ -95,7 +95,7 @@ class Crystal:
         normal /= np.linalg.norm(normal)
         cos = [abs(a3 @ v) / (np.linalg.norm(a3) * np.linalg.norm(v)) for v in (a1, a2)]
         if max(cos) > 1e-4:
-            raise EspressoError(
+            raise CandidateError(
                 "a 2D crystal needs its third lattice vector perpendicular to the first two "
                 f"(vacuum along c); angles differ from 90 deg by cos = {max(cos):.2g}"
             )
@@ -120,7 +120,7 @@ class Crystal:
         xy = reduced[:, :2] % 1.0
         pos = np.column_stack([xy @ cell[:2, :2], zc * np.linalg.norm(a3)])
         if c < 2 * thickness + min_vacuum:
-            raise EspressoError(
+            raise CandidateError(
                 f"c = {c:.2f} A is too short for the 2D Coulomb cutoff of a layer "
                 f"{thickness:.2f} A thick: use c >= 2 * thickness + {min_vacuum:g} A "
                 f"(vacuum >= {thickness + min_vacuum:.2f} A)"

@@ -23,7 +23,12 @@ anything else          no handler: fail
 =====================  =====================================================================
 
 At most ``max_attempts`` attempts run; the final :class:`PwFailedError` names the last
-reason. Rerunning :func:`run_pw` on the same folder resumes: a finished successful attempt is
+reason and the ``pw.out`` to read. It is ``permanent`` (a property of the candidate, recorded
+as its ``failed`` verdict by the workflow) when the handlers ran out of remedies or attempts;
+not when pw.x failed in a way no handler knows (most likely the set-up: bad input, missing
+files), stopped twice without a message (killed, out of memory) or stopped at its time limit.
+
+Rerunning :func:`run_pw` on the same folder resumes: a finished successful attempt is
 returned as it is, and failed attempts are replayed through the handlers (without rerunning
 them) to derive the next input. ``max_seconds`` may differ between calls (a resubmitted job
 gets a new time limit); nothing else may. With ``stop_at_max_seconds`` a run stopped by
@@ -41,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from topogen.dft.qe import EspressoError
+from topogen.dft.qe import CandidateError, EspressoError
 from topogen.dft.qe.crystal import Crystal
 from topogen.dft.qe.launcher import Launcher, run_program
 from topogen.dft.qe.output import PwOutput, parse_pw_output
@@ -66,7 +71,7 @@ _DIAG_ERRORS = re.compile(
 )
 
 
-class PwFailedError(EspressoError):
+class PwFailedError(CandidateError):
     """pw.x did not succeed within the allowed attempts, or failed in an unhandled way."""
 
 
@@ -169,12 +174,18 @@ def _diagonalization(pw: PwInput, out: PwOutput, attempts: list[Attempt], opts: 
 
 def _incomplete(pw: PwInput, out: PwOutput, attempts: list[Attempt], opts: dict[str, Any]):
     if sum(a.reason == "incomplete_output" for a in attempts) > 1:
-        raise _GiveUp("pw.x stopped without a message twice (killed, out of memory, MPI?)")
+        raise _GiveUp(
+            "pw.x stopped without a message twice (killed, out of memory, MPI?)", permanent=False
+        )
     return pw.updated(control={"restart_mode": "from_scratch"}), "same input again"
 
 
 class _GiveUp(Exception):
-    pass
+    """No handler can fix it; ``permanent``: a property of the calculation (not the machine)."""
+
+    def __init__(self, message: str, permanent: bool = True) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 def diagnose(out: PwOutput) -> str | None:
@@ -204,11 +215,11 @@ def next_input(
         raise PwFailedError("the last attempt succeeded; there is nothing to handle")
     handler = HANDLERS.get(reason)
     if handler is None:
-        raise PwFailedError(f"no handler for: {reason}")
+        raise PwFailedError(f"no handler for: {reason}", permanent=False)  # set-up, most likely
     try:
         return handler(pw, out, attempts, {"min_mixing_beta": min_mixing_beta})
     except _GiveUp as exc:
-        raise PwFailedError(str(exc)) from None
+        raise PwFailedError(str(exc), permanent=exc.permanent) from None
 
 
 # ---------------------------------------------------------------- running
@@ -311,7 +322,7 @@ def run_pw(
         try:
             current, attempt.action = next_input(current, out, attempts, min_mixing_beta)
         except PwFailedError as exc:
-            raise _final(workdir, current, attempts, str(exc)) from None
+            raise _final(workdir, current, attempts, str(exc), exc.permanent) from None
 
     while True:
         if len(attempts) >= max_attempts:
@@ -340,19 +351,24 @@ def run_pw(
             current, attempt.action = next_input(current, out, attempts, min_mixing_beta)
         except PwFailedError as exc:
             _write_meta(attempt)
-            raise _final(workdir, current, attempts, str(exc)) from None
+            raise _final(workdir, current, attempts, str(exc), exc.permanent) from None
         _write_meta(attempt)
         if stop_at_max_seconds and reason == "max_seconds_reached":
             raise _final(
-                workdir, current, attempts, "stopped at max_seconds; rerun to restart from here"
-            )
+                workdir, current, attempts, "stopped at max_seconds; rerun to restart from here",
+                permanent=False,
+            )  # fmt: skip
 
 
-def _final(workdir: Path, pw: PwInput, attempts: list[Attempt], why: str) -> PwFailedError:
+def _final(
+    workdir: Path, pw: PwInput, attempts: list[Attempt], why: str, permanent: bool = True
+) -> PwFailedError:
     where = attempts[-1].directory / "pw.out" if attempts else workdir
     return PwFailedError(
         f"pw.x {pw.calculation} in {workdir} failed after {len(attempts)} attempt(s): {why} "
-        f"(see {where})"
+        f"(see {where})",
+        output=where,
+        permanent=permanent,
     )
 
 

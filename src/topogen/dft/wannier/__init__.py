@@ -33,12 +33,12 @@ Modules: :mod:`~topogen.dft.wannier.projections` (the automatic choice),
 gaps and time-reversal test live in :mod:`topogen.topology.gaps`.
 """
 
-from topogen.dft.qe import EspressoError
+from topogen.dft.qe import CandidateError
 
 __all__ = ["SEEDNAME", "WannierError"]
 
 SEEDNAME = "wannier90"
 
 
-class WannierError(EspressoError):
+class WannierError(CandidateError):
     """Wannier90 or pw2wannier90 failed, or the Wannierisation cannot be set up."""

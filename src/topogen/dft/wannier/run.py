@@ -94,7 +94,10 @@ def _run_checked(cmd: list[str], cwd: Path, name: str, launcher: Launcher) -> fl
             if f.exists() and f.read_text(errors="replace").strip():
                 detail = " ".join(f.read_text(errors="replace").split()[-40:])
                 break
-        raise WannierError(f"{' '.join(cmd)} failed in {cwd} (exit {run.returncode}): {detail}")
+        raise WannierError(
+            f"{' '.join(cmd)} failed in {cwd} (exit {run.returncode}): {detail}",
+            output=werr[0] if werr else cwd / f"{name}.out",
+        )
     return run.wall_time
 
 
@@ -268,7 +271,7 @@ def wannierize(
         )
     wout = parse_wout(wout_path)
     if wout.errors:
-        raise WannierError(f"{wout_path}: {wout.errors[-1]}")
+        raise WannierError(f"{wout_path}: {wout.errors[-1]}", output=wout_path)
     if not hr.exists():
         raise WannierError(f"{wout_path}: wannier90 finished without writing {hr.name}")
 
