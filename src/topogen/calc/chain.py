@@ -16,11 +16,12 @@ batch of one). Every result dict holds, besides the calculator's own numbers:
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
 
-class Calc:
+class Calc(ABC):
     """Base class: subclasses set :attr:`name` and implement :meth:`calc_many`."""
 
     name = "calc"
@@ -29,9 +30,9 @@ class Calc:
         """The result for one structure (module docstring)."""
         return self.calc_many([structure])[0]
 
+    @abstractmethod
     def calc_many(self, structures: Sequence[Any]) -> list[dict[str, Any]]:
         """One result per structure, in order."""
-        raise NotImplementedError
 
 
 class Chain(Calc):
