@@ -145,8 +145,9 @@ def _min_distance(structure) -> float:
 
 @pytest.mark.slow
 def test_default_workflow_builds_the_library_and_runs(workdir, cli):
-    """`make demo`'s DAG from scratch: the offline library, the merged table, encodings."""
-    res = snakemake(workdir, "--cores", "2", timeout=2400)  # the whole demo: ~10 minutes
+    """`make demo`'s DAG from scratch: the offline library, the merged table, encodings, the
+    GAN, the funnel with every step, DFT on dft.top_k candidates and the controls."""
+    res = snakemake(workdir, "--cores", "2", timeout=3600)  # the whole demo: <= 30 minutes
     assert res.returncode == 0, res.stderr[-3000:]
     library = read_records(workdir / "results/data/prototypes.parquet")
     assert len(library) >= 200
@@ -191,6 +192,24 @@ def test_default_workflow_builds_the_library_and_runs(workdir, cli):
     assert lineage.returncode == 0, lineage.stderr
     for step in ("topogen generate gan", "--stage 3", "--stage 2", "--stage 1", "encode images"):
         assert step in lineage.stdout, step
+    # the funnel: band gap (CGCNN on the MC2D gaps) and topology score ran on every candidate
+    # that passed the phonons; the CGCNN beats predicting the mean
+    cg = json.loads((workdir / "results/models/cgcnn/metrics.json").read_text())
+    assert cg["n_train"] + cg["n_val"] + cg["n_test"] == 258
+    assert cg["test_mae_ev"] < cg["test_mae_of_train_mean_ev"]
+    funnel = pd.read_parquet(workdir / "results/screen/gan/funnel.parquet")
+    stable = funnel[funnel["phonons"] == "pass"]
+    assert (stable["band_gap"] != "skipped").all()
+    assert stable["predicted_band_gap"].notna().all()
+    gapped = stable[stable["band_gap"] == "pass"]
+    assert (gapped["topology"] != "skipped").all() and gapped["topology_score"].between(0, 1).all()
+    # DFT: a verdict row for each control (Z2 1 and 0) and each selected candidate
+    selected = read_records(workdir / "results/screen/gan/selected.parquet")
+    assert len(selected) == min(2, int(funnel["passed"].sum()))
+    summary = pd.read_csv(workdir / "results/dft/summary.csv").set_index("candidate")
+    assert summary.at["control-Bi2", "z2"] == 1 and summary.at["control-Sb2", "z2"] == 0
+    for r in selected:
+        assert r.id in summary.index and summary.at[r.id, "status"], r.id
     # rerunning stage 2 plans it and everything after it, nothing before it
     plan = snakemake(workdir, "-n", "--forcerun", "train_gan_stage2").stdout
     for rule in ("train_gan_stage2", "train_gan_stage3", "sample_gan"):
@@ -257,7 +276,8 @@ def test_screen_stage_runs_on_imported_candidates(workdir, cli):
     screen = _override(
         workdir,
         "screen: {candidates: {demo: results/data/structures.parquet}, chunks: 2,"
-        " dft_slots: 2, training: results/data/import/known.parquet}",
+        " training: results/data/import/known.parquet, band_gap_model: null,"
+        " topology_model: null}\ndft: {top_k: 2}",
     )
     res = snakemake(
         workdir,
@@ -291,12 +311,16 @@ def test_screen_stage_runs_on_imported_candidates(workdir, cli):
 
 
 def test_rule_all_is_computed_from_the_config(workdir):
-    """Per generator its candidates and funnel; no generators: neither; DFT only if asked."""
+    """Per generator its candidates and funnel; no generators: neither; DFT when activated
+    (the default: rule all reaches results/dft/summary.csv)."""
     plan = snakemake(workdir, "-n").stdout
     for rule in ("sample_gan", "split_candidates", "screen_chunk", "merge_screen", "select_dft"):
         assert f"rule {rule}:" in plan, rule
     assert "results/screen/gan/selected.parquet" in plan
-    assert "dft_candidates" not in plan
+    assert "checkpoint dft_candidates:" in plan
+    assert "results/dft/summary.csv" in plan and "rule dft_summary:" in plan
+    plan = snakemake(workdir, "-n", "--configfile", _override(workdir, "dft: {activate: false}"))
+    assert "dft_candidates" not in plan.stdout and "dft_summary" not in plan.stdout
     cfg = _override(
         workdir,
         "generators: []\ndft: {activate: true, candidates: results/data/structures.parquet}",
@@ -320,6 +344,46 @@ def test_option_sections_become_flags(workdir):
     for command in ("train gan", "generate gan", "encode images", "screen select"):
         lines = [ln for ln in plan.splitlines() if f"topogen {command} " in ln]
         assert lines and all("--seed 20251122" in ln for ln in lines), command
+
+
+def test_default_funnel_runs_the_band_gap_and_topology_steps(workdir):
+    """The default: CGCNN trained on the shipped MC2D gaps, its checkpoint and the GAN's
+    topology-aware discriminator passed to every screen_chunk; k-means picks dft.top_k."""
+    plan = snakemake(workdir, "-n", "-p").stdout
+    for rule in ("normalize_mc2d_gaps", "encode_table_graphs", "train_cgcnn"):
+        assert f"rule {rule}:" in plan, rule
+    assert "topogen data normalize mc2d-gaps resources/mc2d_gaps.json.gz" in plan
+    assert "--graphs results/encode/mc2d_gaps/graphs.pt --table results/data/mc2d_gaps.parquet" in (
+        plan
+    )
+    assert "--table mc2d_gaps" not in plan  # an input of the rule, not a flag
+    chunks = [ln for ln in plan.splitlines() if "topogen screen chunk " in ln]
+    assert len(chunks) == 4
+    for ln in chunks:
+        assert "--band-gap-model results/models/cgcnn/model.ckpt" in ln
+        assert "--topology-model results/models/gan/stage3/model.ckpt" in ln
+        assert "--autoencoder results/models/autoencoder/autoencoder.ckpt" in ln
+        assert "--topology-min 0.2" in ln
+    select = [ln for ln in plan.splitlines() if "topogen screen select " in ln]
+    assert select and "--slots 2" in select[0]
+    cfg = _override(workdir, "screen: {band_gap_model: null, topology_model: null}")
+    plan = snakemake(workdir, "-n", "-p", "--configfile", cfg).stdout
+    assert "rule train_cgcnn:" not in plan
+    assert "--band-gap-model" not in plan and "--topology-model" not in plan
+
+
+def test_full_mc2d_is_downloaded_when_its_url_is_set(workdir):
+    cfg = _override(workdir, "data: {mc2d_gaps: {url: https://example.org/structures.json}}")
+    plan = snakemake(workdir, "-n", "-p", "results/data/mc2d_gaps.parquet", "--configfile", cfg)
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert "rule download_mc2d_gaps:" in plan.stdout
+    assert "normalize mc2d-gaps results/data/raw/mc2d/structures.json" in plan.stdout
+
+
+def test_paper_config_sends_200_to_dft_with_a_dense_wannier_mesh(repo_root):
+    paper = yaml.safe_load((repo_root / "config/paper.yaml").read_text())
+    assert paper["dft"]["top_k"] == 200
+    assert paper["dft"]["settings"]["nscf_kgrid"][:2] >= [8, 8]
 
 
 def _rule_blocks(repo_root: Path) -> dict[str, str]:

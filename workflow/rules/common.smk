@@ -14,7 +14,7 @@ except WorkflowError as exc:
     ) from exc
 
 DATA = config["data"]
-SOURCES = ("prototypes", "c2db", "jarvis_c2db", "mp", "qm9", "tqc")
+SOURCES = ("prototypes", "c2db", "jarvis_c2db", "mp", "qm9", "tqc", "mc2d_gaps")
 
 for _entry in DATA["merge"]:
     _name = _entry.removeprefix("import/")
@@ -75,6 +75,13 @@ def download_options(source, key="url"):
     )
 
 
+def mc2d_gaps_file(wildcards):
+    """The full MC2D download when data.mc2d_gaps.url is set, else the shipped gap table."""
+    if DATA["mc2d_gaps"].get("url"):
+        return "results/data/raw/mc2d/structures.json"
+    return DATA["mc2d_gaps"]["file"]
+
+
 def mp_query_options():
     return cli_options(**{k: v for k, v in DATA["mp"].items()})
 
@@ -129,11 +136,47 @@ def screen_candidates(wildcards):
 
 
 def screen_models(wildcards):
-    """The band-gap model, when the config names one (Snakemake then trains it first)."""
-    return {"gap_model": SCREEN["band_gap_model"]} if SCREEN["band_gap_model"] else {}
+    """The band-gap and topology models the config names (Snakemake then trains them first):
+    gap_model (CGCNN), topology_model (a GAN stage's topology-aware discriminator) and the
+    autoencoder that turns candidates into its crystal images."""
+    models = {}
+    if SCREEN.get("band_gap_model"):
+        models["gap_model"] = SCREEN["band_gap_model"]
+    if SCREEN.get("topology_model"):
+        models["topology_model"] = SCREEN["topology_model"]
+        models["autoencoder"] = "results/models/autoencoder/autoencoder.ckpt"
+    return models
+
+
+def screen_model_options(input):
+    return cli_options(
+        band_gap_model=input.get("gap_model"),
+        topology_model=input.get("topology_model"),
+        autoencoder=input.get("autoencoder"),
+    )
 
 
 # --- training stages ---
+CGCNN = config["train"]["cgcnn"]
+CGCNN_PATHS = ("table",)  # inputs of train_cgcnn, not options
+
+
+def cgcnn_inputs(wildcards):
+    """train.cgcnn.table: `structures` (the merged table) or another table of results/data/
+    (e.g. mc2d_gaps, the MC2D gaps) with the graphs encoded from it."""
+    table = CGCNN.get("table") or "structures"
+    graphs = "results/encode/graphs.pt" if table == "structures" else f"results/encode/{table}/graphs.pt"
+    return {"graphs": graphs, "table": f"results/data/{table}.parquet"}
+
+
+def cgcnn_options():
+    return cli_options(**{k: v for k, v in CGCNN.items() if k not in CGCNN_PATHS})
+
+
+def dft_slots():
+    """select_dft's k: dft.top_k candidates, picked by k-means (all survivors when fewer)."""
+    return DFT["top_k"]
+
 def gpus(wildcards, resources):
     """The rule's `gpu` resource (set by a cluster profile) for `--gpus`; auto without one."""
     return resources.get("gpu", "auto")

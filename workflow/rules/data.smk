@@ -10,6 +10,7 @@ localrules:
     download_tqc,
     download_qm9,
     download_mp,
+    download_mc2d_gaps,
 
 
 rule build_prototypes:
@@ -68,6 +69,19 @@ use rule download_c2db as download_tqc with:
         "results/logs/download_tqc.log",
     benchmark:
         "results/benchmarks/download_tqc.tsv"
+
+
+# The full MC2D (Mounet et al. 2018; Materials Cloud Archive 2020.158, CC BY 4.0): only when
+# data.mc2d_gaps.url is set; otherwise the shipped derived table data.mc2d_gaps.file is read.
+use rule download_c2db as download_mc2d_gaps with:
+    output:
+        "results/data/raw/mc2d/structures.json",
+    params:
+        options=lambda wc: download_options("mc2d_gaps"),
+    log:
+        "results/logs/download_mc2d_gaps.log",
+    benchmark:
+        "results/benchmarks/download_mc2d_gaps.tsv"
 
 
 rule download_qm9:
@@ -158,6 +172,23 @@ use rule normalize_jarvis_c2db as normalize_mp with:
         "results/logs/normalize_mp.log",
     benchmark:
         "results/benchmarks/normalize_mp.tsv"
+
+
+# DFT gaps of 2D monolayers for the band-gap model (train.cgcnn.table: mc2d_gaps).
+use rule normalize_jarvis_c2db as normalize_mc2d_gaps with:
+    input:
+        mc2d_gaps_file,
+    output:
+        table="results/data/mc2d_gaps.parquet",
+        quarantine="results/data/mc2d_gaps.parquet.quarantine.csv",
+    params:
+        source="mc2d-gaps",
+        options="",
+        min_distance=DATA["min_distance"],
+    log:
+        "results/logs/normalize_mc2d_gaps.log",
+    benchmark:
+        "results/benchmarks/normalize_mc2d_gaps.tsv"
 
 
 rule normalize_qm9:

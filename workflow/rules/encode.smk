@@ -23,6 +23,19 @@ rule encode_graphs:
         " {params.options} > {log:q} 2>&1"
 
 
+# Graphs of another table of results/data/ (e.g. the MC2D gaps the CGCNN trains on).
+use rule encode_graphs as encode_table_graphs with:
+    input:
+        "results/data/{name}.parquet",
+    output:
+        data="results/encode/{name}/graphs.pt",
+        quarantine="results/encode/{name}/graphs.pt.quarantine.csv",
+    log:
+        "results/logs/encode_graphs_{name}.log",
+    benchmark:
+        "results/benchmarks/encode_graphs_{name}.tsv"
+
+
 use rule encode_graphs as encode_tokens with:
     output:
         data="results/encode/tokens.pt",

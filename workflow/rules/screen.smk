@@ -1,6 +1,7 @@
 # Screening stage, once per generator (results/screen/<generator>/, so success rates compare
 # across generators): candidates -> validity, uniqueness/novelty, batched CHGNet relaxation,
-# phonon stability, band-gap/topology hooks (topogen.screen.funnel), in screen.chunks chunks:
+# phonon stability, band gap (CGCNN) and topology score (a GAN stage's topology-aware
+# discriminator) (topogen.screen.funnel), in screen.chunks chunks:
 # the DAG has chunks + 3 jobs per generator, whatever the number of candidates.
 # split_candidates puts every possible pair of duplicates (same reduced formula and number
 # of sites) in the same chunk, so per-chunk uniqueness is uniqueness over all candidates.
@@ -35,9 +36,8 @@ rule screen_chunk:
         funnel="results/screen/{generator}/chunks/{chunk}/funnel.parquet",
         dos="results/screen/{generator}/chunks/{chunk}/phonon_dos.npz",
     params:
-        options=lambda wc, input: cli_options(
-            **SCREEN["funnel"], band_gap_model=input.get("gap_model")
-        ),
+        options=lambda wc, input: cli_options(**SCREEN["funnel"]),
+        models=lambda wc, input: screen_model_options(input),
     log:
         "results/logs/screen/{generator}/screen_chunk_{chunk}.log",
     benchmark:
@@ -53,7 +53,8 @@ rule screen_chunk:
     shell:
         "topogen screen chunk {input.candidates:q} --training {input.training:q}"
         " --chunk {wildcards.chunk} --out {output.structures:q} --funnel {output.funnel:q}"
-        " --dos {output.dos:q} --threads {threads} {params.options} > {log:q} 2>&1"
+        " --dos {output.dos:q} --threads {threads} {params.models} {params.options}"
+        " > {log:q} 2>&1"
 
 
 rule merge_screen:
@@ -91,7 +92,7 @@ rule select_dft:
         "results/screen/{generator}/selected.parquet",
     params:
         seed=config["seed"],
-        options=lambda wc: cli_options(slots=SCREEN["dft_slots"], **SCREEN["selection"]),
+        options=lambda wc: cli_options(slots=dft_slots(), **SCREEN["selection"]),
     log:
         "results/logs/screen/{generator}/select_dft.log",
     benchmark:

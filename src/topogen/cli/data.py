@@ -221,6 +221,11 @@ def _register_normalize(cmds: Subparsers) -> None:
     p.add_argument("--limit", type=int, metavar="N", help="stop after N molecules")
     source("c2db-subset", "the C2DB subset of the reference data (coordinates repaired)", "ROOT")
     source("mc2d", "the MC2D v4 monolayers of the reference data", "ROOT")
+    source(
+        "mc2d-gaps",
+        "an MC2D structures file (.json/.json.gz): resources/mc2d_gaps.json.gz or the full source",
+        "JSON",
+    )
     p = source("logan", "one LoGAN benchmark set of the reference data", "ROOT")
     p.add_argument(
         "--set",

@@ -10,6 +10,7 @@ from typing import Any
 from topogen.cli.options import add_options, read_options
 from topogen.cli.parser import Subparsers, command, group, later, threads_option
 from topogen.cli.stage import log, stage
+from topogen.errors import TopogenError
 
 # Help of each FunnelOptions / ValidityOptions leaf field (type and default come from them).
 FUNNEL_HELP = {
@@ -57,15 +58,29 @@ def _band_gap_hook(path: str) -> Callable[[Sequence[Any]], Any]:
     return lambda structures: predict_gaps(model, structures).numpy()
 
 
+def _topology_hook(args: argparse.Namespace) -> Callable[[Sequence[Any]], Any] | None:
+    """The topology hook: a GAN stage's topology-aware discriminator (a stand-in until a
+    dedicated classifier exists; see topogen.models.gan3.scorer)."""
+    if not args.topology_model:
+        return None
+    if not args.autoencoder:
+        raise TopogenError("--topology-model needs --autoencoder (the GAN's crystal autoencoder)")
+    from topogen.models.gan3.scorer import TopologyScorer
+
+    return TopologyScorer(args.topology_model, args.autoencoder)
+
+
 def _chunk(args: argparse.Namespace) -> int:
     from topogen.screen.chunks import run_chunk, summary
     from topogen.screen.funnel import FunnelOptions
 
     hook = _band_gap_hook(args.band_gap_model) if args.band_gap_model else None
-    with stage(args, inputs=[args.candidates, args.training, args.band_gap_model]) as run:
+    models = [args.band_gap_model, args.topology_model, args.autoencoder]
+    with stage(args, inputs=[args.candidates, args.training, *models]) as run:
         result = run_chunk(
             args.candidates,
             band_gap=hook,
+            topology=_topology_hook(args),
             out=run.output(args.out),
             funnel=run.output(args.funnel),
             dos=run.output(args.dos),
@@ -148,6 +163,17 @@ def register(stages: Subparsers) -> None:
         "--band-gap-model",
         metavar="CKPT",
         help="CGCNN from `topogen train cgcnn` (none: the band-gap step is skipped)",
+    )
+    p.add_argument(
+        "--topology-model",
+        metavar="CKPT",
+        help="GAN Stage II/III checkpoint: its topology-aware discriminator's probability of "
+        "'topological' is the topology score (none: the topology step is skipped)",
+    )
+    p.add_argument(
+        "--autoencoder",
+        metavar="CKPT",
+        help="crystal autoencoder that made the GAN's images (with --topology-model)",
     )
     p.add_argument("--workers", type=int, default=1, help="CHGNet worker processes")
     threads_option(p)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
 import os
 from pathlib import Path
@@ -54,10 +56,29 @@ def load_mc2d(root: str | os.PathLike[str], min_distance: float = MIN_DISTANCE) 
     Magnetic kinds (``Co1``, ``Co2``) are kept as the site property ``kind``.
     """
     path = require_file(Path(root) / "mc2d-v4" / "structures.json", "MC2D structures")
+    return load_mc2d_file(path, min_distance)
+
+
+def _read_entries(path: Path) -> Any:
     try:
-        entries = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ReferenceDataError(f"{path}: not valid JSON ({exc})") from exc
+        with (
+            gzip.open(path, "rt", encoding="utf-8")
+            if path.suffix == ".gz"
+            else open(path, encoding="utf-8") as fh
+        ):
+            return json.load(fh)
+    except (json.JSONDecodeError, UnicodeDecodeError, gzip.BadGzipFile, EOFError) as exc:
+        raise ReferenceDataError(f"{path}: not valid (gzipped) JSON ({exc})") from exc
+
+
+def load_mc2d_file(
+    path: str | os.PathLike[str], min_distance: float = MIN_DISTANCE, source: str = "mc2d"
+) -> LoadResult:
+    """MC2D monolayers from one JSON file (``.json`` or ``.json.gz``) in the schema of MC2D's
+    ``structures.json``: the full source, or the derived gap table ``resources/mc2d_gaps.json.gz``
+    (:func:`write_gap_table`). Rows are recorded with source ``source``."""
+    path = require_file(Path(path), "MC2D structures")
+    entries = _read_entries(path)
     if not isinstance(entries, list):
         raise ReferenceDataError(f"{path}: expected a JSON list of structures")
     result = LoadResult()
@@ -77,7 +98,7 @@ def load_mc2d(root: str | os.PathLike[str], min_distance: float = MIN_DISTANCE) 
             str(i),
             rid,
             reason,
-            Record(rid, "mc2d", structure, _mc2d_properties(entry, path, i))
+            Record(rid, source, structure, _mc2d_properties(entry, path, i))
             if reason is None
             else None,
         )
@@ -115,3 +136,43 @@ def _mc2d_properties(entry: dict[str, Any], path: Path, i: int) -> dict[str, Any
     if entry.get("starting_magnetization_for_PWscf"):
         props["starting_magnetization"] = dict(entry["starting_magnetization_for_PWscf"])
     return {k: v for k, v in props.items() if v is not None}
+
+
+# The keys of an MC2D entry that the gap table keeps (enough for the reader above).
+GAP_TABLE_KEYS = (
+    "structure_label",
+    "formula",
+    "formula_reduced",
+    "number_of_atoms",
+    "cell",
+    "atomic_positions",
+    "band_gap",
+    "magnetic_state",
+    "spg",
+)
+
+
+def write_gap_table(
+    source: str | os.PathLike[str], out: str | os.PathLike[str], max_atoms: int | None = None
+) -> int:
+    """Derive the compact gap table (``resources/mc2d_gaps.json.gz``) from an MC2D
+    ``structures.json``: the keys of :data:`GAP_TABLE_KEYS`, coordinates rounded to 1e-6 A,
+    entries sorted by label, gzip without a timestamp (the same input gives the same bytes).
+    Entries with more than ``max_atoms`` atoms are left out. Returns the number written."""
+    entries = _read_entries(Path(source))
+    rows = []
+    for e in entries:
+        if max_atoms is not None and len(e["atomic_positions"]) > max_atoms:
+            continue
+        row = {k: e[k] for k in GAP_TABLE_KEYS if k in e}
+        row["cell"] = [[v[0], *(round(float(x), 6) for x in v[1:])] for v in e["cell"]]
+        row["atomic_positions"] = [
+            [s[0], *(round(float(x), 6) for x in s[1:4]), s[4]] for s in e["atomic_positions"]
+        ]
+        rows.append(row)
+    rows.sort(key=lambda r: str(r["structure_label"]))
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, filename="") as fh:
+        fh.write(json.dumps(rows, separators=(",", ":")).encode())
+    Path(out).write_bytes(buf.getvalue())
+    return len(rows)

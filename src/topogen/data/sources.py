@@ -34,6 +34,7 @@ READERS: dict[str, Reader] = {
     "tqc": lambda inputs, o: tqc.join_tqc(inputs[0], read_records(o["mp_table"])),
     "c2db-subset": lambda inputs, o: c2db.load_c2db_subset(inputs[0]),
     "mc2d": lambda inputs, o: mc2d.load_mc2d(inputs[0], o["min_distance"]),
+    "mc2d-gaps": lambda inputs, o: mc2d.load_mc2d_file(inputs[0], o["min_distance"], "mc2d_gaps"),
     "logan": lambda inputs, o: logan.load_logan(inputs[0], o["set"]),
     "topoa": lambda inputs, o: topoa.load_topoa(inputs[0]),
 }

@@ -41,11 +41,11 @@ def gap_problems(gaps: dict[str, float | None]) -> list[str]:
     """Why the DFT bands / Wannier model are not an insulator (empty: both have a positive
     indirect gap). ``gaps``: the ``dft_gap_indirect_eV`` and ``wannier_gap_indirect_eV``."""
     out = []
-    for key, what in (("dft", "DFT bands"), ("wannier", "the Wannier model")):
+    for key, what in (("dft", "the DFT bands have"), ("wannier", "the Wannier model has")):
         gap = gaps.get(f"{key}_gap_indirect_eV")
         if gap is None or gap <= 0:
             shown = "none" if gap is None else f"{gap:.3f} eV"
-            out.append(f"{what} have no indirect gap at the filling ({shown}): metal or semimetal")
+            out.append(f"{what} no indirect gap at the filling ({shown}): metal or semimetal")
     return out
 
 

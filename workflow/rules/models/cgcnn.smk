@@ -1,11 +1,11 @@
 # CGCNN band-gap model (topogen.models.cgcnn): an oracle of the GAN's Stage III and the
-# funnel's band-gap step, not a generator. Needs a table with band_gap (e.g. C2DB).
+# funnel's band-gap step, not a generator. Trained on train.cgcnn.table (a table with
+# band_gap: by default mc2d_gaps, the DFT gaps of MC2D shipped in resources/).
 
 
 rule train_cgcnn:
     input:
-        graphs="results/encode/graphs.pt",
-        table="results/data/structures.parquet",
+        unpack(cgcnn_inputs),
     output:
         model="results/models/cgcnn/model.ckpt",
         metrics="results/models/cgcnn/metrics.json",
@@ -13,7 +13,7 @@ rule train_cgcnn:
     params:
         workdir="results/models/cgcnn/work",
         seed=config["seed"],
-        options=lambda wc: cli_options(**config["train"]["cgcnn"]),
+        options=lambda wc: cgcnn_options(),
     log:
         "results/logs/train_cgcnn.log",
     benchmark:
