@@ -171,7 +171,9 @@ raise SystemExit(2)
 
 @pytest.fixture
 def chain_env(tmp_path: Path, fake_family: Path, cli):  # noqa: F811
-    """Pseudos record, two candidates (one with no room for vacuum), a never-converging pw.x."""
+    """Pseudos record, three candidates (one with no room for vacuum, one with a NaN
+    coordinate), a never-converging pw.x."""
+    from pymatgen.core import Lattice, Structure
     from pymatgen.io.ase import AseAtomsAdaptor
 
     from topogen.dft.candidates import write_candidate
@@ -183,6 +185,8 @@ def chain_env(tmp_path: Path, fake_family: Path, cli):  # noqa: F811
     for name, c in (("short", 8.0), ("stuck", 17.0)):
         struct = AseAtomsAdaptor.get_structure(bilayer("Bi", 4.34, 1.73, c=c))
         write_candidate(Record(name, "test", struct), tmp_path / f"{name}.json")
+    broken = Structure(Lattice.hexagonal(4.3, 17.0), ["Bi", "Bi"], [[0, 0, 0.5], [np.nan, 0, 0.4]])
+    write_candidate(Record("nan", "test", broken), tmp_path / "nan.json")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "pw.x").write_text(NEVER_CONVERGES.format(python=sys.executable))
@@ -210,7 +214,7 @@ def _chain(cli, root: Path, name: str, env: dict) -> list:
 
 def test_failed_candidates_get_a_failed_verdict_row(chain_env, cli):
     root, env = chain_env
-    for name in ("short", "stuck"):
+    for name in ("short", "stuck", "nan"):
         codes = _chain(cli, root, name, env)
         assert all(rc == 0 for _, rc, _ in codes), codes
         assert "FAILED at dft" in codes[-2][2]  # the invariants step says so
@@ -218,6 +222,9 @@ def test_failed_candidates_get_a_failed_verdict_row(chain_env, cli):
     assert short["status"] == short["verdict"] == "failed" and short["failed_step"] == "relax"
     assert "too short for the 2D Coulomb cutoff" in short["reason"] and short["id"] == "short"
     assert not (root / "dft/short/scf").exists()  # later steps did not run
+    broken = json.loads((root / "dft/nan/verdict.json").read_text())
+    assert broken["verdict"] == "failed" and broken["failed_step"] == "relax"
+    assert broken["reason"] == "cell or positions hold NaN or infinite values"
     stuck = json.loads((root / "dft/stuck/verdict.json").read_text())
     assert stuck["failed_step"] == "scf" and "2 attempts used" in stuck["reason"]
     assert stuck["failed_output"].endswith("scf/attempt-02/pw.out")

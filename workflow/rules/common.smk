@@ -185,7 +185,7 @@ def gpus(wildcards, resources):
 # --- dft stage ---
 DFT = config["dft"]
 # Control folders (results/dft/control-<name>/) -> control names of topogen.dft.candidates.
-DFT_CONTROLS = {f"control-{name}": name for name in DFT["controls"].values()}
+DFT_CONTROLS = {f"control-{name}": name for name in DFT["controls"].values() if name}
 
 
 def dft_options():

@@ -73,13 +73,12 @@ def run_step(
     from topogen.dft.verdict import read_failure, record_failure
 
     try:
-        crystal = Crystal.from_any(record.structure)
-        c = chain(crystal.elements)
+        c = chain(_elements(record.structure))
         settings = c.settings.as_dict()
         failure = read_failure(c.workdir, settings)
         if failure is None:
-            try:
-                data = work(c, record, crystal)
+            try:  # a cell that no pw.x run can use (NaN, zero volume) fails the candidate
+                data = work(c, record, Crystal.from_any(record.structure))
             except CandidateError as exc:
                 if not exc.permanent:
                     raise
@@ -89,6 +88,11 @@ def run_step(
     except TopogenError as exc:
         raise TopogenError(f"candidate {record.id}: dft {step}: {exc}") from exc
     return {"id": record.id, "step": step, **data}
+
+
+def _elements(structure: Any) -> list[str]:
+    """The element symbols of a pymatgen structure, in order of first appearance."""
+    return list(dict.fromkeys(el.symbol for site in structure for el in site.species))
 
 
 def _failed(step: str, failure: dict[str, Any], chain: Chain, record: Record) -> dict[str, Any]:
