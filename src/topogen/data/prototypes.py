@@ -33,7 +33,7 @@ from topogen.data.layer_checks import (
     relaxed_problem,
     space_group,
 )
-from topogen.io.labels import LABELS_FILE, LiteratureLabel, read_literature
+from topogen.io.labels import LABELS_FILE, LabelError, LiteratureLabel, read_literature
 from topogen.io.quarantine import Rejected
 from topogen.io.tables import Record
 from topogen.runtime import set_threads
@@ -434,5 +434,8 @@ def _rows_by_symmetry(
     for c in candidates():
         key = (c.structure.composition.reduced_formula, c.prototype)
         if key in rows:
-            out[(key[0], space_group(c.structure), len(c.structure))] = rows[key]
+            sym = (key[0], space_group(c.structure), len(c.structure))
+            if sym in out and out[sym] is not rows[key]:
+                raise LabelError(f"{out[sym]} and {rows[key]} cannot be told apart by symmetry")
+            out[sym] = rows[key]
     return out

@@ -44,10 +44,14 @@ COLUMNS = ("formula", "prototype", "label", "invariant", "reference")
 TOPO_CLASSES = ("spin_chern", "mirror_chern", "chern", "trivial")
 # topo_class -> topo2d (Stage II's binary label); a class not here gets no topo2d.
 TOPO2D: dict[str, int] = {"spin_chern": 1, "mirror_chern": 1, "trivial": 0}
-# The literature table: label -> the invariants it may rest on, per class.
-_CLASS_OF_LABEL = {"1": ("spin_chern", "mirror_chern"), "0": ("trivial",), "chern": ("chern",)}
-_CLASS_OF_INVARIANT = {"Z2": "spin_chern", "spin Chern": "spin_chern", "mirror Chern": "mirror_chern"}
+# The literature table's vocabulary, and the class of a topological (label 1) row's invariant.
+LABELS = ("1", "0", "chern")
 INVARIANTS = ("Z2", "spin Chern", "mirror Chern", "Chern", "none")
+_TOPOLOGICAL_CLASS = {
+    "Z2": "spin_chern",
+    "spin Chern": "spin_chern",
+    "mirror Chern": "mirror_chern",
+}
 
 
 class LabelError(TopogenError):
@@ -78,14 +82,14 @@ class LiteratureLabel:
 
 def _row_class(label: str, invariant: str) -> str:
     """The class of one table row; raises ValueError where label and invariant disagree."""
-    if label not in _CLASS_OF_LABEL:
-        raise ValueError(f"label {label!r} is not one of {', '.join(_CLASS_OF_LABEL)}")
+    if label not in LABELS:
+        raise ValueError(f"label {label!r} is not one of {', '.join(LABELS)}")
     if invariant not in INVARIANTS:
         raise ValueError(f"invariant {invariant!r} is not one of {', '.join(INVARIANTS)}")
     if label == "1":
-        if invariant not in _CLASS_OF_INVARIANT:
+        if invariant not in _TOPOLOGICAL_CLASS:
             raise ValueError(f"a topological label cannot rest on invariant {invariant!r}")
-        return _CLASS_OF_INVARIANT[invariant]
+        return _TOPOLOGICAL_CLASS[invariant]
     if label == "chern":
         if invariant != "Chern":
             raise ValueError("a Chern-insulator label rests on the Chern number")
@@ -115,10 +119,12 @@ def read_literature(path: str | os.PathLike[str] = LABELS_FILE) -> list[Literatu
             except ValueError as exc:
                 raise LabelError(f"{path}, line {n}: {exc}") from exc
             seen.add(key)
-            rows.append(LiteratureLabel(*key, topo_class, row["invariant"].strip(), row["reference"]))
+            invariant = row["invariant"].strip()
+            rows.append(LiteratureLabel(*key, topo_class, invariant, row["reference"].strip()))
     return rows
 
 
 def read_labels(path: str | os.PathLike[str] = LABELS_FILE) -> dict[tuple[str, str], int]:
     """(formula, prototype) -> ``topo2d`` (1 / 0) of the rows that have one (not ``chern``)."""
-    return {(r.formula, r.prototype): r.topo2d for r in read_literature(path) if r.topo2d is not None}
+    rows = read_literature(path)
+    return {(r.formula, r.prototype): r.topo2d for r in rows if r.topo2d is not None}
