@@ -93,16 +93,21 @@ def topology_class(value: Any) -> str | None:
     return C2DB_CLASSES.get(text) or _invariant_class(text)
 
 
-def topology_label(value: Any, topological: Sequence[str] = TOPOLOGICAL) -> int | None:
-    """``topo2d`` of C2DB's ``Topology`` value: 1 for the spin-Chern classes listed in
-    ``topological``, 0 for trivial, None for Chern insulators, unlisted spin-Chern classes and
-    values not computed."""
+def check_topological(topological: Sequence[str]) -> None:
+    """Raise LabelError unless ``topological`` lists only C2DB's spin-Chern classes."""
     wrong = [t for t in topological if C2DB_CLASSES.get(t) not in ("spin_chern", "mirror_chern")]
     if wrong:
         raise LabelError(
             f"topological lists {', '.join(wrong)}: only the spin-Chern classes QSHI and CRI may "
             "be (QAHI is a Chern insulator, time reversal broken, not a QSH insulator)"
         )
+
+
+def topology_label(value: Any, topological: Sequence[str] = TOPOLOGICAL) -> int | None:
+    """``topo2d`` of C2DB's ``Topology`` value: 1 for the spin-Chern classes listed in
+    ``topological``, 0 for trivial, None for Chern insulators, unlisted spin-Chern classes and
+    values not computed."""
+    check_topological(topological)
     topo_class = topology_class(value)
     admitted = {C2DB_CLASSES[t] for t in topological}
     if topo2d_label(topo_class) == 1 and topo_class not in admitted:
@@ -117,7 +122,7 @@ def load_c2db_db(
 ) -> LoadResult:
     """Read the C2DB ASE database; keeps KEPT_KEYS and adds ``topo_class`` and ``topo2d``
     from ``Topology`` (see the module docstring)."""
-    topology_label(None, topological)  # a wrong ``topological`` fails before the work
+    check_topological(topological)  # before the work
     imported = import_files([path], source="c2db", min_distance=min_distance)
     records = []
     for rec in imported.records:
