@@ -71,10 +71,9 @@ def _topology_hook(args: argparse.Namespace) -> Callable[[Sequence[Any]], Any] |
 
 
 def _chunk(args: argparse.Namespace) -> int:
+    from topogen.calc.relax import load_model
     from topogen.screen.chunks import run_chunk, summary
     from topogen.screen.funnel import FunnelOptions
-
-    from topogen.calc.relax import load_model
 
     hook = _band_gap_hook(args.band_gap_model) if args.band_gap_model else None
     models = [args.chgnet_model, args.band_gap_model, args.topology_model, args.autoencoder]

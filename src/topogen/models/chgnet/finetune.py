@@ -12,7 +12,9 @@ metrics compare the held-out energy and force MAE before and after.
 Energies of our pw.x runs (PseudoDojo norm-conserving, spin-orbit) sit on another absolute
 scale than CHGNet's (VASP PBE/PBE+U, MPtrj). As CHGNet's authors advise for such data, the
 per-element reference energies (its ``AtomRef`` composition model) are refit first, by least
-squares on the training frames' residuals, and kept fixed while training. "Before" is the
+squares on the training frames' residuals, and kept fixed while training (an element
+found only in held-out structures has no reference: the metrics list such elements, whose
+energies are then off by their whole reference). "Before" is the
 pretrained model with refit references (its forces are exactly the pretrained ones); the
 metrics also give the raw pretrained energy MAE. The model after the last epoch is kept
 (no selection on any split), saved by :func:`topogen.calc.relax.save_model`.
@@ -213,6 +215,7 @@ def finetune(
         "held_out": {"before": before, "after": after, "pretrained_raw": pretrained},
         "structures": {"train": train_ids, "held_out": test_ids},
         "frames": {"train": len(fit), "validation": len(val), "held_out": len(test)},
+        "unseen_elements": unseen,  # held out, never trained on: no reference energy
         "history": trainer.training_history,
         "settings": asdict(s),
         "init": None if init is None else str(init),
