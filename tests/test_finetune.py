@@ -131,6 +131,37 @@ def test_dft_trajectory_command_writes_the_file_with_provenance(
     assert "ionic steps" in res.stderr
 
 
+def test_slab_candidates_frame_generated_slabs_and_quarantine_the_rest(tmp_path: Path, cli) -> None:
+    """Generator samples come with a tilted c: `dft candidates --slabs` puts them in the frame
+    pw.x's 2D set-up needs; no slab (bulk) or atoms too close go to the quarantine file."""
+    from pymatgen.core import Lattice, Structure
+
+    from topogen.dft.candidates import read_candidate
+    from topogen.dft.qe.crystal import Crystal
+    from topogen.io.tables import Record, write_records
+
+    flat = hbn()
+    tilted = Structure(
+        Lattice(flat.lattice.matrix + np.array([[0, 0, 0], [0, 0, 0], [1.0, 0.5, 0]])),
+        flat.species, flat.cart_coords, coords_are_cartesian=True,
+    )  # fmt: skip
+    bulk = Structure(Lattice.cubic(3.0), ["Si"], [[0, 0, 0]])
+    close = Structure(flat.lattice, ["B", "N"], [[0, 0, 0.5], [0.01, 0, 0.5]])
+    records = [Record(n, "gan", x) for n, x in [("t", tilted), ("b", bulk), ("c", close)]]
+    write_records(records, tmp_path / "s.parquet")
+    res = cli("dft", "candidates", tmp_path / "s.parquet", "--out-dir", tmp_path / "c", "--slabs")
+    assert res.returncode == 0, res.stderr
+    index = (tmp_path / "c" / "index.csv").read_text().splitlines()
+    assert index[1:] == ["t,t,BN"] and (tmp_path / "c" / "t.json").exists()
+    with pytest.raises(Exception, match="perpendicular"):
+        Crystal.from_any(tilted).as_2d()  # what pw.x's set-up refuses
+    framed = read_candidate(tmp_path / "c" / "t.json").structure
+    assert framed.lattice.gamma == pytest.approx(120.0) and framed.lattice.c == pytest.approx(13.5)
+    Crystal.from_any(framed).as_2d()  # accepted now
+    quarantine = (tmp_path / "c" / "index.csv.quarantine.csv").read_text()
+    assert "not a 2D slab" in quarantine and ",c," in quarantine
+
+
 def test_saved_chgnet_loads_weights_only_and_predicts_the_same(tmp_path: Path) -> None:
     from topogen.calc.relax import load_model, save_model
 

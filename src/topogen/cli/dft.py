@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from topogen.cli.options import add_options, read_options
@@ -216,11 +217,18 @@ def _control(args: argparse.Namespace) -> int:
 
 
 def _candidates(args: argparse.Namespace) -> int:
+    from topogen.dft.candidates import slab_candidates
     from topogen.dft.steps import write_candidates
     from topogen.io.tables import read_records
 
     with stage(args, inputs=[args.table]) as run:
-        n = write_candidates(read_records(args.table), args.out_dir, run.output)
+        records = read_records(args.table)
+        if args.slabs:
+            result = slab_candidates(records, args.table)
+            records = result.records
+            qpath = run.quarantine(Path(args.out_dir) / "index.csv", result.rejected)
+            log(f"dft candidates: {len(result.rejected)} not usable as 2D slabs -> {qpath}")
+        n = write_candidates(records, args.out_dir, run.output)
     log(f"dft candidates: {n} from {args.table} -> {args.out_dir}/")
     return 0
 
@@ -381,6 +389,12 @@ def _register_setup(cmds: Subparsers) -> None:
     )
     p.add_argument("table", metavar="TABLE", help="structure table (e.g. selected.parquet)")
     p.add_argument("--out-dir", required=True, metavar="DIR", help="folder of candidate files")
+    p.add_argument(
+        "--slabs",
+        action="store_true",
+        help="put each structure in the canonical 2D frame first; quarantine those that are "
+        "no slab or fail the structural check (for samples straight from a generator)",
+    )
 
 
 def _step_arguments(p: argparse.ArgumentParser, out_help: str) -> None:

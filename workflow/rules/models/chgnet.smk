@@ -2,7 +2,8 @@
 # before CHGNet serves as the Stage III oracle (topogen.models.chgnet.finetune).
 #
 #   sample_stage1                 chgnet.finetune.samples structures from the Stage I generator
-#   finetune_candidates           the checkpoint: one candidate file per decoded sample
+#   finetune_candidates           the checkpoint: one candidate file per decoded sample, in
+#                                 the canonical 2D frame (no slab, atoms too close: quarantined)
 #   finetune_relax                pw.x relaxation per sample (topogen dft relax, with the
 #                                 chgnet.finetune.dft settings), in results/finetune/dft/{sample}/
 #   finetune_trajectory           its ionic steps (energy, forces, stress) -> trajectory.json
@@ -60,7 +61,7 @@ checkpoint finetune_candidates:
         "../../../envs/dft.yaml"
     threads: 1
     shell:
-        "topogen dft candidates {input:q} --out-dir {output:q} > {log:q} 2>&1"
+        "topogen dft candidates {input:q} --out-dir {output:q} --slabs > {log:q} 2>&1"
 
 
 rule finetune_relax:
