@@ -32,11 +32,7 @@ class Generator(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.fc(z).view(len(z), 2 * self.width, self.rows, self.w0)
-        x = self.net(h)[:, 0, :, : self.cols]
-        body = torch.tanh(x[:, :, 1:])
-        zcol = torch.clamp(x[:, 1:, :1], 0.0, 1.0)  # exact 0 (an empty row) is reachable
-        corner = torch.zeros_like(x[:, :1, :1])
-        return torch.cat([torch.cat([corner, zcol], dim=1), body], dim=2)
+        return torch.tanh(self.net(h)[:, 0, :, : self.cols])
 
 
 class Critic(nn.Module):
