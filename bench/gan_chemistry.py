@@ -9,6 +9,10 @@ samples (:func:`topogen.models.gan3.sampling.sample_candidates`) and applies the
 validity checks (:mod:`topogen.screen.validity`: SMACT charge neutrality with the Pauling
 test, structural sanity). Reported: the share of the ``--n`` samples that decode, whose
 composition passes SMACT, that are valid in both respects, and which elements they hold.
+SMACT counts single elements and all-metal compositions as valid without a charge test (as
+CDVAE does), so the share is also given for the samples with two or more elements and at
+least one non-metal (pymatgen's ``is_metal``), where charge neutrality is actually tested.
+The decoded samples are written to ``<workdir>/samples.parquet``.
 
 It uses only interfaces that the continuous-Z code had too, so the same file measures the
 code before and after the per-element rows (issue 14): run it in a worktree of each, with
@@ -55,6 +59,9 @@ def chemistry(structures: list[Any], n: int) -> dict[str, Any]:
     from topogen.screen.validity import composition_problem, validity
 
     smact = [composition_problem(s.composition) is None for s in structures]
+    tested = [
+        len(s.composition) > 1 and not all(el.is_metal for el in s.composition) for s in structures
+    ]
     valid = [validity(s)[0] for s in structures]
     elements = collections.Counter(el.symbol for s in structures for el in s.composition)
     formulas = collections.Counter(s.composition.reduced_formula for s in structures)
@@ -65,6 +72,9 @@ def chemistry(structures: list[Any], n: int) -> dict[str, Any]:
         "smact_neutral": sum(smact) / n,
         "smact_neutral_of_decoded": sum(smact) / max(1, len(structures)),
         "valid": sum(valid) / n,
+        "charge_tested": sum(tested) / n,
+        "smact_neutral_of_charge_tested": sum(a and b for a, b in zip(smact, tested, strict=True))
+        / max(1, sum(tested)),
         "with_h_alkali_halogen": sum(
             any(el.symbol in HALOGENS_ALKALIS_H for el in s.composition) for s in structures
         )
@@ -130,17 +140,18 @@ def main() -> None:
     result = sample_candidates(gan, ae, args.n, args.seed)
     t_sample = time.perf_counter() - t0
     structures = [r.structure for r in result.records]
+    write_records(result.records, work / "samples.parquet")
     figures = {
         "command": " ".join(sys.argv),
         "image_shape": metrics["image_shape"],
         "n_library": len(records),
         "n_encoded": metrics["n_encoded"],
         "round_trip_held_out": held,
+        "element_row_rms": metrics.get("element_row_rms"),  # absent in the old code
         "seconds": {"autoencoder": t_ae, "gan_stage1": t_gan, "sample": t_sample},
         "samples": chemistry(structures, args.n),
         "undecodable_reasons": collections.Counter(
-            r.reason.split(":")[1].strip() if ":" in r.reason else r.reason
-            for r in result.rejected
+            r.reason.split(":")[1].strip() if ":" in r.reason else r.reason for r in result.rejected
         ).most_common(5),
         "training_crystals": chemistry([r.structure for r in records], len(records)),
     }

@@ -118,13 +118,20 @@ def encode_images(
     images = model.encode_many(kept_structures)
     test = [kept_structures[i] for i in test_idx]
     decoded = model.decode_many(images[test_idx]) if test_idx else []
+    margin = presence_margin(images, settings.presence)
+    if margin["n_below_presence"]:
+        log(
+            f"images: warning: {margin['n_below_presence']} element rows of real crystals have "
+            f"an RMS at or below the presence threshold {settings.presence:g} (smallest "
+            f"{margin['min']:.3f}): they decode as absent; train longer or lower --presence"
+        )
     metrics = {
         "held_out": score(test, decoded) if test else None,
         "n_train": len(train_idx),
         "n_encoded": len(kept),
         "n_rejected": len(rejected),
         "image_shape": list(model.image_shape),
-        "element_row_rms": presence_margin(images, settings.presence),
+        "element_row_rms": margin,
         "settings": settings.__dict__,
     }
     params = {
