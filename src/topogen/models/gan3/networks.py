@@ -5,7 +5,8 @@ The rows of a crystal image are elements (and the lattice), not positions: neigh
 are neighbours in Z, not in space. So the convolutions run along each row only (kernels one
 row high) and rows meet only in the linear layers (the generator's first, the critic's last);
 with 3-row kernels the generator blurred its activity onto the rows next to the common
-elements (P and Cl beside S) and produced no decodable element row in 90 epochs.
+elements (P beside S, As beside Se, Sb beside Te), and ``bench/gan_chemistry.py`` decoded
+0 of 512 samples after 90 Stage I epochs, against 35% with 1-row kernels (5x faster too).
 """
 
 from __future__ import annotations
