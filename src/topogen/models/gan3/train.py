@@ -61,17 +61,20 @@ class StageResult:
     summary: dict[str, Any] | None = None
 
 
-def rescore(model: CrystalGAN, n: int) -> dict[str, Any]:
+def rescore(
+    model: CrystalGAN, n: int, history: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """The stage metric of record: ``model`` (with its oracle attached) scored on ``n``
     samples from :meth:`~CrystalGAN.rescore_seed`, a seed no epoch used; per verdict ``k``,
-    ``n``, the fraction and its 90% Wilson interval; plus the run's scorings
-    (:attr:`~CrystalGAN.history`: ``initial`` before the first epoch, then each epoch) and the
-    epoch the model is from."""
+    ``n``, the fraction and its 90% Wilson interval; plus the epoch the model is from and the
+    whole run's scorings (``history``, default the model's own :attr:`~CrystalGAN.history`:
+    ``initial`` before the first epoch, then each epoch)."""
     seed = model.rescore_seed()
     _, scores = model.score(n, seed)
     has_gap = model.hparams.has_gap_model
     key = "both" if has_gap else "stable"
-    history = list(model.history)
+    own = model.history[-1] if model.history else None
+    history = list(model.history if history is None else history)
     epochs = [r for r in history if r["epoch"] >= 0]
     return {
         "stage_metric": key,
@@ -81,8 +84,8 @@ def rescore(model: CrystalGAN, n: int) -> dict[str, Any]:
             **{k: v for k, v in scores.summary(has_gap).items() if k in ORACLE_KEYS},
             "counts": scores.counts(has_gap),
         },
-        "model_epoch": epochs[-1]["epoch"] if epochs else None,
-        "model_generator_sha256": history[-1]["generator_sha256"] if history else None,
+        "model_epoch": own["epoch"] if own else None,
+        "model_generator_sha256": own["generator_sha256"] if own else None,
         "initial": history[0] if history and history[0]["epoch"] < 0 else None,
         "epochs": epochs,
     }
@@ -181,7 +184,7 @@ def train_stage(
     n = settings.rescore_samples
     epoch = chosen.history[-1]["epoch"]
     log(f"gan stage 3: re-scoring the model (epoch {epoch}) on {n} fresh samples")
-    summary = rescore(chosen, n)
+    summary = rescore(chosen, n, model.history)
     counts = summary["rescored"]["counts"]
     log(
         "gan stage 3: re-scored "
