@@ -52,8 +52,7 @@ it is the stage's output, and training stops after ``patience`` epochs without i
 (paper: 50 cycles). The best of many noisy estimates overstates its own value, so
 :mod:`topogen.models.gan3.train` re-scores the output on fresh samples (seeds no epoch used):
 that is the metric of record, with a 90% binomial interval. Departures from the paper: the
-reward model in place of back-propagating the oracle's verdicts through the discriminator,
-and the re-scoring.
+reward model (a differentiable stand-in for its oracle discriminators), and the re-scoring.
 
 Checkpoints hold plain hyper-parameters and tensors only (``weights_only=True`` loads
 them); ``last.ckpt`` is written after every epoch, and an interrupted stage resumes from it.
