@@ -18,7 +18,8 @@ class GanSettings:
     ``seed``: weights, batch order and the Stage III oracle samples; ``patience``: Stage III
     stops after this many epochs without a better stage metric (None: never);
     ``reward_weight`` 0: Stage III without the oracle's steer (the control, still scored);
-    ``rescore_samples``: not a model hyper-parameter (used by the training, after it).
+    ``rescore_samples``: fresh samples that re-score Stage III's output after training
+    (:func:`~topogen.models.gan3.train.rescore`; not a model hyper-parameter).
     """
 
     epochs: int = 10
