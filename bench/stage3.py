@@ -91,7 +91,7 @@ def curve(summary: dict[str, Any]) -> list[dict[str, Any]]:
             if v in r["counts"]:
                 c = r["counts"][v]
                 row[v] = {"k": c["k"], "fraction": c["fraction"], "interval": c["interval"]}
-        for key in ("reward_auc_stable", "reward_rank_stable", "reward_auc_gap"):
+        for key in ("reward_auc_stable", "reward_rank_stable", "reward_auc_gap", "reward_rank_gap"):
             row[key] = r.get(key)
         out.append(row)
     return out
