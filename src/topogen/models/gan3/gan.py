@@ -231,13 +231,18 @@ class CrystalGAN(L.LightningModule):
         if self.hparams.stage != 3 or batch_idx + 1 != self.trainer.num_training_batches:
             return
         record = self.score_oracle(self.current_epoch)
-        key = "both" if self.hparams.has_gap_model else "stable"
         logged = {f"oracle_{k}": record[k] for k in ORACLE_KEYS} | {
             k: v for k, v in record.items() if k.startswith("reward_")
         }
-        logged["stage_metric"] = record[key]
+        logged["stage_metric"] = record[self.stage_metric]
         for name, value in logged.items():
             self.log(name, float(value), on_step=False, on_epoch=True, batch_size=1)
+
+    @property
+    def stage_metric(self) -> str:
+        """The oracle fraction Stage III selects by: "both" with a band-gap model, else
+        "stable"."""
+        return "both" if self.hparams.has_gap_model else "stable"
 
     def oracle_seed(self, epoch: int) -> int:
         """Seed of the oracle samples scored at the end of ``epoch`` (-1: before the first)."""

@@ -72,12 +72,11 @@ def rescore(
     seed = model.rescore_seed()
     _, scores = model.score(n, seed)
     has_gap = model.hparams.has_gap_model
-    key = "both" if has_gap else "stable"
     own = model.history[-1] if model.history else None
     history = list(model.history if history is None else history)
     epochs = [r for r in history if r["epoch"] >= 0]
     return {
-        "stage_metric": key,
+        "stage_metric": model.stage_metric,
         "rescored": {
             "seed": seed,
             "n": n,
