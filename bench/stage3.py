@@ -12,7 +12,8 @@ Each arm is :func:`topogen.models.gan3.train.train_stage` (the code `topogen tra
 3` runs): the oracle scores ``--oracle-samples`` samples before the first epoch and after each
 epoch; the stage's output (its best epoch) is re-scored on ``--rescore-samples`` fresh
 samples. Reported per arm: per-epoch stable / insulating / both fractions with 90% Wilson
-intervals, and the re-scored fractions (the comparison of record); the insulating and both
+intervals, and the re-scored fractions of the stage's model (the comparison of record) and of
+its last epoch (free of the best-epoch selection; same fresh samples); the insulating and both
 fractions need the CGCNN band-gap model (skipped with ``--band-gap-model none``). The arms
 run side by side in ``--jobs`` processes of ``--threads / --jobs`` torch threads (on 2 shared
 cores one thread per process is much faster than two threads in one). Oracle
@@ -124,23 +125,44 @@ def run_arm(name: str, args: argparse.Namespace, gap_model: Path | None) -> dict
         threads=threads,
         log=lambda m: log(f"{name}: {m}"),
     )
-    seconds = time.perf_counter() - t0
     summary = result.summary
     assert summary is not None  # Stage III always re-scores
+    final = last_epoch_rescored(work, args, gap_model, threads, settings.rescore_samples)
     return {
         "settings": dataclasses.asdict(settings),
-        "seconds": seconds,
+        "seconds": time.perf_counter() - t0,
         "per_epoch": curve(summary),
         "rescored": summary["rescored"],
         "model_epoch": summary["model_epoch"],
         "stage_metric": summary["stage_metric"],
+        "last_epoch_rescored": final,
     }
 
 
-def compare(arms: dict[str, Any]) -> dict[str, Any]:
-    """Re-scored fraction, reward minus control, and whether the 90% intervals overlap."""
+def last_epoch_rescored(
+    work: Path, args: argparse.Namespace, gap_model: Path | None, threads: int, n: int
+) -> dict[str, Any]:
+    """The arm's last epoch (``last.ckpt``, not the selected best epoch) re-scored on the
+    same fresh samples: what the training did by its end, free of the selection's noise."""
+    import torch
+
+    from topogen.models.gan3.gan import CrystalGAN
+    from topogen.models.gan3.train import rescore, stage3_oracle
+
+    ckpt = torch.load(work / "checkpoints/last.ckpt", map_location="cpu", weights_only=True)
+    model = CrystalGAN(**ckpt["hyper_parameters"])
+    model.load_state_dict(ckpt["state_dict"])
+    model.on_load_checkpoint(ckpt)
+    model.attach_oracle(*stage3_oracle(model, args.autoencoder, gap_model, threads))
+    out = rescore(model.eval(), n)
+    return {"model_epoch": out["model_epoch"], **out["rescored"]}
+
+
+def compare(arms: dict[str, Any], which: str = "rescored") -> dict[str, Any]:
+    """Re-scored fraction (``which``: the selected model's, or ``last_epoch_rescored``),
+    reward minus control, and whether the 90% intervals overlap."""
     out = {}
-    a, b = arms["reward"]["rescored"]["counts"], arms["control"]["rescored"]["counts"]
+    a, b = arms["reward"][which]["counts"], arms["control"][which]["counts"]
     for v in VERDICTS:
         if v in a and v in b:
             (alo, ahi), (blo, bhi) = a[v]["interval"], b[v]["interval"]
@@ -169,14 +191,17 @@ def table(result: dict[str, Any]) -> str:
         label = "start" if row["x"] == 0 else f"ep {row['x'] - 1}"
         cells = [fmt(per[arm][i].get(v)) for arm in ARMS for v in verdicts]
         lines.append(f"{label:>7} | " + " | ".join(f"{c:^18}" for c in cells))
-    cells = [
-        fmt(result["arms"][arm]["rescored"]["counts"].get(v)) for arm in ARMS for v in verdicts
-    ]
     lines.append("-" * len(head))
-    lines.append(f"{'rescore':>7} | " + " | ".join(f"{c:^18}" for c in cells))
+    for key, label in (("rescored", "best"), ("last_epoch_rescored", "last")):
+        counts = {arm: result["arms"][arm][key]["counts"] for arm in ARMS}
+        cells = [fmt(counts[arm].get(v)) for arm in ARMS for v in verdicts]
+        lines.append(f"{label:>7} | " + " | ".join(f"{c:^18}" for c in cells))
     n = {arm: result["arms"][arm]["rescored"]["n"] for arm in ARMS}
     epochs = {arm: result["arms"][arm]["model_epoch"] for arm in ARMS}
-    lines.append(f"re-scored: the best epoch's model {epochs} on {n} fresh samples")
+    lines.append(
+        f"re-scored on {n} fresh samples: best = the stage's model (its best epoch: {epochs}), "
+        "last = the last epoch's"
+    )
     return "\n".join(lines)
 
 
@@ -199,16 +224,15 @@ def plot(result: dict[str, Any], path: Path) -> None:
             hi = [100 * r[v]["interval"][1] for r in rows]
             ax.plot(x, f, marker=".", color=color, label=arm)
             ax.fill_between(x, lo, hi, color=color, alpha=0.15)
-            c = result["arms"][arm]["rescored"]["counts"][v]
-            xr = max(x) + 1.5 + (0.4 if arm == "control" else 0.0)
-            err = [
-                [100 * (c["fraction"] - c["interval"][0])],
-                [100 * (c["interval"][1] - c["fraction"])],
-            ]
-            ax.errorbar([xr], [100 * c["fraction"]], yerr=err, color=color, marker="s", capsize=3)
+            for k, (key, marker) in enumerate((("rescored", "s"), ("last_epoch_rescored", "D"))):
+                c = result["arms"][arm][key]["counts"][v]
+                xr = max(x) + 1.5 + 1.2 * k + (0.4 if arm == "control" else 0.0)
+                f0, (lo0, hi0) = 100 * c["fraction"], (100 * e for e in c["interval"])
+                err = [[f0 - lo0], [hi0 - f0]]
+                ax.errorbar([xr], [f0], yerr=err, color=color, marker=marker, capsize=3)
         if f"oracle_{v}" in PAPER_BEST:
             ax.axhline(100 * PAPER_BEST[f"oracle_{v}"], ls=":", color="grey", lw=1)
-        ax.set(xlabel="epochs trained (squares: re-scored model)", ylabel=f"% {v}", title=v)
+        ax.set(xlabel="epochs (re-scored: square best, diamond last)", ylabel=f"% {v}", title=v)
         ax.legend(fontsize=8, title="90% Wilson bands; dotted: paper", title_fontsize=7)
     fig.suptitle("Stage III with the oracle reward vs without (same Stage II start, same seed)")
     fig.tight_layout()
@@ -266,14 +290,16 @@ def main() -> None:
         futures = {arm: pool.submit(run_arm, arm, args, gap) for arm in ARMS}
         result["arms"] = {arm: f.result() for arm, f in futures.items()}
     result["comparison"] = compare(result["arms"])
+    result["comparison_last_epoch"] = compare(result["arms"], "last_epoch_rescored")
     (args.out / "stage3.json").write_text(json.dumps(result, indent=2) + "\n")
     plot(result, args.out / "stage3.png")
     print(table(result))
-    for v, c in result["comparison"].items():
-        print(
-            f"{v}: reward - control {100 * c['reward_minus_control']:+.1f} points; "
-            f"90% intervals {'overlap' if c['intervals_overlap'] else 'do not overlap'}"
-        )
+    for which in ("comparison", "comparison_last_epoch"):
+        for v, c in result[which].items():
+            print(
+                f"{which} {v}: reward - control {100 * c['reward_minus_control']:+.1f} points; "
+                f"90% intervals {'overlap' if c['intervals_overlap'] else 'do not overlap'}"
+            )
     log(f"-> {args.out / 'stage3.json'}, {args.out / 'stage3.png'}")
 
 

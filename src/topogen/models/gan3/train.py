@@ -61,6 +61,22 @@ class StageResult:
     summary: dict[str, Any] | None = None
 
 
+def stage3_oracle(
+    model: CrystalGAN,
+    autoencoder: str | os.PathLike[str],
+    band_gap_model: str | os.PathLike[str] | None = None,
+    threads: int | None = None,
+) -> tuple[Any, Oracle]:
+    """(decoder, :class:`Oracle`) for :meth:`CrystalGAN.attach_oracle`: the crystal
+    autoencoder and the oracle with ``model``'s settings (and the CGCNN gap model, if any)."""
+    from topogen.models.autoencoder.train import load_autoencoder
+    from topogen.models.cgcnn.model import load_cgcnn
+
+    gap_model = load_cgcnn(band_gap_model) if band_gap_model is not None else None
+    oracle = Oracle(OracleSettings(**model.hparams.oracle), gap_model, threads=threads)
+    return load_autoencoder(autoencoder), oracle
+
+
 def rescore(
     model: CrystalGAN, n: int, history: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:
@@ -132,12 +148,7 @@ def train_stage(
     if stage == 3:
         if autoencoder is None:
             raise GanError("Stage III decodes its samples: give the crystal autoencoder")
-        from topogen.models.autoencoder.train import load_autoencoder
-        from topogen.models.cgcnn.model import load_cgcnn
-
-        gap_model = load_cgcnn(band_gap_model) if band_gap_model is not None else None
-        oracle = Oracle(OracleSettings(**model.hparams.oracle), gap_model, threads=threads)
-        oracle_parts = (load_autoencoder(autoencoder), oracle)
+        oracle_parts = stage3_oracle(model, autoencoder, band_gap_model, threads)
         model.attach_oracle(*oracle_parts)
     n_topo = int(labels.sum())
     log(
