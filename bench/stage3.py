@@ -65,7 +65,8 @@ def settings_for(args: argparse.Namespace, reward_weight: float | None) -> Any:
     from topogen.models.gan3.settings import GanSettings
 
     options = stage3_options(args.config)
-    for name in ("epochs", "oracle_samples", "rescore_samples", "relax_steps", "min_repeat_2d"):
+    names = ("epochs", "oracle_samples", "rescore_samples", "relax_steps", "min_repeat_2d")
+    for name in (*names, "chgnet_model"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
     options["seed"] = args.seed
@@ -261,6 +262,7 @@ def main() -> None:
     ap.add_argument("--rescore-samples", type=int, default=512, help="fresh samples (512)")
     ap.add_argument("--relax-steps", type=int, help="oracle FIRE steps (config's)")
     ap.add_argument("--min-repeat-2d", type=int, help="oracle phonon supercell (config's)")
+    ap.add_argument("--chgnet-model", help="the oracle's fine-tuned CHGNet (default: 0.3.0)")
     ap.add_argument("--seed", type=int, default=0, help="both arms' seed (0)")
     ap.add_argument("--threads", type=int, default=2, help="CPU threads in all (2)")
     ap.add_argument("--jobs", type=int, default=2, choices=[1, 2], help="arms at once (2)")
@@ -280,7 +282,7 @@ def main() -> None:
     result: dict[str, Any] = {"inputs": {}, "arms": {}}
     from topogen.io.provenance import sha256
 
-    for p in (args.stage2, args.images, args.table, args.autoencoder, gap):
+    for p in (args.stage2, args.images, args.table, args.autoencoder, gap, args.chgnet_model):
         if p is not None:
             result["inputs"][str(p)] = sha256(p)
     result["options"] = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}

@@ -99,12 +99,14 @@ def test_handmade_candidates_reach_their_verdicts(repo_root: Path, tmp_path: Pat
     summary = pd.read_csv(root / "results/dft/summary.csv").set_index("candidate")
     assert set(summary.index) == {"MoS2-tilted", "K"}  # no controls, nothing rejected
     # the tilted cell was put in the canonical frame and finished: a trusted trivial insulator
-    # with MoS2's PBE+SOC gap (about 1.6 eV)
+    # with about MoS2's PBE+SOC gap (1.6 eV, at K) on the Wannier model's 24 x 24 grid
+    # (1.85 eV from the demo's 4x4x1 Wannier mesh); the DFT bands, on that mesh alone
+    # (without K), can only show a larger one
     mos2 = summary.loc["MoS2-tilted"]
     assert mos2["status"] == "ok" and mos2["verdict"] == "trivial", mos2.to_dict()
-    assert mos2["z2"] == 0 and mos2["spin_chern"] == 0
-    assert 1.2 < mos2["dft_gap_indirect_eV"] < 2.0
-    assert mos2["wannier_gap_indirect_eV"] == pytest.approx(mos2["dft_gap_indirect_eV"], abs=0.1)
+    assert bool(mos2["trusted"]) and mos2["z2"] == 0 and mos2["spin_chern"] == 0
+    assert 1.4 < mos2["wannier_gap_indirect_eV"] < 2.1
+    assert mos2["dft_gap_indirect_eV"] > mos2["wannier_gap_indirect_eV"] - 0.1
     assert "Z2 = 0" in mos2["reason"]
     # the metal: no gap at the filling, so no insulator verdict and no invariant reported
     metal = summary.loc["K"]

@@ -114,7 +114,7 @@ def test_duplicates_are_dropped_by_structure(by_id):
 def test_labels_table_is_sound_and_matches_prototypes():
     with open(LABELS_FILE, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
-    assert rows and set(rows[0]) == {"formula", "prototype", "label", "reference"}
+    assert rows and set(rows[0]) == {"formula", "prototype", "label", "invariant", "reference"}
     keys = {(c.structure.composition.reduced_formula, c.prototype) for c in P.candidates()}
     from pymatgen.core import Composition
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -350,6 +351,25 @@ def test_c2db_subset_repaired(c2db):
     assert math.isclose(min_distance(graphene.structure, "C", "C"), 1.42, abs_tol=0.02)
     assert all(bond_ratio(r.structure) >= 0.5 for r in c2db.records)
     assert len(by_id) == len(c2db.records)
+
+
+def test_c2db_subset_labels_follow_the_spin_chern_rule(c2db):
+    """The subset has no Topology key: its labels come from the literature table, matched by
+    formula and space group; every other monolayer stays unlabelled (never 0)."""
+    props = {r.id: r.properties for r in c2db.records}
+    counts = Counter(
+        (p.get("topo2d"), p.get("topo_class"), p.get("topo_invariant")) for p in props.values()
+    )
+    assert counts == {
+        (1, "spin_chern", "Z2"): 20,
+        (0, "trivial", "Z2"): 4,
+        (0, "trivial", "none"): 16,
+        (None, None, None): len(c2db.records) - 40,
+    }
+    assert props["Mo2S4-b06001f565b8"]["topo2d"] == 1  # 1T'-MoS2, P2_1/m
+    assert props["MoS2-b3b4685fb6e1"]["topo2d"] == 0  # 2H-MoS2, P-6m2
+    assert props["MoS2-249ca8711314"]["topo2d"] is None  # 1T-MoS2: no literature row
+    assert {p["label_match"] for p in props.values() if "label_match" in p} == {"space_group"}
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")

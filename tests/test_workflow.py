@@ -55,6 +55,7 @@ def test_lint_is_clean(workdir):
         ("data={'merge':['nope']}", ["nope", "does not match"]),
         ("data={'imports':{'x':{'files':[]}}}", ["files", "should be non-empty"]),
         ("data={'qm9':{'sha256':'abc'}}", ["abc", "does not match"]),
+        ("data={'c2db':{'topological':['QSHI','QAHI']}}", ["QAHI", "is not one of"]),
     ],
 )
 def test_bad_config_gets_a_clear_message(workdir, override, words):

@@ -136,10 +136,11 @@ def screen_candidates(wildcards):
 
 
 def screen_models(wildcards):
-    """The band-gap and topology models the config names (Snakemake then trains them first):
-    gap_model (CGCNN), topology_model (a GAN stage's topology-aware discriminator) and the
-    autoencoder that turns candidates into its crystal images."""
-    models = {}
+    """The models the config names (Snakemake then trains them first): chgnet_model (the
+    force field, chgnet.model), gap_model (CGCNN), topology_model (a GAN stage's
+    topology-aware discriminator) and the autoencoder that turns candidates into its
+    crystal images."""
+    models = chgnet_model()
     if SCREEN.get("band_gap_model"):
         models["gap_model"] = SCREEN["band_gap_model"]
     if SCREEN.get("topology_model"):
@@ -150,6 +151,7 @@ def screen_models(wildcards):
 
 def screen_model_options(input):
     return cli_options(
+        chgnet_model=input.get("chgnet_model"),
         band_gap_model=input.get("gap_model"),
         topology_model=input.get("topology_model"),
         autoencoder=input.get("autoencoder"),
@@ -184,6 +186,14 @@ def gpus(wildcards, resources):
 
 # --- dft stage ---
 DFT = config["dft"]
+# Resources of a pw.x job (dft.smk, and the relaxations of models/chgnet.smk).
+DFT_RESOURCES = dict(
+    tasks=lambda wildcards, threads: threads,
+    pools=lambda wildcards, threads: threads,
+    mpi="auto",
+    mem_mb=4000,
+    runtime=1440,
+)
 # Control folders (results/dft/control-<name>/) -> control names of topogen.dft.candidates.
 DFT_CONTROLS = {f"control-{name}": name for name in DFT["controls"].values() if name}
 
@@ -204,13 +214,18 @@ def dft_candidate(wildcards):
     return f"results/dft/selected/{wildcards.cand}.json"
 
 
-def dft_selected(wildcards):
-    """Names of the candidates the checkpoint wrote (its index.csv), known once it ran."""
+def candidate_names(checkpoint):
+    """Names of the candidate files a `topogen dft candidates` checkpoint wrote (its
+    index.csv), known once it ran."""
     import csv
 
-    index = Path(checkpoints.dft_candidates.get().output[0]) / "index.csv"
+    index = Path(checkpoint.get().output[0]) / "index.csv"
     with open(index, newline="") as fh:
         return [row["candidate"] for row in csv.DictReader(fh)]
+
+
+def dft_selected(wildcards):
+    return candidate_names(checkpoints.dft_candidates)
 
 
 def dft_results(name, candidates):
@@ -240,8 +255,26 @@ def gan_options(stage):
 
 
 def gan_stage3_inputs(wildcards):
+    """The oracle's models: its force field (chgnet.model) and band-gap model."""
     model = GAN.get("stage3", {}).get("band_gap_model")
-    return {"band_gap_model": model} if model else {}
+    return chgnet_model() | ({"band_gap_model": model} if model else {})
+
+
+# --- CHGNet: the force field of the funnel and the Stage III oracle (models/chgnet.smk) ---
+CHGNET = config.get("chgnet", {})
+FINETUNE = CHGNET.get("finetune", {})
+
+
+def chgnet_model():
+    """chgnet.model as an input ({"chgnet_model": path}; finetune_chgnet builds
+    results/models/chgnet/model.pt), or nothing: the pretrained CHGNet."""
+    return {"chgnet_model": CHGNET["model"]} if CHGNET.get("model") else {}
+
+
+def finetune_trajectories(wildcards):
+    """The DFT trajectory of every Stage I sample of the finetune_candidates checkpoint."""
+    names = candidate_names(checkpoints.finetune_candidates)
+    return expand("results/finetune/dft/{sample}/trajectory.json", sample=names)
 
 
 # --- rule all ---

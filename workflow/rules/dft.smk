@@ -20,16 +20,7 @@
 # else mpirun) are resources; locally they follow `threads` (default 1: serial jobs, so two
 # candidates run at once on two cores; `--set-threads dft_scf=2` gives 2 tasks in 2 pools),
 # on SLURM the profile sets them. pw.x stops cleanly before `runtime` (max_seconds) and a
-# resubmitted job restarts it. OpenMP threads of QE: 1 per task.
-
-DFT_RESOURCES = dict(
-    tasks=lambda wildcards, threads: threads,
-    pools=lambda wildcards, threads: threads,
-    mpi="auto",
-    mem_mb=4000,
-    runtime=1440,
-)
-
+# resubmitted job restarts it. OpenMP threads of QE: 1 per task (DFT_RESOURCES, common.smk).
 
 wildcard_constraints:
     cand=r"[A-Za-z0-9_.\-]+",

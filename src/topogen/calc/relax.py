@@ -19,6 +19,8 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import os
+import pickle
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from topogen.errors import TopogenError
 from topogen.runtime import set_threads
 
 # Voigt order xx yy zz yz xz xy: in-plane strains only, c (and the vacuum) kept.
@@ -54,14 +57,35 @@ class RelaxResult:
     error: str | None = None
 
 
-def load_model() -> Any:
-    """The pretrained CHGNet (weights ship with the package; offline), in eval mode."""
+def load_model(path: str | os.PathLike[str] | None = None) -> Any:
+    """CHGNet in eval mode: the pretrained one (weights ship with the package; offline), or
+    the one saved at ``path`` by :func:`save_model` (a fine-tuned one). The one loader of
+    the funnel's and the Stage III oracle's force field."""
+    import torch
     from chgnet.model import CHGNet
 
     with contextlib.redirect_stdout(io.StringIO()):  # it prints its size even when quiet
-        model = CHGNet.load(verbose=False, use_device="cpu")
+        if path is None:
+            model = CHGNet.load(verbose=False, use_device="cpu")
+        else:
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=True)
+                model = CHGNet.from_dict(state)
+            except (OSError, KeyError, RuntimeError, TypeError, pickle.UnpicklingError) as exc:
+                raise TopogenError(f"{path}: not a CHGNet saved by topogen: {exc}") from None
     model.eval()
     return model
+
+
+def save_model(model: Any, path: str | os.PathLike[str]) -> None:
+    """Save a CHGNet's arguments and weights (``CHGNet.as_dict``) atomically, in a form
+    that :func:`load_model` reads with ``torch.load(weights_only=True)``."""
+    import torch
+
+    from topogen.io.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save(model.as_dict(), tmp)
 
 
 class _Fire:

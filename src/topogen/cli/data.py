@@ -171,6 +171,19 @@ def register(stages: Subparsers) -> None:
     _register_download(stages)
 
 
+def _c2db_options(p: argparse.ArgumentParser) -> None:
+    from topogen.data.c2db import TOPOLOGICAL
+
+    p.add_argument(
+        "--topological",
+        nargs="+",
+        default=list(TOPOLOGICAL),
+        metavar="CLASS",
+        help="spin-Chern classes of C2DB's Topology key labelled topological (QSHI and/or "
+        "CRI); QAHI (Chern insulators) get no label, trivial ones 0",
+    )
+
+
 def _register_normalize(cmds: Subparsers) -> None:
     from topogen.cli.parser import HelpFormatter
 
@@ -193,13 +206,7 @@ def _register_normalize(cmds: Subparsers) -> None:
         return p
 
     p = source("c2db", "the C2DB ASE database (c2db.db)", "DB")
-    p.add_argument(
-        "--topological",
-        nargs="+",
-        default=["QSHI", "QAHI", "CRI"],
-        metavar="VALUE",
-        help="values of C2DB's Topology key that are labelled topological",
-    )
+    later(p, _c2db_options)
     source("jarvis-c2db", "JARVIS's copy of C2DB (the figshare zip or its json)", "ZIP")
     source("mp", "Materials Project summary documents written by `topogen data query-mp`", "JSON")
     p = source(
@@ -258,7 +265,7 @@ def _register_prototypes(cmds: Subparsers) -> None:
         "--labels",
         default="resources/topo2d_labels.csv",
         metavar="CSV",
-        help="literature topology labels (formula, prototype, label, reference)",
+        help="literature topology labels (formula, prototype, label, invariant, reference)",
     )
     p.add_argument("--max-candidates", type=int, metavar="N", help="take N candidates (all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the candidate choice and rattle")

@@ -6,6 +6,7 @@ Each command is a thin wrapper over :mod:`topogen.dft` (see ``workflow/rules/dft
     control      a control structure (known Z2) -> a candidate file
     candidates   a structure table -> one candidate file per row (the workflow's checkpoint)
     relax        pw.x relax / vc-relax (or none) -> the structure every later step uses
+    trajectory   the relax step's ionic steps (energy, forces, stress) -> a trajectory file
     scf          pw.x SCF (spin-orbit, 2D cutoff)
     nscf         pw.x nscf on the Wannier mesh
     wannierize   pw2wannier90.x + wannier90.x -> the _hr.dat model and its checks
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from topogen.cli.options import add_options, read_options
@@ -215,12 +217,35 @@ def _control(args: argparse.Namespace) -> int:
 
 
 def _candidates(args: argparse.Namespace) -> int:
+    from topogen.dft.candidates import slab_candidates
     from topogen.dft.steps import write_candidates
     from topogen.io.tables import read_records
 
     with stage(args, inputs=[args.table]) as run:
-        n = write_candidates(read_records(args.table), args.out_dir, run.output)
+        records = read_records(args.table)
+        if args.slabs:
+            result = slab_candidates(records, args.table)
+            records = result.records
+            qpath = run.quarantine(Path(args.out_dir) / "index.csv", result.rejected)
+            log(f"dft candidates: {len(result.rejected)} not usable as 2D slabs -> {qpath}")
+        n = write_candidates(records, args.out_dir, run.output)
     log(f"dft candidates: {n} from {args.table} -> {args.out_dir}/")
+    return 0
+
+
+def _trajectory(args: argparse.Namespace) -> int:
+    from topogen.dft.candidates import read_candidate
+    from topogen.dft.trajectory import relax_trajectory
+    from topogen.io.trajectories import write_trajectory
+
+    record = read_candidate(args.candidate)
+    with stage(args, inputs=[args.candidate, *(args.after or [])]) as run:
+        trajectory = relax_trajectory(args.workdir, record.id)
+        write_trajectory(run.output(args.out), trajectory)
+    log(
+        f"dft trajectory {record.id}: {len(trajectory.frames)} ionic steps from "
+        f"{len(trajectory.sources)} pw.x output(s) -> {args.out}"
+    )
     return 0
 
 
@@ -292,6 +317,22 @@ def register(stages: Subparsers) -> None:
     for name, handler, help_text, out_help in steps:
         p = command(cmds, name, handler, help_text)
         _step_arguments(p, out_help)
+    p = command(
+        cmds,
+        "trajectory",
+        _trajectory,
+        "the relax step's ionic steps -> a trajectory file (CHGNet fine-tuning data)",
+        "Every ionic step of every pw.x attempt of the candidate's relax step (structure,\n"
+        "energy, forces, stress; see topogen.io.trajectories). None when it was not relaxed.",
+    )
+    p.add_argument("candidate", metavar="JSON", help="the candidate file the relax step read")
+    p.add_argument(
+        "--workdir", required=True, metavar="DIR", help="the candidate's folder (its relax/)"
+    )
+    p.add_argument("--out", required=True, metavar="JSON", help="trajectory file")
+    p.add_argument(
+        "--after", nargs="+", metavar="FILE", help="the relax step's output (recorded as input)"
+    )
     _register_results(cmds)
 
 
@@ -348,6 +389,12 @@ def _register_setup(cmds: Subparsers) -> None:
     )
     p.add_argument("table", metavar="TABLE", help="structure table (e.g. selected.parquet)")
     p.add_argument("--out-dir", required=True, metavar="DIR", help="folder of candidate files")
+    p.add_argument(
+        "--slabs",
+        action="store_true",
+        help="put each structure in the canonical 2D frame first; quarantine those that are "
+        "no slab or fail the structural check (for samples straight from a generator)",
+    )
 
 
 def _step_arguments(p: argparse.ArgumentParser, out_help: str) -> None:

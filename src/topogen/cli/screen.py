@@ -71,14 +71,16 @@ def _topology_hook(args: argparse.Namespace) -> Callable[[Sequence[Any]], Any] |
 
 
 def _chunk(args: argparse.Namespace) -> int:
+    from topogen.calc.relax import load_model
     from topogen.screen.chunks import run_chunk, summary
     from topogen.screen.funnel import FunnelOptions
 
     hook = _band_gap_hook(args.band_gap_model) if args.band_gap_model else None
-    models = [args.band_gap_model, args.topology_model, args.autoencoder]
+    models = [args.chgnet_model, args.band_gap_model, args.topology_model, args.autoencoder]
     with stage(args, inputs=[args.candidates, args.training, *models]) as run:
         result = run_chunk(
             args.candidates,
+            model=load_model(args.chgnet_model) if args.chgnet_model else None,
             band_gap=hook,
             topology=_topology_hook(args),
             out=run.output(args.out),
@@ -159,6 +161,11 @@ def register(stages: Subparsers) -> None:
     p.add_argument("--out", required=True, help="relaxed structures (structure table)")
     p.add_argument("--funnel", required=True, help="funnel table (every candidate)")
     p.add_argument("--dos", required=True, help="phonon DOS per candidate (.npz)")
+    p.add_argument(
+        "--chgnet-model",
+        metavar="PT",
+        help="the force field: a CHGNet from `topogen train chgnet` (none: pretrained 0.3.0)",
+    )
     p.add_argument(
         "--band-gap-model",
         metavar="CKPT",

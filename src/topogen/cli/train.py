@@ -1,4 +1,5 @@
-"""``topogen train ...``: the CGCNN band-gap model and the three GAN stages."""
+"""``topogen train ...``: the CGCNN band-gap model, the three GAN stages and the CHGNet
+fine-tuning on DFT trajectories."""
 
 from __future__ import annotations
 
@@ -33,6 +34,22 @@ ORACLE_HELP = {
     "relax_steps": "oracle FIRE steps",
     "min_repeat_2d": "oracle phonon supercell",
     "band_gap_min": "eV: insulating",
+    "chgnet_model": "the oracle's force field: a CHGNet from `topogen train chgnet` "
+    "(none: pretrained 0.3.0)",
+}
+
+# Help of each FinetuneSettings field (type and default come from the dataclass).
+CHGNET_HELP = {
+    "epochs": "epochs of CHGNet's trainer",
+    "batch_size": "frames per batch",
+    "lr": "Adam learning rate (cosine decay)",
+    "held_out": "fraction of the structures (whole trajectories) held out for the MAEs",
+    "val_fraction": "fraction of the training frames for the trainer's per-epoch check",
+    "stress": "train on stresses too (needs a converged cutoff: Pulay stress)",
+    "force_weight": "force loss weight (energy: 1)",
+    "stress_weight": "stress loss weight",
+    "refit_reference": "refit the per-element reference energies (AtomRef) first",
+    "seed": "split, batches, weights",
 }
 
 
@@ -77,7 +94,10 @@ def _gan(args: argparse.Namespace) -> int:
     if args.stage == 3 and not args.summary:
         raise TopogenError("train gan --stage 3: give --summary (the re-scored metrics, JSON)")
     accelerator, devices = accelerator_devices(args.gpus)
-    inputs = [args.images, args.table, args.init, args.autoencoder, args.band_gap_model]
+    inputs = [
+        *(args.images, args.table, args.init, args.autoencoder, args.band_gap_model),
+        args.chgnet_model,
+    ]
     oracle = read_options(args, OracleSettings, only=ORACLE_HELP)
     settings = read_options(args, GanSettings, exclude=("oracle",), oracle=oracle)
     with stage(args, inputs, command=f"topogen train gan --stage {args.stage}") as run:
@@ -109,6 +129,23 @@ def _gan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _chgnet(args: argparse.Namespace) -> int:
+    """``topogen train chgnet``: CHGNet fine-tuned on DFT relaxation trajectories."""
+    from topogen.models.chgnet.finetune import FinetuneSettings, finetune
+
+    with stage(args, inputs=[*args.trajectories, args.init]) as run:
+        metrics = finetune(
+            args.trajectories,
+            run.output(args.out),
+            args.workdir,
+            read_options(args, FinetuneSettings),
+            init=args.init,
+            log=log,
+        )
+        run.write_json(args.metrics, metrics)
+    return 0
+
+
 def register(stages: Subparsers) -> None:
     """Add ``topogen train ...``."""
     cmds = group(stages, "train", "train the models", "model", "MODEL")
@@ -137,6 +174,7 @@ def register(stages: Subparsers) -> None:
     p.add_argument("--accelerator", default="auto", help="Lightning accelerator: auto, cpu, gpu")
     threads_option(p)
     _register_gan(cmds)
+    _register_chgnet(cmds)
 
 
 def _register_gan(cmds: Subparsers) -> None:
@@ -174,4 +212,31 @@ def _gan_options(p: argparse.ArgumentParser) -> None:
     add_options(p, GanSettings, GAN_HELP, exclude=("oracle",))
     add_options(p, OracleSettings, ORACLE_HELP, only=ORACLE_HELP)
     gpus_option(p)
+    threads_option(p)
+
+
+def _register_chgnet(cmds: Subparsers) -> None:
+    p = command(
+        cmds,
+        "chgnet",
+        _chgnet,
+        "fine-tune CHGNet on DFT relaxation trajectories (held-out MAEs before and after)",
+        "CHGNet's own trainer on the frames of `topogen dft trajectory` files; whole\n"
+        "structures are held out. Writes the model (for --chgnet-model of `screen chunk` and\n"
+        "`train gan`) and the metrics: held-out energy and force MAE before and after.",
+    )
+    p.add_argument(
+        "--trajectories", nargs="+", required=True, metavar="JSON", help="trajectory files"
+    )
+    p.add_argument("--init", metavar="PT", help="a fine-tuned CHGNet to start from (none: 0.3.0)")
+    p.add_argument("--out", required=True, metavar="PT", help="the fine-tuned CHGNet")
+    p.add_argument("--metrics", required=True, metavar="JSON", help="held-out MAEs, history")
+    p.add_argument("--workdir", required=True, metavar="DIR", help="the trainer's checkpoints")
+    later(p, _chgnet_options)
+
+
+def _chgnet_options(p: argparse.ArgumentParser) -> None:
+    from topogen.models.chgnet.finetune import FinetuneSettings
+
+    add_options(p, FinetuneSettings, CHGNET_HELP)
     threads_option(p)

@@ -9,6 +9,19 @@ Three distributions are read:
 * the C2DB subset of the offline reference data (``<root>/c2db-subset/data.csv``, see
   :mod:`topogen.data.shared`), whose stored coordinates :func:`repaired_c2db_structure`
   repairs.
+
+Topology labels follow the spin-Chern criterion of :mod:`topogen.io.labels`. C2DB's
+``Topology`` key (Olsen et al., Phys. Rev. Mater. 3, 024005 (2019)) maps as
+:data:`C2DB_CLASSES` says: ``QSHI`` (Z2 = 1) -> ``spin_chern``, ``topo2d`` 1; ``CRI``
+(crystalline: Z2 = 0, non-zero mirror Chern number, so an even non-zero spin Chern number for a
+mirror-symmetric layer) -> ``mirror_chern``, ``topo2d`` 1 while ``CRI`` is in ``topological``
+(the default; leave it out and CRIs get no ``topo2d``, never 0); ``QAHI`` (Chern insulator,
+time reversal broken) -> ``chern``, no ``topo2d``, so Stage II never learns one as QSH (listing
+it in ``topological`` is an error); ``Trivial`` / ``None`` (computed, zero) -> ``trivial``, 0.
+ASR's invariant strings (``Z2=1,C_M=1``, ``C=1``, ...) map by the same rule. An absent key, an
+empty value or ``Not checked`` means not computed: no label. Any other value quarantines the
+row. The reference subset has no ``Topology``: :func:`load_c2db_subset` takes its labels from
+the literature table instead (:func:`topogen.data.prototypes.labels_for`).
 """
 
 from __future__ import annotations
@@ -28,6 +41,7 @@ import pandas as pd
 
 from topogen.data.importers import error_reason, import_files
 from topogen.data.shared import ReferenceDataError, require_file
+from topogen.io.labels import LABELS_FILE, LabelError, topo2d_label
 from topogen.io.quarantine import Rejected
 from topogen.io.tables import LoadResult, Record
 from topogen.structure.sanity import MIN_DISTANCE, structure_problem
@@ -41,15 +55,64 @@ KEPT_KEYS = (
     "magstate", "is_magnetic", "Topology", "spacegroup", "layergroup", "folder",
 )  # fmt: skip
 REQUIRED_KEYS = ("gap",)  # rows without these are quarantined: the models train on them
-# Values of C2DB's ``Topology`` key that count as topological (label 1); others are 0.
-TOPOLOGICAL = ("QSHI", "QAHI", "CRI")
+# C2DB's Topology classes -> topo_class (topogen.io.labels); see the module docstring.
+C2DB_CLASSES = {
+    "QSHI": "spin_chern",
+    "CRI": "mirror_chern",
+    "QAHI": "chern",
+    "Trivial": "trivial",
+    "None": "trivial",
+}
+NOT_COMPUTED = ("", "Not checked")
+# The spin-Chern classes labelled topological (topo2d 1); only QSHI and CRI may be listed.
+TOPOLOGICAL = ("QSHI", "CRI")
+_INVARIANT = re.compile(r"^\s*(Z2|C_s|C_M|C)\s*=\s*(-?\d+)\s*$")
+
+
+def _invariant_class(value: str) -> str:
+    """topo_class of an ASR invariant string such as ``Z2=1,C_M=1`` or ``C=-1``."""
+    found: dict[str, int] = {}
+    for part in value.split(","):
+        m = _INVARIANT.match(part)
+        if m is None:
+            raise LabelError(f"unrecognised C2DB Topology value {value!r}")
+        found[m.group(1)] = int(m.group(2))
+    if found.get("C", 0):
+        return "chern"
+    if found.get("Z2", 0) % 2 or found.get("C_s", 0):
+        return "spin_chern"
+    return "mirror_chern" if found.get("C_M", 0) else "trivial"
+
+
+def topology_class(value: Any) -> str | None:
+    """topo_class of C2DB's ``Topology`` value; None where it was not computed. Raises
+    LabelError for a value it does not know."""
+    text = "" if value is None else str(value).strip()
+    if text in NOT_COMPUTED:
+        return None
+    return C2DB_CLASSES.get(text) or _invariant_class(text)
+
+
+def check_topological(topological: Sequence[str]) -> None:
+    """Raise LabelError unless ``topological`` lists only C2DB's spin-Chern classes."""
+    wrong = [t for t in topological if C2DB_CLASSES.get(t) not in ("spin_chern", "mirror_chern")]
+    if wrong:
+        raise LabelError(
+            f"topological lists {', '.join(wrong)}: only the spin-Chern classes QSHI and CRI may "
+            "be (QAHI is a Chern insulator, time reversal broken, not a QSH insulator)"
+        )
 
 
 def topology_label(value: Any, topological: Sequence[str] = TOPOLOGICAL) -> int | None:
-    """1 / 0 from C2DB's ``Topology`` string; None where the key is absent."""
-    if value is None or value == "":
+    """``topo2d`` of C2DB's ``Topology`` value: 1 for the spin-Chern classes listed in
+    ``topological``, 0 for trivial, None for Chern insulators, unlisted spin-Chern classes and
+    values not computed."""
+    check_topological(topological)
+    topo_class = topology_class(value)
+    admitted = {C2DB_CLASSES[t] for t in topological}
+    if topo2d_label(topo_class) == 1 and topo_class not in admitted:
         return None
-    return int(str(value).strip() in topological)
+    return topo2d_label(topo_class)
 
 
 def load_c2db_db(
@@ -57,7 +120,9 @@ def load_c2db_db(
     topological: Sequence[str] = TOPOLOGICAL,
     min_distance: float = 0.5,
 ) -> LoadResult:
-    """Read the C2DB ASE database; keeps KEPT_KEYS and adds ``topo2d`` from ``Topology``."""
+    """Read the C2DB ASE database; keeps KEPT_KEYS and adds ``topo_class`` and ``topo2d``
+    from ``Topology`` (see the module docstring)."""
+    check_topological(topological)  # before the work
     imported = import_files([path], source="c2db", min_distance=min_distance)
     records = []
     for rec in imported.records:
@@ -68,9 +133,17 @@ def load_c2db_db(
             reason = f"missing property {', '.join(missing)}"
             imported.rejected.append(Rejected(str(path), item, rec.id, reason))
             continue
+        try:
+            topo_class = topology_class(props.get("Topology"))
+            label = topology_label(props.get("Topology"), topological)
+        except LabelError as exc:
+            item = props["origin"].rsplit("#", 1)[-1]
+            imported.rejected.append(Rejected(str(path), item, rec.id, str(exc)))
+            continue
         records.append(rec)
         kept = {k: props[k] for k in KEPT_KEYS if k in props}
-        label = topology_label(props.get("Topology"), topological)
+        if topo_class is not None:
+            kept["topo_class"] = topo_class
         if label is not None:
             kept["topo2d"] = label
         kept["band_gap"] = props["gap"]  # the key every source uses for the gap (eV)
@@ -285,16 +358,21 @@ def repaired_c2db_structure(cif: str) -> tuple[Any, str]:
 
 
 def load_c2db_subset(
-    root: str | os.PathLike[str], repair: bool = True, min_distance: float = MIN_DISTANCE
+    root: str | os.PathLike[str],
+    repair: bool = True,
+    min_distance: float = MIN_DISTANCE,
+    labels: str | os.PathLike[str] | None = LABELS_FILE,
 ) -> LoadResult:
     """C2DB monolayers from ``<root>/c2db-subset/data.csv`` (material_id, band_gap,
     workfunction, cif), with the coordinate repair of :func:`repaired_c2db_structure`.
 
     id: the C2DB uid (``material_id``). Properties: ``band_gap`` (PBE+SOC, eV),
     ``workfunction`` (eV), ``coords_repaired``, ``coords_frame`` (the frame the stored
-    Cartesian/length values were in), ``origin`` (``data.csv#<row>``). Rows that do not parse,
-    fail the sanity checks or repeat an id are rejected (item = 0-based CSV data row).
-    ``repair=False`` reads the coordinates as stored (wrong for non-orthogonal cells).
+    Cartesian/length values were in), ``origin`` (``data.csv#<row>``), and the literature
+    topology labels of ``labels`` (None: none) matched by reduced formula and space group
+    (:func:`topogen.data.prototypes.labels_for`): the subset has no ``Topology``. Rows that do
+    not parse, fail the sanity checks or repeat an id are rejected (item = 0-based CSV data
+    row). ``repair=False`` reads the coordinates as stored (wrong for non-orthogonal cells).
     """
     path = require_file(Path(root) / "c2db-subset" / "data.csv", "C2DB subset")
     try:
@@ -342,6 +420,10 @@ def load_c2db_subset(
             reason,
             Record(rid, "c2db", structure, props) if reason is None else None,
         )
+    if labels is not None:
+        from topogen.data.prototypes import labels_for
+
+        labels_for(result.records, labels)
     return result
 
 

@@ -9,7 +9,8 @@ has c perpendicular to the layer and at least :data:`VACUUM` of vacuum.
 :func:`build_library` relaxes them with CHGNet (atoms and in-plane cell; c and the vacuum kept),
 rejects the ones that fall apart or leave their prototype (the reasons go to the rejected
 list), and drops duplicates. :func:`labels_for` attaches literature topology labels from
-``resources/topo2d_labels.csv`` by (reduced formula, prototype).
+``resources/topo2d_labels.csv`` (the spin-Chern criterion of :mod:`topogen.io.labels`) by
+(reduced formula, prototype), or by formula and space group for records of other sources.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from topogen.data.layer_checks import (
     relaxed_problem,
     space_group,
 )
-from topogen.io.labels import LABELS_FILE, read_labels
+from topogen.io.labels import LABELS_FILE, LabelError, LiteratureLabel, read_literature
 from topogen.io.quarantine import Rejected
 from topogen.io.tables import Record
 from topogen.runtime import set_threads
@@ -393,12 +394,48 @@ def _finish(
 def labels_for(
     records: Iterable[Record], path: str | os.PathLike[str] = LABELS_FILE
 ) -> list[Record]:
-    """Set ``properties["topo2d"]`` to 1/0 where the literature table has the record's
-    (reduced formula, prototype), None otherwise. Returns the same records."""
+    """Attach the literature labels of ``path`` (:mod:`topogen.io.labels`) to ``records``.
+
+    A record with a ``prototype`` property matches a row by (reduced formula, prototype); one
+    without (e.g. a C2DB monolayer) by reduced formula, space group and number of sites of the
+    row's prototype as :func:`candidates` builds it. Matched records get ``topo_class``,
+    ``topo_invariant``, ``topo_reference`` and ``label_match`` (``prototype`` / ``space_group``);
+    every record gets ``topo2d`` (1 / 0, None where no row matches or the row is a Chern
+    insulator). Returns the same records.
+    """
     from pymatgen.core import Composition
 
-    labels = {(Composition(f).reduced_formula, p): v for (f, p), v in read_labels(path).items()}
+    rows = {(Composition(r.formula).reduced_formula, r.prototype): r for r in read_literature(path)}
     out = list(records)
+    by_symmetry: dict[tuple[str, str, int], LiteratureLabel] | None = None
     for r in out:
-        r.properties["topo2d"] = labels.get((r.formula, r.properties.get("prototype")))
+        row, how = rows.get((r.formula, r.properties.get("prototype"))), "prototype"
+        if row is None and "prototype" not in r.properties and any(f == r.formula for f, _ in rows):
+            if by_symmetry is None:
+                by_symmetry = _rows_by_symmetry(rows)
+            key = (r.formula, space_group(r.structure), len(r.structure))
+            row, how = by_symmetry.get(key), "space_group"
+        r.properties["topo2d"] = row.topo2d if row is not None else None
+        if row is not None:
+            r.properties.update(
+                topo_class=row.topo_class,
+                topo_invariant=row.invariant,
+                topo_reference=row.reference,
+                label_match=how,
+            )
+    return out
+
+
+def _rows_by_symmetry(
+    rows: dict[tuple[str, str], LiteratureLabel],
+) -> dict[tuple[str, str, int], LiteratureLabel]:
+    """(reduced formula, space group, sites) of each row's starting structure -> the row."""
+    out: dict[tuple[str, str, int], LiteratureLabel] = {}
+    for c in candidates():
+        key = (c.structure.composition.reduced_formula, c.prototype)
+        if key in rows:
+            sym = (key[0], space_group(c.structure), len(c.structure))
+            if sym in out and out[sym] is not rows[key]:
+                raise LabelError(f"{out[sym]} and {rows[key]} cannot be told apart by symmetry")
+            out[sym] = rows[key]
     return out

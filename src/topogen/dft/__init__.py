@@ -10,6 +10,7 @@ automatic Wannierisation with checks, and the validation chain that ends in a Z2
 * :mod:`~topogen.dft.verdict`: the verdict classes (topological / trivial / metal / untrusted /
   failed) and the failure record of a candidate that cannot finish;
 * :mod:`~topogen.dft.candidates`: candidate files and the controls;
+* :mod:`~topogen.dft.trajectory`: a relaxation's ionic steps, the CHGNet fine-tuning data;
 * :mod:`~topogen.dft.steps`: the steps that ``topogen dft ...`` runs, one command each.
 """
 

@@ -25,8 +25,9 @@ from typing import Any
 from topogen.errors import TopogenError
 from topogen.io.atomic import write_text
 from topogen.io.labels import LABELS_FILE, read_labels
-from topogen.io.tables import Record, decode_structure
-from topogen.structure.slabs import slab
+from topogen.io.tables import LoadResult, Record, decode_structure
+from topogen.structure.sanity import MIN_DISTANCE, structure_problem
+from topogen.structure.slabs import SlabFrameError, canonical_slab, slab
 
 __all__ = [
     "CONTROLS",
@@ -35,6 +36,7 @@ __all__ = [
     "candidate_name",
     "control",
     "read_candidate",
+    "slab_candidates",
     "unique_names",
     "write_candidate",
 ]
@@ -140,3 +142,23 @@ def read_candidate(path: str | os.PathLike[str]) -> Record:
         )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise TopogenError(f"{path}: not a candidate file ({type(exc).__name__}: {exc})") from None
+
+
+def slab_candidates(
+    records: Iterable[Record], source: str, min_distance: float = MIN_DISTANCE
+) -> LoadResult:
+    """``records`` in the canonical 2D frame that pw.x's 2D set-up needs
+    (:func:`~topogen.structure.slabs.canonical_slab`: c perpendicular to the layer, vacuum
+    kept), for structures straight from a generator; one that is no slab or fails the
+    structural check (:func:`~topogen.structure.sanity.structure_problem`) is rejected with
+    the reason (``source``: the table, for the quarantine file)."""
+    result = LoadResult()
+    for i, r in enumerate(records):
+        reason = structure_problem(r.structure, min_distance)
+        if reason is None:
+            try:
+                r = Record(r.id, r.source, canonical_slab(r.structure), r.properties)
+            except SlabFrameError as exc:
+                reason = f"not a 2D slab: {exc}"
+        result.admit(source, str(i), r.id, reason, None if reason else r)
+    return result

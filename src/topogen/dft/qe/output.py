@@ -269,9 +269,13 @@ def _crystal_kpoints(lines: list[str]) -> np.ndarray | None:
 def _parse_relax(text: str, out: PwOutput) -> None:
     if out.calculation not in ("relax", "vc-relax") and "Geometry Optimization" not in text:
         return
-    if re.search(r"bfgs converged|End of BFGS Geometry Optimization", text):
+    # pw.x prints "End of BFGS Geometry Optimization" after "The maximum number of steps
+    # has been reached" too (and exits with status 3): that is not convergence
+    if "The maximum number of steps has been reached" in text:
+        out.relax_converged = False
+    elif re.search(r"bfgs converged|End of BFGS Geometry Optimization", text):
         out.relax_converged = True
-    elif out.job_done or "The maximum number of steps has been reached" in text:
+    elif out.job_done:
         out.relax_converged = False
     m = re.search(r"Begin final coordinates(.*?)End final coordinates", text, re.S)
     block = m.group(1) if m else None

@@ -57,6 +57,7 @@ class OracleSettings:
     band_gap_min: float = BAND_GAP_MIN  # eV: "insulating"
     min_distance: float = MIN_DISTANCE  # A
     batch_size: int = 64  # structures relaxed in lock-step (a whole epoch's samples)
+    chgnet_model: str | None = None  # a fine-tuned CHGNet (topogen train chgnet); None: 0.3.0
 
 
 @dataclass
@@ -139,7 +140,7 @@ class Oracle:
         if self._chgnet is None:
             from topogen.calc.relax import load_model
 
-            self._chgnet = load_model()
+            self._chgnet = load_model(self.settings.chgnet_model)
         return self._chgnet
 
     def chain(self) -> Chain:
