@@ -1,6 +1,8 @@
 """Three-stage GAN: every stage trains through the CLI and writes checkpoints and metrics,
-a killed stage resumes, sampling records checkpoint and seeds, and Stage III's reward model
-learns the verdicts of the real CHGNet + phonopy oracle."""
+a killed stage resumes, sampling records checkpoint and seeds; Stage III's checkpoint is the
+generator it scored, its model is re-scored on fresh samples with binomial intervals, and its
+reward model is checked on every new oracle batch and learns the verdicts of the real
+CHGNet + phonopy oracle."""
 
 from __future__ import annotations
 
@@ -20,7 +22,9 @@ import torch
 from topogen.data import prototypes as P
 from topogen.io.provenance import sha256
 from topogen.io.tables import Record, read_records, write_records
-from topogen.models.gan3.gan import CrystalGAN, GanError, load_gan
+from topogen.models.gan3.gan import CrystalGAN, GanError, generator_digest, load_gan
+from topogen.models.gan3.oracle import wilson_interval
+from topogen.models.gan3.reward import pos_weights, rank_correlation, reward_check, roc_auc
 from topogen.models.gan3.sampling import generate
 from topogen.models.gan3.train import image_set
 
@@ -92,7 +96,8 @@ def test_three_stages_and_sampling(cli, gan_inputs):
         cli, gan_inputs, 3, "s3", "--epochs", "2", "--batch-size", "16",
         "--init", str(s2 / "model.ckpt"), "--autoencoder", str(gan_inputs["ae"]),
         "--oracle-samples", "3", "--relax-steps", "5", "--min-repeat-2d", "2",
-        "--reward-steps", "5",
+        "--reward-steps", "5", "--rescore-samples", "4",
+        "--summary", str(gan_inputs["root"] / "s3" / "metrics.json"),
     )  # fmt: skip
     for d, stage in ((s1, 1), (s2, 2), (s3, 3)):
         m = pd.read_csv(d / "metrics.csv")
@@ -104,13 +109,37 @@ def test_three_stages_and_sampling(cli, gan_inputs):
         model = load_gan(d / "model.ckpt")  # weights_only=True
         assert model.hparams.stage == stage
     m3 = pd.read_csv(s3 / "metrics.csv")
-    for col in ("oracle_stable", "oracle_decodable", "stage_metric", "oracle_reward_loss"):
-        assert m3[col].between(0, 1).all() or col == "oracle_reward_loss", col
+    for col in ("oracle_stable", "oracle_decodable", "stage_metric"):
+        assert m3[col].between(0, 1).all(), col
     assert m3["oracle_insulating"].isna().all()  # no band-gap model given
+    assert m3["reward_auc_gap"].isna().all() and m3["reward_rank_gap"].isna().all()
+    assert np.isfinite(m3["reward_fit_loss"]).all()
+    summary = json.loads((s3 / "metrics.json").read_text())
+    epochs = summary["epochs"]
+    assert [r["epoch"] for r in epochs] == [0, 1] and summary["initial"]["epoch"] == -1
+    for row, rec in zip(m3.itertuples(), epochs, strict=True):  # AUC: NaN iff one class
+        one_class = rec["counts"]["stable"]["k"] in (0, rec["n"])
+        assert np.isnan(row.reward_auc_stable) == one_class
+    # the per-epoch metrics describe the generator the epoch's checkpoints hold
     last = torch.load(s3 / "work/checkpoints/last.ckpt", map_location="cpu", weights_only=True)
-    assert len(last["oracle_buffer"]["scores"]) == 6  # 3 oracle samples x 2 epochs
-    best = m3["stage_metric"].idxmax()  # the stage's model is its best epoch
-    assert len(load_gan(s3 / "model.ckpt").buffer_images) == 3 * (best + 1)
+    assert len(last["oracle_buffer"]["scores"]) == 9  # 3 oracle samples x (start + 2 epochs)
+    last_gan = CrystalGAN(**last["hyper_parameters"])
+    last_gan.load_state_dict(last["state_dict"])
+    assert generator_digest(last_gan.generator) == epochs[-1]["generator_sha256"]
+    best = int(m3["stage_metric"].idxmax())  # the stage's model is its best epoch
+    model = load_gan(s3 / "model.ckpt")
+    assert summary["model_epoch"] == best == model.history[-1]["epoch"]
+    assert generator_digest(model.generator) == epochs[best]["generator_sha256"]
+    assert summary["model_generator_sha256"] == epochs[best]["generator_sha256"]
+    scored = model.buffer_images[-3:]  # that epoch's oracle samples, regenerated from its seed
+    again = model.sample_images(3, model.oracle_seed(best))  # (thread count: last bits differ)
+    assert torch.allclose(again, scored, atol=1e-5)
+    # the metric of record: fresh seeds, counts with 90% Wilson intervals
+    rescored = summary["rescored"]
+    assert rescored["seed"] not in [r["seed"] for r in [summary["initial"], *epochs]]
+    stable = rescored["counts"]["stable"]
+    assert stable["n"] == 4 and stable["fraction"] == rescored["stable"] == stable["k"] / 4
+    assert stable["interval"] == pytest.approx(list(wilson_interval(stable["k"], 4)))
     # Stage II labels: only the labelled crystals; Stage II starts from Stage I's generator
     ids, _, labels = image_set(gan_inputs["images"], gan_inputs["table"], 2)
     assert len(ids) == gan_inputs["labelled"] and set(labels.tolist()) == {0.0, 1.0}
@@ -224,3 +253,81 @@ def test_reward_model_learns_the_oracle_verdicts(gan_inputs):
     assert gan.fit_reward() < 0.3
     reward = gan.predicted_reward(images)[:, 0]
     assert reward[0] > 0.8 and reward[1] < 0.3, reward
+    check = reward_check(  # both classes: defined, and right on verdicts it ranks right
+        gan.predicted_reward(images).numpy(),
+        np.stack([scores.stability[:2], scores.gap_score[:2]], axis=1),
+        np.stack([scores.stable[:2], scores.insulating[:2]], axis=1),
+        heads=[0],
+    )
+    assert check["reward_auc_stable"] == 1.0 and check["reward_rank_stable"] == pytest.approx(1.0)
+    assert np.isnan(check["reward_auc_gap"]) and np.isnan(check["reward_rank_gap"])
+
+
+class _Decoded:
+    """Decodes every image batch to the same real structures (cycled): an oracle batch with
+    a stable and an unstable crystal, whatever the untrained generator draws."""
+
+    def __init__(self, structures: list) -> None:
+        self.structures = structures
+
+    def decode_many(self, images) -> list:
+        return [self.structures[i % len(self.structures)] for i in range(len(images))]
+
+
+@pytest.mark.slow
+def test_reward_check_is_logged_per_epoch_before_training(gan_inputs, tmp_path):
+    """A Stage III epoch whose oracle batch holds both verdicts (relaxed MoS2: stable; flat
+    silicene: not): the reward model's AUC and rank correlation on the batch are logged
+    finite, measured before it trains on the batch (the buffer grows only afterwards), and the
+    gap head's (no band-gap model) are NaN."""
+    from topogen.calc.relax import RelaxSettings, load_model, relax_batch
+    from topogen.models.gan3.oracle import Oracle, OracleSettings
+    from topogen.models.training import make_trainer, quiet_lightning, read_metrics
+
+    chgnet = load_model()
+    mos2 = relax_batch([P.mx2_2h("Mo", "S")], RelaxSettings(fmax=0.01, steps=300), model=chgnet)
+    decoded = _Decoded([mos2[0].structure, P.honeycomb("Si", buckling=0.0), None])
+    _, images, labels = image_set(gan_inputs["images"], gan_inputs["table"], 2)
+    gan = CrystalGAN(3, images.shape[1:], width=8, noise_dim=16, oracle_samples=3)
+    gan.attach_oracle(decoded, Oracle(OracleSettings(min_repeat_2d=4), chgnet=chgnet, threads=2))
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(images, labels), batch_size=16, drop_last=True
+    )
+    with quiet_lightning():
+        make_trainer(tmp_path, 1, accelerator="cpu", devices=1).fit(gan, loader)
+    m = read_metrics(tmp_path)
+    assert len(m) == 1 and m["oracle_stable"].iloc[0] == pytest.approx(1 / 3)
+    for key in ("reward_auc_stable", "reward_rank_stable"):
+        assert np.isfinite(m[key].iloc[0]), key
+    assert m[["reward_auc_gap", "reward_rank_gap"]].isna().all(axis=None)
+    first, epoch0 = gan.history
+    assert first["epoch"] == -1 and epoch0["epoch"] == 0
+    assert epoch0["reward_auc_stable"] == pytest.approx(m["reward_auc_stable"].iloc[0])
+    assert len(gan.buffer_images) == 6
+
+
+def test_wilson_interval_known_values():
+    """Closed forms: k = 0 gives (0, z^2 / (n + z^2)); symmetric about 1/2 at k = n/2; and
+    the textbook value for 5 of 10 at 90% (z = 1.6449): 0.2693 - 0.7307."""
+    z2 = 1.6448536269514722**2
+    assert wilson_interval(0, 10) == pytest.approx((0.0, z2 / (10 + z2)))
+    assert wilson_interval(10, 10) == pytest.approx((10 / (10 + z2), 1.0))
+    assert wilson_interval(5, 10) == pytest.approx((0.26927, 0.73073), abs=1e-5)
+    lo, hi = wilson_interval(7, 40)
+    assert lo < 7 / 40 < hi and wilson_interval(7, 40, 0.95)[0] < lo
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    with pytest.raises(ValueError):
+        wilson_interval(11, 10)
+
+
+def test_reward_metrics_and_class_weights_known_values():
+    assert roc_auc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == pytest.approx(0.75)
+    assert roc_auc([0.5, 0.5, 0.5], [0, 1, 1]) == pytest.approx(0.5)  # ties count half
+    assert np.isnan(roc_auc([0.1, 0.9], [0, 0]))  # one class: undefined
+    assert rank_correlation([1, 2, 3, 4], [10, 20, 40, 30]) == pytest.approx(0.8)
+    assert np.isnan(rank_correlation([1, 2, 3], [0, 0, 0]))
+    nan = float("nan")
+    y = torch.tensor([[1.0, nan], [0.0, nan], [0.0, nan], [0.5, nan]])
+    w = pos_weights(y)  # negative mass 2.5 over positive mass 1.5; no gap targets: 1
+    assert w.tolist() == pytest.approx([2.5 / 1.5, 1.0])
+    assert pos_weights(torch.zeros(5, 2)).tolist() == [1.0, 1.0]

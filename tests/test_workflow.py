@@ -186,6 +186,8 @@ def test_default_workflow_builds_the_library_and_runs(workdir, cli):
         assert m["epoch"].tolist() == list(range(epochs)), stage
     m3 = pd.read_csv(workdir / "results/models/gan/stage3/metrics.csv")
     assert m3["oracle_stable"].between(0, 1).all() and m3["oracle_insulating"].isna().all()
+    of_record = json.loads((workdir / "results/models/gan/stage3/metrics.json").read_text())
+    assert of_record["rescored"]["counts"]["stable"]["n"] == 128  # fresh samples, 90% interval
     candidates = read_records(workdir / "results/generate/gan/candidates.parquet")
     bad = read_quarantine(workdir / "results/generate/gan/candidates.parquet.quarantine.csv")
     assert len(candidates) + len(bad) == 64 and len(candidates) > 0

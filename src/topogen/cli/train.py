@@ -8,6 +8,7 @@ import argparse
 from topogen.cli.options import add_options, read_options
 from topogen.cli.parser import Subparsers, command, gpus_option, group, later, threads_option
 from topogen.cli.stage import log, stage
+from topogen.errors import TopogenError
 
 # Help of each GanSettings field (type and default come from the dataclass).
 GAN_HELP = {
@@ -23,6 +24,7 @@ GAN_HELP = {
     "reward_lr": "stage 3 reward-model learning rate",
     "reward_steps": "reward-model steps per epoch",
     "oracle_samples": "oracle samples per epoch",
+    "rescore_samples": "stage 3: fresh samples re-scoring the model (metric of record)",
 }
 
 # The Stage III oracle's settings that `train gan` exposes (OracleSettings' batch_size would
@@ -89,6 +91,8 @@ def _gan(args: argparse.Namespace) -> int:
     from topogen.report.training import plot_training, write_metrics_csv
     from topogen.runtime import accelerator_devices
 
+    if args.stage == 3 and not args.summary:
+        raise TopogenError("train gan --stage 3: give --summary (the re-scored metrics, JSON)")
     accelerator, devices = accelerator_devices(args.gpus)
     inputs = [
         *(args.images, args.table, args.init, args.autoencoder, args.band_gap_model),
@@ -97,7 +101,7 @@ def _gan(args: argparse.Namespace) -> int:
     oracle = read_options(args, OracleSettings, only=ORACLE_HELP)
     settings = read_options(args, GanSettings, exclude=("oracle",), oracle=oracle)
     with stage(args, inputs, command=f"topogen train gan --stage {args.stage}") as run:
-        metrics = train_stage(
+        result = train_stage(
             args.stage,
             args.images,
             args.table,
@@ -112,7 +116,10 @@ def _gan(args: argparse.Namespace) -> int:
             threads=args.threads,
             log=log,
         )
+        metrics = result.metrics
         write_metrics_csv(metrics, run.output(args.metrics))
+        if result.summary is not None:
+            run.write_json(args.summary, result.summary)
         plot_training(metrics, run.output(args.plot), f"GAN stage {args.stage}")
     last = metrics.iloc[-1].to_dict() if len(metrics) else {}
     shown = ", ".join(
@@ -191,6 +198,9 @@ def _register_gan(cmds: Subparsers) -> None:
     p.add_argument("--out", required=True, metavar="CKPT", help="the stage's model")
     p.add_argument("--metrics", required=True, metavar="CSV", help="per-epoch metrics")
     p.add_argument("--plot", required=True, metavar="PNG", help="per-epoch curves")
+    p.add_argument(
+        "--summary", metavar="JSON", help="stage 3: the re-scored model's metrics (of record)"
+    )
     p.add_argument("--workdir", required=True, metavar="DIR", help="checkpoints and logs")
     later(p, _gan_options)
 

@@ -1,6 +1,7 @@
 # Generator "gan": the three-stage GAN on crystal images (topogen.models.gan3), Tyner 2025.
 # train_gan_stage1 -> train_gan_stage2 -> train_gan_stage3 (each starts from the previous
-# stage's model) -> sample_gan writes results/generate/gan/candidates.parquet.
+# stage's model) -> sample_gan writes results/generate/gan/candidates.parquet. Stage 3 also
+# writes metrics.json: its model re-scored on fresh samples (the metric of record).
 # GPU rules on clusters: `gpu` comes from the profile's set-resources (--gpus), else auto.
 
 
@@ -71,6 +72,7 @@ use rule train_gan_stage1 as train_gan_stage3 with:
     output:
         model="results/models/gan/stage3/model.ckpt",
         metrics="results/models/gan/stage3/metrics.csv",
+        summary="results/models/gan/stage3/metrics.json",
         plot=report(
             "results/models/gan/stage3/metrics.png",
             caption="../../report/gan_stage3.rst",
@@ -80,11 +82,12 @@ use rule train_gan_stage1 as train_gan_stage3 with:
         workdir="results/models/gan/stage3/work",
         options=lambda wc: gan_options(3),
         seed=config["seed"],
-        extra=lambda wc, input: cli_options(
+        extra=lambda wc, input, output: cli_options(
             init=input.init,
             autoencoder=input.autoencoder,
             band_gap_model=input.get("band_gap_model"),
             chgnet_model=input.get("chgnet_model"),
+            summary=output.summary,
         ),
         gpus=gpus,
     log:

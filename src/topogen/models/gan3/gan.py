@@ -26,17 +26,33 @@ III. the generator and discriminator of Stage II go on, and the generator also a
 Why a reward model (Stage III). The oracles take a decoded, relaxed structure; decoding
 (peak finding), relaxation and phonopy are not differentiable, and a score-function
 (REINFORCE) estimate from tens of oracle calls per epoch is too noisy to train a generator.
-So at the start of every epoch ``oracle_samples`` images are generated (seeded by the epoch),
-decoded and scored; the scores join a buffer of all scored samples so far (kept in the
-checkpoint), and a differentiable reward model (a :class:`Critic` with two sigmoid heads) is
-refit on the buffer. The generator loss is then ``adv_weight x`` the Stage II adversarial
-term (keeps samples realistic and topological-looking) ``+ reward_weight x`` the
-non-saturating loss of each reward head (stability; gap when a band-gap model is given).
-Undecodable or impossible samples score 0, so the reward model also learns where images
-stop being crystals. The epoch's metrics (fractions of its oracle samples that are
-phonon-stable, insulating, both) describe the generator as the epoch began; the stage metric
-is "both" with a band-gap model and "stable" without one; the best epoch by it is the stage's
-output, and training stops after ``patience`` epochs without improvement (paper: 50 cycles).
+So a differentiable reward model (:mod:`topogen.models.gan3.reward`: a :class:`Critic` with
+two sigmoid heads, class-weighted loss) learns the oracle's scores, and the generator loss is
+``adv_weight x`` the Stage II adversarial term (keeps samples realistic and
+topological-looking) ``+ reward_weight x`` the non-saturating loss of each reward head
+(stability; gap when a band-gap model is given). ``reward_weight`` 0 is the control without
+the oracle (still scored, not steered). Undecodable or impossible samples score 0, so the
+reward model also learns where images stop being crystals.
+
+When the oracle runs (:meth:`CrystalGAN.score_oracle`): before the first epoch (the Stage II
+generator, the run's starting level) and at the end of every epoch, after its last generator
+step. ``oracle_samples`` images are generated from noise seeded by the epoch
+(:meth:`CrystalGAN.oracle_seed`), decoded and scored in one oracle call; the reward model is
+checked on them before it sees them (AUC and rank correlation per head,
+:func:`~topogen.models.gan3.reward.reward_check`), then they join the buffer of all scored
+samples (kept in the checkpoint) and the reward model is refit on it. The epoch's metrics
+(fractions of its samples that are phonon-stable, insulating, both) therefore describe the
+generator as the epoch ENDS, which is the generator that epoch's checkpoints hold: the
+scoring runs in the hook after the epoch's last batch, before any epoch-end checkpoint is
+written (``last.ckpt`` for resuming, the best epoch's). :attr:`CrystalGAN.history` keeps each
+scoring (counts, fractions, reward check, a digest of the scored generator's weights).
+
+The stage metric is "both" with a band-gap model and "stable" without one; the best epoch by
+it is the stage's output, and training stops after ``patience`` epochs without improvement
+(paper: 50 cycles). The best of many noisy estimates overstates its own value, so
+:mod:`topogen.models.gan3.train` re-scores the output on fresh samples (seeds no epoch used):
+that is the metric of record, with a 90% binomial interval. Departures from the paper: the
+reward model (a differentiable stand-in for its oracle discriminators), and the re-scoring.
 
 Checkpoints hold plain hyper-parameters and tensors only (``weights_only=True`` loads
 them); ``last.ckpt`` is written after every epoch, and an interrupted stage resumes from it.
@@ -57,8 +73,13 @@ from torch.nn import functional as F
 
 from topogen.errors import TopogenError
 from topogen.models.gan3.networks import Critic, Generator
-from topogen.models.gan3.oracle import Oracle, OracleSettings
+from topogen.models.gan3.oracle import Oracle, OracleScores, OracleSettings
+from topogen.models.gan3.reward import pos_weights, reward_check, reward_loss
 from topogen.models.gan3.settings import STAGE_LR, GanSettings
+
+SEED_STRIDE = 100_003  # oracle seeds of run seed s: s * SEED_STRIDE + 1 + epoch
+RESCORE_OFFSET = 50_000  # ... and of its re-scoring: beyond any epoch
+ORACLE_KEYS = ("decodable", "relaxed", "stable", "insulating", "both", "mean_stability")
 
 
 class GanError(TopogenError):
@@ -121,6 +142,7 @@ class CrystalGAN(L.LightningModule):
         self.reward = Critic(rows, cols, width, heads=2) if stage == 3 else None
         self.buffer_images = torch.zeros(0, rows, cols)
         self.buffer_scores = torch.zeros(0, 2)
+        self.history: list[dict[str, Any]] = []  # Stage III: one record per oracle scoring
         self._oracle: dict[str, Any] = {}  # decoder and Oracle, attached for Stage III
 
     # --- set-up ------------------------------------------------------------------------------
@@ -202,24 +224,75 @@ class CrystalGAN(L.LightningModule):
     # --- Stage III: oracle and reward model ---------------------------------------------------
 
     def on_train_epoch_start(self) -> None:
-        if self.hparams.stage != 3:
+        if self.hparams.stage == 3 and not self.history:
+            self.score_oracle(-1)  # the starting (Stage II) generator; seeds the buffer
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.hparams.stage != 3 or batch_idx + 1 != self.trainer.num_training_batches:
             return
+        record = self.score_oracle(self.current_epoch)
+        logged = {f"oracle_{k}": record[k] for k in ORACLE_KEYS} | {
+            k: v for k, v in record.items() if k.startswith("reward_")
+        }
+        logged["stage_metric"] = record[self.stage_metric]
+        for name, value in logged.items():
+            self.log(name, float(value), on_step=False, on_epoch=True, batch_size=1)
+
+    @property
+    def stage_metric(self) -> str:
+        """The oracle fraction Stage III selects by: "both" with a band-gap model, else
+        "stable"."""
+        return "both" if self.hparams.has_gap_model else "stable"
+
+    def oracle_seed(self, epoch: int) -> int:
+        """Seed of the oracle samples scored at the end of ``epoch`` (-1: before the first)."""
+        return self.hparams.seed * SEED_STRIDE + 1 + int(epoch)
+
+    def rescore_seed(self) -> int:
+        """Seed of the fresh samples that re-score a trained model: no epoch's seed."""
+        return self.hparams.seed * SEED_STRIDE + RESCORE_OFFSET
+
+    def score(self, n: int, seed: int) -> tuple[torch.Tensor, OracleScores]:
+        """``n`` images from noise seeded by ``seed`` and the oracle's scores of them."""
         if not self._oracle:
             raise GanError("Stage III needs the decoder and the oracle (attach_oracle)")
-        seed = self.hparams.seed * 100_003 + self.current_epoch
-        images = self.sample_images(self.hparams.oracle_samples, seed)
+        images = self.sample_images(n, seed)
         structures = self._oracle["decoder"].decode_many(images.cpu().numpy())
-        scores = self._oracle["oracle"](structures)
+        return images, self._oracle["oracle"](structures)
+
+    def score_oracle(self, epoch: int) -> dict[str, Any]:
+        """Score the generator as it is now on the oracle samples of ``epoch``, check the
+        reward model on them, add them to its buffer and refit it (module docstring);
+        returns (and appends to :attr:`history`) the record of this scoring."""
+        seed = self.oracle_seed(epoch)
+        images, scores = self.score(self.hparams.oracle_samples, seed)
+        has_gap = self.hparams.has_gap_model
+        heads = self._reward_heads()
+        targets = np.stack([scores.stability, scores.gap_score], axis=1)
+        verdicts = np.stack([scores.stable, scores.insulating], axis=1)
+        check = reward_check(self.predicted_reward(images).numpy(), targets, verdicts, heads)
         self.add_scored(images, scores.stability, scores.gap_score)
-        reward_loss = self.fit_reward()
-        n = len(images)
-        summary = scores.summary(self.hparams.has_gap_model)
-        summary["decodable"] = sum(s is not None for s in structures) / max(1, n)
-        summary["reward_loss"] = reward_loss
-        key = "both" if self.hparams.has_gap_model else "stable"
-        summary["stage_metric"] = summary[key]
-        for name, value in summary.items():
-            self.log(f"oracle_{name}" if name != "stage_metric" else name, float(value))
+        fit_loss = self.fit_reward()
+        summary = scores.summary(has_gap)
+        record: dict[str, Any] = {
+            "epoch": int(epoch),
+            "seed": seed,
+            "n": len(images),
+            **summary,
+            "counts": scores.counts(has_gap),
+            **check,
+            "reward_fit_loss": fit_loss,
+            "generator_sha256": generator_digest(self.generator),
+        }
+        self.history.append(record)
+        return record
+
+    def _reward_heads(self) -> list[int]:
+        return [0, 1] if self.hparams.has_gap_model else [0]
+
+    def _reward_loss(self, fake: torch.Tensor) -> torch.Tensor:
+        logits = self.reward(fake)
+        return sum(_bce(logits[:, h], 1.0) for h in self._reward_heads())
 
     @torch.no_grad()
     def sample_images(self, n: int, seed: int) -> torch.Tensor:
@@ -237,46 +310,67 @@ class CrystalGAN(L.LightningModule):
         self.buffer_scores = torch.cat([self.buffer_scores, scores])
 
     def fit_reward(self, steps: int | None = None, batch_size: int = 64) -> float:
-        """``reward_steps`` Adam steps of the reward model on the whole buffer; returns the
-        final loss (binary cross-entropy against the oracle scores, NaN targets skipped)."""
+        """``reward_steps`` Adam steps of the reward model on mini-batches of the whole
+        buffer (class-weighted loss, :mod:`topogen.models.gan3.reward`); returns that loss on
+        the whole buffer after the steps (the fit's training loss, not a held-out one)."""
         if self.reward is None or not len(self.buffer_images):
             return float("nan")
         opt = self.optimizers()[2] if self._trainer is not None else None
         if opt is None:
             opt = torch.optim.Adam(self.reward.parameters(), lr=self.hparams.reward_lr)
+        weights = pos_weights(self.buffer_scores).to(self.device)
         g = torch.Generator().manual_seed(self.hparams.seed + len(self.buffer_images))
-        loss = torch.zeros(())
         self.reward.train()
         for _ in range(steps if steps is not None else self.hparams.reward_steps):
             idx = torch.randint(len(self.buffer_images), (batch_size,), generator=g)
             x = self.buffer_images[idx].to(self.device)
             y = self.buffer_scores[idx].to(self.device)
-            logits = self.reward(x)
-            mask = torch.isfinite(y)
-            loss = F.binary_cross_entropy_with_logits(logits[mask], y[mask])
+            loss = reward_loss(self.reward(x), y, weights)
             opt.zero_grad()
             if self._trainer is not None:
                 self.manual_backward(loss)
             else:
                 loss.backward()
             opt.step()
-        return float(loss.detach())
+        self.reward.eval()  # frozen while the generator climbs it
+        with torch.no_grad():
+            logits = self.reward(self.buffer_images.to(self.device))
+            return float(reward_loss(logits, self.buffer_scores.to(self.device), weights))
 
     @torch.no_grad()
     def predicted_reward(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 2) reward-model probabilities (stability, gap) of images."""
-        return torch.sigmoid(self.reward(images.to(self.device).float())).cpu()
+        """(B, 2) reward-model probabilities (stability, gap) of images (eval mode: no
+        spectral-norm power iteration, nothing changes)."""
+        was = self.reward.training
+        self.reward.eval()
+        out = torch.sigmoid(self.reward(images.to(self.device).float())).cpu()
+        self.reward.train(was)
+        return out
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["oracle_buffer"] = {
             "images": self.buffer_images.clone(),
             "scores": self.buffer_scores.clone(),
         }
+        checkpoint["oracle_history"] = [dict(r) for r in self.history]
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         buf = checkpoint.get("oracle_buffer")
         if buf is not None:
             self.buffer_images, self.buffer_scores = buf["images"], buf["scores"]
+        self.history = list(checkpoint.get("oracle_history", []))
+
+
+def generator_digest(generator: torch.nn.Module) -> str:
+    """sha256 of a generator's weights and buffers (names, dtypes, values, in order)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, t in generator.state_dict().items():
+        h.update(name.encode())
+        h.update(str(t.dtype).encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def load_gan(path: str | os.PathLike[str]) -> CrystalGAN:

@@ -16,7 +16,10 @@ class GanSettings:
 
     ``lr``: both Adam learning rates (None: the paper's for the stage, :data:`STAGE_LR`);
     ``seed``: weights, batch order and the Stage III oracle samples; ``patience``: Stage III
-    stops after this many epochs without a better stage metric (None: never).
+    stops after this many epochs without a better stage metric (None: never);
+    ``reward_weight`` 0: Stage III without the oracle's steer (the control, still scored);
+    ``rescore_samples``: fresh samples that re-score Stage III's output after training
+    (:func:`~topogen.models.gan3.train.rescore`; not a model hyper-parameter).
     """
 
     epochs: int = 10
@@ -31,6 +34,7 @@ class GanSettings:
     reward_lr: float = 1e-3
     reward_steps: int = 50  # reward-model steps per epoch
     oracle_samples: int = 32  # samples decoded and scored per epoch
+    rescore_samples: int = 128  # fresh samples that re-score the stage's model (of record)
     oracle: OracleSettings = field(default_factory=OracleSettings)
 
     def model_hparams(self) -> dict[str, Any]:
