@@ -190,7 +190,8 @@ def test_default_workflow_builds_the_library_and_runs(workdir, cli):
     assert of_record["rescored"]["counts"]["stable"]["n"] == 128  # fresh samples, 90% interval
     candidates = read_records(workdir / "results/generate/gan/candidates.parquet")
     bad = read_quarantine(workdir / "results/generate/gan/candidates.parquet.quarantine.csv")
-    assert len(candidates) + len(bad) == 64 and len(candidates) > 0
+    n = yaml.safe_load((workdir / "config/config.yaml").read_text())["train"]["gan"]["sample"]["n"]
+    assert len(candidates) + len(bad) == n and len(candidates) > 0
     lineage = cli("provenance", "results/generate/gan/candidates.parquet", cwd=workdir)
     assert lineage.returncode == 0, lineage.stderr
     for step in ("topogen generate gan", "--stage 3", "--stage 2", "--stage 1", "encode images"):
