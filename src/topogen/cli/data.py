@@ -16,6 +16,7 @@ from topogen.cli.parser import (
     threads_option,
 )
 from topogen.cli.stage import config, log, stage
+from topogen.io.labels import LABELS_FILE
 
 # The relaxation settings `data prototypes` exposes (type and default from RelaxSettings).
 RELAX_HELP = {"fmax": "force criterion", "steps": "maximum FIRE steps"}
@@ -263,7 +264,7 @@ def _register_prototypes(cmds: Subparsers) -> None:
     out_option(p)
     p.add_argument(
         "--labels",
-        default="resources/topo2d_labels.csv",
+        default=str(LABELS_FILE),
         metavar="CSV",
         help="literature topology labels (formula, prototype, label, invariant, reference)",
     )

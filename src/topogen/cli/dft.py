@@ -34,6 +34,7 @@ from topogen.cli.options import add_options, read_options
 from topogen.cli.parser import Subparsers, command, group, later
 from topogen.cli.stage import log, stage
 from topogen.errors import TopogenError
+from topogen.io.labels import LABELS_FILE
 
 if TYPE_CHECKING:
     from topogen.dft.validate import Chain
@@ -376,7 +377,7 @@ def _register_setup(cmds: Subparsers) -> None:
     p.add_argument("--out", required=True, metavar="JSON", help="candidate file")
     p.add_argument(
         "--labels",
-        default="resources/topo2d_labels.csv",
+        default=str(LABELS_FILE),
         metavar="CSV",
         help="topo2d label table giving the expected Z2",
     )
