@@ -126,7 +126,7 @@ def main() -> None:
     log(f"{len(items)} structures from {source}; grid {args.grid}^3, sigma {sigma} voxel")
 
     t0 = time.perf_counter()
-    voxels, kept, rejected = voxelize_all([s for _, s in items], spec, max_elements=4)
+    voxels, kept, rejected = voxelize_all([s for _, s in items], spec)
     t_vox = time.perf_counter() - t0
     for i, reason in rejected:
         log(f"skipped {items[i][0]}: {reason}")

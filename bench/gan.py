@@ -37,7 +37,7 @@ def library_images(n: int) -> tuple[torch.Tensor, list[Any]]:
 
     structures = [c.structure for c in candidates()]
     ae = CrystalAutoencoder()
-    _, kept, _ = voxelize_all(structures, ae.spec, ae.hparams.max_elements)
+    _, kept, _ = voxelize_all(structures, ae.spec)
     usable = [structures[i] for i in kept]
     images = torch.as_tensor(ae.encode_many((usable * (n // len(usable) + 1))[:n]))
     return images, usable

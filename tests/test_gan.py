@@ -76,11 +76,13 @@ def test_encode_images_stage_writes_images_model_and_round_trip(gan_inputs):
 
     store = load_encoded(gan_inputs["images"], "images")
     assert len(store["ids"]) == gan_inputs["n"]
-    assert store["tensors"]["images"].shape == (gan_inputs["n"], 5, 33)
+    assert store["tensors"]["images"].shape == (gan_inputs["n"], 80, 32)  # lattice + 79 rows
     assert store["params"]["autoencoder_sha256"] == sha256(gan_inputs["ae"])
     metrics = json.loads(gan_inputs["ae_metrics"].read_text())
     assert metrics["held_out"]["n"] == round(0.2 * gan_inputs["n"])
     assert 0 <= metrics["held_out"]["reproduced"] <= 1
+    rms = metrics["element_row_rms"]  # real rows against the decoder's presence threshold
+    assert 0 < rms["min"] <= rms["p01"] <= rms["median"] <= 1 and rms["presence"] > 0
     assert Path(str(gan_inputs["images"]) + ".prov.json").exists()
 
 
@@ -161,6 +163,23 @@ def test_three_stages_and_sampling(cli, gan_inputs):
     assert all(r.properties["checkpoint_sha256"] == digest for r in rows)
     model = load_gan(s3 / "model.ckpt")  # any one sample can be regenerated alone
     assert torch.equal(generate(model, [11]), generate(model, list(range(7, 19)))[4:5])
+
+
+def test_all_empty_generated_images_are_rejected_rows_with_a_reason(gan_inputs, tmp_path):
+    """A generator whose output layer is zeroed makes all-empty images (tanh(0) = 0): each
+    sample is a rejected row that says no element is present, not a crash and not H."""
+    from topogen.models.gan3.sampling import sample_candidates
+
+    gan = CrystalGAN(1, [80, 32], width=8, noise_dim=16)
+    out_layer = gan.generator.net[-1]
+    torch.nn.init.zeros_(out_layer.weight)
+    torch.nn.init.zeros_(out_layer.bias)
+    assert not generate(gan, [0, 1]).any()
+    ckpt = tmp_path / "empty.ckpt"
+    torch.save({"hyper_parameters": dict(gan.hparams), "state_dict": gan.state_dict()}, ckpt)
+    result = sample_candidates(ckpt, gan_inputs["ae"], 3, seed=5)
+    assert not result.records and [r.id for r in result.rejected] == ["gan-5", "gan-6", "gan-7"]
+    assert all("undecodable image: no element present" in r.reason for r in result.rejected)
 
 
 def test_stage_two_needs_both_labels(gan_inputs, tmp_path):

@@ -396,6 +396,8 @@ def devoxelize(
     elements = np.asarray(elements)
     if len(numbers) != len(elements):
         raise EncodingError(f"{len(numbers)} atomic numbers for {len(elements)} element grids")
+    if not len(numbers):
+        raise EncodingError("no element present (no element grid to read sites from)")
     species: list[int] = []
     coords: list[np.ndarray] = []
     for z, g in zip(numbers, elements, strict=True):

@@ -5,8 +5,8 @@ Outputs: the autoencoder checkpoint (``autoencoder.ckpt``, needed to decode gene
 images), ``images.pt`` (a :mod:`topogen.encode.store` file of kind ``images``: ids and a
 stacked ``images`` tensor (N, rows, cols), params holding the spec and the checkpoint's
 sha256) and a metrics JSON (held-out round trip, see :mod:`topogen.models.autoencoder.roundtrip`).
-Structures that cannot be voxelized (element outside Z 1-84 or a noble gas, more elements
-than an image has rows, a cell outside the lattice box) are returned as rejected rows.
+Structures that cannot be voxelized (element outside Z 1-84 or a noble gas, a cell outside
+the lattice box) are returned as rejected rows.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from topogen.io.atomic import atomic_path
 from topogen.io.provenance import sha256
 from topogen.io.quarantine import Rejected
 from topogen.io.tables import Record
-from topogen.models.autoencoder.crystal import voxelize_all
+from topogen.models.autoencoder.crystal import PRESENCE, row_rms, voxelize_all
 from topogen.models.autoencoder.roundtrip import score
 from topogen.models.autoencoder.train import FINAL, load_autoencoder, train_autoencoder
 
@@ -40,7 +40,7 @@ class ImageSettings:
     sigma: float = 0.75
     lattice_sigma: float = 2.5
     latent_dim: int = 32
-    max_elements: int = 4
+    presence: float = PRESENCE
     width: int = 8
     epochs: int = 40
     batch_size: int = 8
@@ -59,6 +59,20 @@ def held_out_split(n: int, fraction: float, seed: int) -> tuple[list[int], list[
     return sorted(order[n_test:].tolist()), sorted(order[:n_test].tolist())
 
 
+def presence_margin(images: np.ndarray, presence: float) -> dict[str, float]:
+    """RMS of the rows of the elements present in real images (all nonzero rows), against
+    the decoder's presence threshold: the smallest must lie well above it."""
+    rms = row_rms(images)
+    real = rms[rms > 0]
+    return {
+        "presence": float(presence),
+        "min": float(real.min()),
+        "p01": float(np.quantile(real, 0.01)),
+        "median": float(np.median(real)),
+        "n_below_presence": int((real <= presence).sum()),
+    }
+
+
 def encode_images(
     records: list[Record],
     out: str | os.PathLike[str],
@@ -74,7 +88,7 @@ def encode_images(
     write the images of every usable record to ``out``; returns (metrics, rejected rows)."""
     spec = settings.spec()
     structures = [r.structure for r in records]
-    _, kept, bad = voxelize_all(structures, spec, settings.max_elements)
+    _, kept, bad = voxelize_all(structures, spec)
     rejected = [Rejected(str(source), str(i), records[i].id, reason) for i, reason in bad]
     if len(kept) < 3:
         raise EncodingError(f"crystal images need at least 3 usable structures; got {len(kept)}")
@@ -89,7 +103,7 @@ def encode_images(
         workdir,
         spec=spec,
         latent_dim=settings.latent_dim,
-        max_elements=settings.max_elements,
+        presence=settings.presence,
         width=settings.width,
         lr=settings.lr,
         epochs=settings.epochs,
@@ -104,12 +118,20 @@ def encode_images(
     images = model.encode_many(kept_structures)
     test = [kept_structures[i] for i in test_idx]
     decoded = model.decode_many(images[test_idx]) if test_idx else []
+    margin = presence_margin(images, settings.presence)
+    if margin["n_below_presence"]:
+        log(
+            f"images: warning: {margin['n_below_presence']} element rows of real crystals have "
+            f"an RMS at or below the presence threshold {settings.presence:g} (smallest "
+            f"{margin['min']:.3f}): they decode as absent; train longer or lower --presence"
+        )
     metrics = {
         "held_out": score(test, decoded) if test else None,
         "n_train": len(train_idx),
         "n_encoded": len(kept),
         "n_rejected": len(rejected),
         "image_shape": list(model.image_shape),
+        "element_row_rms": margin,
         "settings": settings.__dict__,
     }
     params = {

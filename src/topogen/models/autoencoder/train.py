@@ -22,7 +22,12 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from topogen.encode import EncodingError
 from topogen.encode.voxels import SMALL, CrystalVoxels, VoxelSpec
 from topogen.io.atomic import atomic_path
-from topogen.models.autoencoder.crystal import CrystalAutoencoder, collate_voxels, voxelize_all
+from topogen.models.autoencoder.crystal import (
+    PRESENCE,
+    CrystalAutoencoder,
+    collate_voxels,
+    voxelize_all,
+)
 from topogen.models.training import make_trainer, quiet_lightning
 from topogen.runtime import set_threads
 
@@ -57,7 +62,7 @@ def train_autoencoder(
     *,
     spec: VoxelSpec = SMALL,
     latent_dim: int = 32,
-    max_elements: int = 4,
+    presence: float = PRESENCE,
     width: int = 8,
     max_width: int = 64,
     lr: float = 2e-3,
@@ -84,7 +89,7 @@ def train_autoencoder(
     set_threads(threads)
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    voxels, _, rejected = voxelize_all(structures, spec, max_elements)
+    voxels, _, rejected = voxelize_all(structures, spec)
     if rejected:
         i, reason = rejected[0]
         raise EncodingError(f"structure {i}: {reason}")
@@ -110,7 +115,7 @@ def train_autoencoder(
         else None
     )
     model = CrystalAutoencoder(
-        spec.as_dict(), latent_dim, max_elements, width, max_width, lr, pos_weight, augment
+        spec.as_dict(), latent_dim, presence, width, max_width, lr, pos_weight, augment
     )
     last = outdir / LAST
     with quiet_lightning():

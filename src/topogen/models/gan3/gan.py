@@ -4,9 +4,9 @@ insulators", and Long et al.'s CCDCGAN).
 
 Networks (:mod:`topogen.models.gan3.networks`)
     :class:`Generator`: noise (``noise_dim``) -> linear -> 2D transposed convolutions that
-    double the image width twice -> a crystal image (:mod:`topogen.models.autoencoder`):
-    ``tanh`` everywhere except column 0 (the Z/84 column, clamped to [0, 1] so that an empty
-    row, exactly 0, is reachable) and the corner (0). :class:`Critic`: 2D convolutions
+    double the image width twice -> ``tanh`` -> a crystal image (:mod:`topogen.models.
+    autoencoder`: a lattice row and one row per element, absent elements' rows near 0).
+    :class:`Critic`: 2D convolutions
     (spectral norm) -> one logit per head; the discriminators have one head, the reward
     model two (stability, gap).
 
