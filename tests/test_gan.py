@@ -182,6 +182,28 @@ def test_all_empty_generated_images_are_rejected_rows_with_a_reason(gan_inputs, 
     assert all("undecodable image: no element present" in r.reason for r in result.rejected)
 
 
+def test_generator_element_rows_are_fully_on_or_exactly_zero_and_presence_learns():
+    """The presence head gates each element row (the lattice row never): a row is either the
+    convolutions' output unchanged or exactly zero, and the gate's logits get gradients
+    through the straight-through estimator."""
+    from topogen.models.gan3.networks import Generator
+
+    torch.manual_seed(0)
+    g = Generator(noise_dim=16, rows=80, cols=32, width=8).eval()
+    z = torch.randn(64, 16)
+    out = g(z)
+    with torch.no_grad():
+        h = g.fc(z).view(64, 16, 80, g.w0)
+        ungated = torch.tanh(g.net(h)[:, 0, :, :32])
+        on = g.presence(z) > 0
+    assert torch.equal(out[:, 0], ungated[:, 0])
+    assert torch.equal(out[:, 1:][on], ungated[:, 1:][on])
+    assert not out[:, 1:][~on].any()
+    assert 0 < on.float().mean() < 1  # some rows on, some off at initialisation
+    out.sum().backward()
+    assert g.presence[-1].weight.grad.abs().sum() > 0
+
+
 def test_stage_two_needs_both_labels(gan_inputs, tmp_path):
     records = [r for r in read_records(gan_inputs["table"]) if r.properties["topo2d"] != 1]
     table = tmp_path / "trivial.parquet"

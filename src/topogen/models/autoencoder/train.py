@@ -23,7 +23,6 @@ from topogen.encode import EncodingError
 from topogen.encode.voxels import SMALL, CrystalVoxels, VoxelSpec
 from topogen.io.atomic import atomic_path
 from topogen.models.autoencoder.crystal import (
-    PRESENCE,
     CrystalAutoencoder,
     collate_voxels,
     voxelize_all,
@@ -61,13 +60,6 @@ def train_autoencoder(
     outdir: str | os.PathLike[str],
     *,
     spec: VoxelSpec = SMALL,
-    latent_dim: int = 32,
-    presence: float = PRESENCE,
-    width: int = 8,
-    max_width: int = 64,
-    lr: float = 2e-3,
-    pos_weight: float = 20.0,
-    augment: bool = False,
     epochs: int = 40,
     batch_size: int = 8,
     val_fraction: float = 0.1,
@@ -77,8 +69,10 @@ def train_autoencoder(
     precision: str | None = None,
     resume: bool = True,
     progress: bool = False,
+    **hparams: Any,
 ) -> CrystalAutoencoder:
-    """Train a :class:`CrystalAutoencoder` on ``structures`` and return it (in eval mode).
+    """Train a :class:`CrystalAutoencoder` on ``structures`` and return it (in eval mode);
+    ``hparams``: its keyword arguments (latent_dim, presence, width, lr, ...; its defaults).
 
     Writes to ``outdir``: ``last.ckpt`` after every epoch (training resumes from it when
     ``resume`` and it exists), ``autoencoder.ckpt`` (weights + hyper-parameters) at the end,
@@ -114,9 +108,7 @@ def train_autoencoder(
         if val
         else None
     )
-    model = CrystalAutoencoder(
-        spec.as_dict(), latent_dim, presence, width, max_width, lr, pos_weight, augment
-    )
+    model = CrystalAutoencoder(spec.as_dict(), **hparams)
     last = outdir / LAST
     with quiet_lightning():
         trainer = make_trainer(
