@@ -361,3 +361,35 @@ def test_reward_metrics_and_class_weights_known_values():
     w = pos_weights(y)  # negative mass 2.5 over positive mass 1.5; no gap targets: 1
     assert w.tolist() == pytest.approx([2.5 / 1.5, 1.0])
     assert pos_weights(torch.zeros(5, 2)).tolist() == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("mode", ["train", "freeze"])
+def test_stage3_discriminator_trains_or_stays_as_stage2_left_it(mode, tmp_path):
+    """``stage3_discriminator="freeze"`` (the paper's Stage III: no real data) leaves the
+    discriminator's weights untouched while the generator learns; "train" updates both.
+    The oracle hooks are switched off: this is about which networks step."""
+    import lightning as L
+
+    class NoOracle(CrystalGAN):
+        def on_train_epoch_start(self) -> None:
+            pass
+
+        def on_train_batch_end(self, *args: object) -> None:
+            pass
+
+    torch.manual_seed(0)
+    gan = NoOracle(3, [80, 32], width=8, noise_dim=16, stage3_discriminator=mode)
+    before = {k: v.clone() for k, v in gan.state_dict().items()}
+    data = torch.utils.data.TensorDataset(torch.rand(8, 80, 32) * 2 - 1, torch.ones(8))
+    trainer = L.Trainer(
+        max_steps=4, accelerator="cpu", logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+    )  # fmt: skip
+    trainer.fit(gan, torch.utils.data.DataLoader(data, batch_size=4))
+    after = gan.state_dict()
+
+    def changed(prefix: str) -> bool:
+        return any(not torch.equal(before[k], after[k]) for k in before if k.startswith(prefix))
+
+    assert changed("generator.")
+    assert changed("discriminator.") == (mode == "train")

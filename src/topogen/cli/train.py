@@ -21,6 +21,8 @@ GAN_HELP = {
     "patience": "stage 3: stop after N epochs without gain",
     "adv_weight": "stage 3 adversarial weight",
     "reward_weight": "stage 3 reward weight",
+    "stage3_discriminator": "stage 3: 'train' the discriminator on real images or 'freeze' it "
+    "(the paper's: no real data)",
     "reward_lr": "stage 3 reward-model learning rate",
     "reward_steps": "reward-model steps per epoch",
     "oracle_samples": "oracle samples per epoch",

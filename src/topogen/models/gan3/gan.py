@@ -21,7 +21,11 @@ II.  the generator of Stage I against a NEW topology-aware discriminator: real t
      labels; unlabelled crystals are not used). Paper: lr 2e-4, 50 epochs.
 III. the generator and discriminator of Stage II go on, and the generator also answers to
      the oracles of :mod:`topogen.models.gan3.oracle` (CHGNet relaxation + phonon stability, the
-     CGCNN gap score), which no gradient flows through.
+     CGCNN gap score), which no gradient flows through. Departure: by default the
+     discriminator keeps training on the real images (``stage3_discriminator="train"``);
+     the paper's Stage III uses no real data (``"freeze"``: the Stage II discriminator
+     fixed). Not yet measured against each other (``bench/stage3.py`` reads the option from
+     the config's ``train.gan.stage3`` block).
 
 Why a reward model (Stage III). The oracles take a decoded, relaxed structure; decoding
 (peak finding), relaxation and phonopy are not differentiable, and a score-function
@@ -108,6 +112,7 @@ class CrystalGAN(L.LightningModule):
         lr: float | None = GanSettings.lr,
         adv_weight: float = GanSettings.adv_weight,
         reward_weight: float = GanSettings.reward_weight,
+        stage3_discriminator: str = GanSettings.stage3_discriminator,
         reward_lr: float = GanSettings.reward_lr,
         reward_steps: int = GanSettings.reward_steps,
         oracle_samples: int = GanSettings.oracle_samples,
@@ -118,6 +123,10 @@ class CrystalGAN(L.LightningModule):
         super().__init__()
         if stage not in (1, 2, 3):
             raise GanError(f"stage must be 1, 2 or 3, not {stage}")
+        if stage3_discriminator not in ("train", "freeze"):
+            raise GanError(
+                f"stage3_discriminator must be 'train' or 'freeze', not {stage3_discriminator!r}"
+            )
         rows, cols = (int(v) for v in image_shape)
         self.save_hyperparameters(
             {
@@ -128,6 +137,7 @@ class CrystalGAN(L.LightningModule):
                 "lr": float(lr if lr is not None else STAGE_LR[stage]),
                 "adv_weight": float(adv_weight),
                 "reward_weight": float(reward_weight),
+                "stage3_discriminator": str(stage3_discriminator),
                 "reward_lr": float(reward_lr),
                 "reward_steps": int(reward_steps),
                 "oracle_samples": int(oracle_samples),
@@ -185,19 +195,28 @@ class CrystalGAN(L.LightningModule):
             return torch.ones_like(labels)
         return labels
 
+    @property
+    def frozen_discriminator(self) -> bool:
+        """Stage III with ``stage3_discriminator="freeze"``: the discriminator is not trained
+        (its loss is still logged); only the generator (and the reward model) learn."""
+        return self.hparams.stage == 3 and self.hparams.get("stage3_discriminator") == "freeze"
+
     def training_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> None:
         real, labels = batch
         opts = self.optimizers()
         opt_g, opt_d = opts[0], opts[1]
+        if self.frozen_discriminator:
+            self.discriminator.eval()  # spectral norm's power iteration frozen too
         n = len(real)
         z = torch.randn(n, self.hparams.noise_dim, device=self.device)
         fake = self.generator(z)
 
         d_real, d_fake = self.discriminator(real)[:, 0], self.discriminator(fake.detach())[:, 0]
         d_loss = _bce(d_real, self._real_targets(labels)) + _bce(d_fake, 0.0)
-        opt_d.zero_grad()
-        self.manual_backward(d_loss)
-        opt_d.step()
+        if not self.frozen_discriminator:
+            opt_d.zero_grad()
+            self.manual_backward(d_loss)
+            opt_d.step()
 
         adv = _bce(self.discriminator(fake)[:, 0], 1.0)
         g_loss = self.hparams.adv_weight * adv if self.reward is not None else adv

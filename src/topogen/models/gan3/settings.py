@@ -18,6 +18,9 @@ class GanSettings:
     ``seed``: weights, batch order and the Stage III oracle samples; ``patience``: Stage III
     stops after this many epochs without a better stage metric (None: never);
     ``reward_weight`` 0: Stage III without the oracle's steer (the control, still scored);
+    ``stage3_discriminator``: "train" keeps training the Stage II discriminator on the real
+    images in Stage III (our choice, the default), "freeze" keeps it as Stage II left it, so
+    Stage III uses no real data (the paper's setting);
     ``rescore_samples``: fresh samples that re-score Stage III's output after training
     (:func:`~topogen.models.gan3.train.rescore`; not a model hyper-parameter).
     """
@@ -31,6 +34,7 @@ class GanSettings:
     patience: int | None = None
     adv_weight: float = 1.0  # Stage III: weight of the adversarial term
     reward_weight: float = 1.0  # Stage III: weight of the reward-model term
+    stage3_discriminator: str = "train"  # Stage III: "train" it on real data (ours) or "freeze" it
     reward_lr: float = 1e-3
     reward_steps: int = 50  # reward-model steps per epoch
     oracle_samples: int = 32  # samples decoded and scored per epoch
@@ -40,5 +44,6 @@ class GanSettings:
     def model_hparams(self) -> dict[str, Any]:
         """The keyword arguments of :class:`~topogen.models.gan3.gan.CrystalGAN`."""
         names = ("noise_dim", "width", "lr", "adv_weight", "reward_weight", "reward_lr")
+        names += ("stage3_discriminator",)
         names += ("reward_steps", "oracle_samples", "seed")
         return {**{k: getattr(self, k) for k in names}, "oracle": asdict(self.oracle)}
