@@ -77,3 +77,46 @@ def test_the_filter_returns_exactly_k_distinct_samples(tmp_path):
     sel = select_diverse(samples, 7, seed=0, r_cut=3.0)
     assert len(sel.indices) == 7 == len(set(sel.indices))
     assert len({tuple(np.round(samples[i].frac_coords.ravel(), 6)) for i in sel.indices}) == 7
+
+
+def test_xtb_relaxation_and_smiles_recover_a_rattled_isomer():
+    """GFN2-xTB relaxes a rattled ethanol back to a minimum whose perceived bonds give the
+    SMILES of ethanol (the test of LoGAN's molecular benchmark), not of dimethyl ether."""
+    from ase.build import molecule
+
+    from topogen.calc.xtb import relax_molecule
+    from topogen.structure.molecules import canonical_smiles, geometry_smiles
+
+    atoms = molecule("CH3CH2OH")
+    atoms.rattle(0.1, seed=1)
+    r = relax_molecule(atoms)
+    assert r.converged and r.fmax < 0.05
+    got = geometry_smiles(r.atoms.get_chemical_symbols(), r.atoms.positions)
+    assert got == canonical_smiles("OCC") != canonical_smiles("COC")
+    two = molecule("CH4") + molecule("CH4", positions=molecule("CH4").positions + [0, 0, 4.0])
+    assert geometry_smiles(two.get_chemical_symbols(), two.positions) == "C.C"  # fragments
+    assert geometry_smiles(["C", "C"], [[0, 0, 0], [0, 0, 4.0]]) is None  # bare radicals
+
+
+@pytest.mark.slow
+def test_molecular_benchmark_smoke(tmp_path):
+    """bench/logan_c5h12o.py end to end at toy scale on the shared QM9 files."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from topogen.data.shared import shared_data_root
+
+    root = shared_data_root()
+    if root is None or not (root / "logan").is_dir():
+        pytest.skip("../shared/data/logan is absent (set TOPOGEN_SHARED_DATA)")
+    bench = Path(__file__).parents[1] / "bench" / "logan_c5h12o.py"
+    args = ["--epochs", "1", "--steps", "3", "--samples", "12", "--k", "2", "4"]
+    args += ["--seeds", "0", "--threads", "1", "--out", str(tmp_path)]
+    subprocess.run([sys.executable, str(bench), *args], check=True, timeout=600)
+    out = json.loads((tmp_path / "logan-molecules.json").read_text())
+    assert out["n_ground_truth"] == 14 and out["n_samples"] == 12
+    assert [c["k"] for c in out["curve"]] == [2, 4] and out["n_relaxations_all_k"] >= 4
+    assert sum(n for _, n in out["relaxed_smiles"]) == out["n_relaxations_all_k"]
+    assert (tmp_path / "logan-molecules.png").stat().st_size > 1000
