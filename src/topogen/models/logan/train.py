@@ -1,0 +1,114 @@
+"""Train one LoGAN ensemble member, load it, and draw structures from it.
+
+A member is one (seed, hyper-parameter set); ``train_logan`` builds the real-environment
+pool of the training structures (with rattled copies), trains a :class:`~topogen.models.
+logan.model.LoGAN` with the house's resumable Trainer and writes ``model.ckpt`` (weights +
+hyper-parameters, read back with ``weights_only=True``). ``generate`` turns seeds into
+structures of the model's target (one sample per seed, so any one can be redrawn alone).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+from topogen.encode import EncodingError
+from topogen.encode.graphs import structure_arrays
+from topogen.models.logan.environments import extract_environments
+from topogen.models.logan.model import LoGAN
+from topogen.models.logan.settings import LoganSettings
+from topogen.models.training import make_trainer, quiet_lightning
+from topogen.runtime import set_threads
+
+FINAL = "model.ckpt"
+
+
+def train_logan(
+    training: Sequence[Any],
+    numbers: Sequence[int],
+    cell: Any,
+    outdir: str | os.PathLike[str],
+    settings: LoganSettings | None = None,
+    *,
+    pbc: Sequence[bool] = (True, True, True),
+    threads: int | None = None,
+    accelerator: str = "auto",
+    log: Any = print,
+) -> LoGAN:
+    """Train on the environments of ``training`` (pymatgen Structures/Molecules or ASE Atoms)
+    for the target atoms ``numbers`` in ``cell`` (3x3, rows; a box for molecules with
+    ``pbc`` False); writes ``<outdir>/model.ckpt`` and returns the model (eval mode).
+    Resumes from ``<outdir>/checkpoints/last.ckpt`` when it exists."""
+    settings = settings or LoganSettings()
+    set_threads(threads)
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(settings.seed, verbose=False)
+    species = {int(z) for s in training for z in structure_arrays(s)[2]} | set(numbers)
+    cell = np.asarray(cell, dtype=np.float64).reshape(3, 3).tolist()
+    model = LoGAN(numbers, cell, pbc, sorted(species), **settings.model_hparams())
+    pool = extract_environments(
+        training,
+        model.descriptor,
+        rattle=settings.rattle,
+        copies=settings.copies,
+        seed=settings.seed,
+    )
+    pool.check(numbers)
+    model.pool = pool
+    sizes = ", ".join(f"Z={z}: {len(p)}" for z, p in pool.pools.items())
+    log(
+        f"logan: {len(training)} training structures ({settings.copies} rattled copies "
+        f"each), environments {sizes}; target {len(numbers)} atoms, {settings.epochs} epochs "
+        f"x {settings.steps} generator steps, descriptor width {model.descriptor.dim}"
+    )
+    last = outdir / "checkpoints" / "last.ckpt"
+    loader = torch.utils.data.DataLoader(range(settings.steps), batch_size=1)
+    with quiet_lightning():
+        trainer = make_trainer(outdir, settings.epochs, accelerator=accelerator, devices=1)
+        trainer.fit(model, loader, ckpt_path=last if last.exists() else None)
+        trainer.save_checkpoint(outdir / FINAL, weights_only=True)
+    return model.eval()
+
+
+def load_logan(path: str | os.PathLike[str], map_location: Any = "cpu") -> LoGAN:
+    """A trained :class:`LoGAN` from a ``.ckpt`` (read with ``weights_only=True``)."""
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        model = LoGAN(**ckpt["hyper_parameters"])
+        model.load_state_dict(ckpt["state_dict"])
+    except (
+        OSError,
+        RuntimeError,
+        KeyError,
+        TypeError,
+        ValueError,
+        EOFError,
+        pickle.UnpicklingError,
+    ) as exc:
+        raise EncodingError(f"{path}: not a LoGAN checkpoint ({exc})") from exc
+    return model.eval()
+
+
+@torch.no_grad()
+def generate(model: LoGAN, seeds: Sequence[int]) -> list[Any]:
+    """One structure per seed: pymatgen Structures (periodic cell) or Molecules."""
+    from pymatgen.core import Lattice, Molecule, Structure
+
+    model.eval()
+    if not seeds:
+        return []
+    z = torch.cat([model.noise(1, s) for s in seeds])
+    pos = model.positions(model.generator(z)).double().cpu().numpy()
+    hp = model.hparams
+    if not any(hp.pbc):
+        return [Molecule(hp.numbers, p) for p in pos]
+    lattice = Lattice(hp.cell, pbc=tuple(hp.pbc))
+    return [Structure(lattice, hp.numbers, p, coords_are_cartesian=True) for p in pos]
