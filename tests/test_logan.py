@@ -93,7 +93,9 @@ def test_xtb_relaxation_and_smiles_recover_a_rattled_isomer():
     assert r.converged and r.fmax < 0.05
     got = geometry_smiles(r.atoms.get_chemical_symbols(), r.atoms.positions)
     assert got == canonical_smiles("OCC") != canonical_smiles("COC")
-    two = molecule("CH4") + molecule("CH4", positions=molecule("CH4").positions + [0, 0, 4.0])
+    far = molecule("CH4")
+    far.translate([0.0, 0.0, 4.0])
+    two = molecule("CH4") + far
     assert geometry_smiles(two.get_chemical_symbols(), two.positions) == "C.C"  # fragments
     assert geometry_smiles(["C", "C"], [[0, 0, 0], [0, 0, 4.0]]) is None  # bare radicals
 
