@@ -59,13 +59,6 @@ def ground_truth(path: Path) -> set[str]:
     return out
 
 
-def target_numbers(formula: str) -> list[int]:
-    from pymatgen.core import Composition
-
-    comp = Composition(formula)
-    return [el.Z for el in sorted(comp, key=lambda e: e.Z) for _ in range(int(comp[el]))]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--training", type=Path, default=shared_logan() / "C5H12O_training.extxyz")
@@ -94,7 +87,7 @@ def main() -> None:
     from topogen.calc.xtb import relax_molecule
     from topogen.errors import TopogenError
     from topogen.models.logan.settings import LoganSettings
-    from topogen.models.logan.train import generate, train_logan
+    from topogen.models.logan.train import composition_numbers, generate, train_logan
     from topogen.runtime import set_threads
     from topogen.screen.selection import select_diverse
     from topogen.structure.molecules import geometry_smiles
@@ -104,7 +97,7 @@ def main() -> None:
     t_start = time.perf_counter()
     truth = ground_truth(args.ground_truth)
     training = read(args.training, ":")
-    numbers = target_numbers(args.composition)
+    numbers = composition_numbers(args.composition)
     log(f"{len(training)} training molecules; target {args.composition}; {len(truth)} isomers")
 
     samples: list[Any] = []

@@ -122,3 +122,46 @@ def test_molecular_benchmark_smoke(tmp_path):
     assert [c["k"] for c in out["curve"]] == [2, 4] and out["n_relaxations_all_k"] >= 4
     assert sum(n for _, n in out["relaxed_smiles"]) == out["n_relaxations_all_k"]
     assert (tmp_path / "logan-molecules.png").stat().st_size > 1000
+
+
+def test_train_and_generate_commands_on_a_structure_table(cli, tmp_path):
+    """`topogen train logan` keeps the target's chemical system of the table (MoS2: the
+    Mo-S crystals, not the W-Se one), `topogen generate logan` pools the members' samples
+    with checkpoint, sha256, target and seed per row; atoms too close are quarantined."""
+    from ase.build import mx2
+
+    from topogen.io.provenance import sha256
+    from topogen.io.tables import Record, read_records, write_records
+
+    layers = [mx2("MoS2", "2H", a=3.16, vacuum=8.0), mx2("MoS2", "1T", a=3.19, vacuum=8.0)]
+    layers.append(mx2("WSe2", "2H", a=3.29, vacuum=8.0))
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    records = [
+        Record(f"r{i}", "test", AseAtomsAdaptor.get_structure(a)) for i, a in enumerate(layers)
+    ]
+    table = write_records(records, tmp_path / "table.parquet")
+    models = []
+    for seed in (0, 1):
+        out = tmp_path / f"m{seed}.ckpt"
+        res = cli("train", "logan", "--table", table, "--formula", "MoS2",
+                  "--lattice", "3.16", "3.16", "20", "90", "90", "120", "--out", out,
+                  "--workdir", tmp_path / f"w{seed}", "--epochs", "1", "--steps", "2",
+                  "--batch-size", "4", "--span", "0.2", "--seed", seed, "--r-cut", "4")  # fmt: skip
+        assert res.returncode == 0, res.stderr
+        assert "2 of 3 structures in the MoS2 system" in res.stdout + res.stderr
+        models.append(out)
+    out = tmp_path / "candidates.parquet"
+    res = cli("generate", "logan", "--models", *models, "--n", "5", "--seed", "3",
+              "--min-distance", "0.5", "--out", out)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    rows = read_records(out)
+    quarantined = pd.read_csv(f"{out}.quarantine.csv")
+    assert len(rows) + len(quarantined) == 10
+    assert all("apart" in r for r in quarantined["reason"])
+    for r in rows:
+        k, seed = (int(x) for x in r.id.split("-")[1:])
+        assert r.properties["seed"] == seed and 3 <= seed < 8
+        assert r.properties["checkpoint_sha256"] == sha256(models[k])
+        assert r.structure.composition.as_dict() == {"Mo": 1.0, "S": 2.0}
+        assert np.allclose(r.structure.lattice.abc, (3.16, 3.16, 20.0))

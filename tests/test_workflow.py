@@ -417,3 +417,37 @@ def test_every_rule_has_log_and_benchmark_and_every_report_a_caption(repo_root):
             assert "caption=" in plot, name
             caption = re.search(r'caption="([^"]+)"', plot).group(1)
             assert (repo_root / "workflow/report" / Path(caption).name).is_file(), caption
+
+
+def test_logan_plans_one_member_per_target_seed_and_set(workdir):
+    """train.logan: 2 targets x 2 seeds x 2 sets = 8 train_logan jobs, one sample_logan."""
+    override = workdir / "logan.yaml"
+    override.write_text(
+        yaml.safe_dump(
+            {
+                "train": {
+                    "logan": {
+                        "targets": {
+                            "MoS2": {"formula": "MoS2", "lattice": [3.16, 3.16, 20, 90, 90, 120]},
+                            "Bi2": {"formula": "Bi2", "lattice": [4.28, 4.28, 20, 90, 90, 120]},
+                        },
+                        "members": {
+                            "seeds": [0, 7],
+                            "sets": [{"r_cut": 4.0}, {"radial": "bessel"}],
+                        },
+                    }
+                }
+            }
+        )
+    )
+    target = "results/generate/logan/candidates.parquet"
+    res = snakemake(workdir, "-n", "-p", target, "--configfile", "config/config.yaml", override)
+    assert res.returncode == 0, res.stdout + res.stderr
+    jobs = [line for line in res.stdout.splitlines() if "topogen train logan" in line]
+    assert len(jobs) == 8
+    assert (
+        sum("--seed 7" in j and "--radial bessel" in j and "--formula Bi2" in j for j in jobs) == 1
+    )
+    assert sum("--r-cut 4.0" in j for j in jobs) == 4
+    sample = next(line for line in res.stdout.splitlines() if "topogen generate logan" in line)
+    assert sample.count("model.ckpt") == 8

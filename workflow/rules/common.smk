@@ -260,6 +260,38 @@ def gan_stage3_inputs(wildcards):
     return chgnet_model() | ({"band_gap_model": model} if model else {})
 
 
+# --- LoGAN (models/logan.smk): one member per target x seed x hyper-parameter set ---
+LOGAN = config["train"].get("logan", {})
+
+
+def logan_members():
+    """Member ids "s<seed>-h<k>" of the ensemble (the same for every target)."""
+    members = LOGAN.get("members", {})
+    return [
+        f"s{seed}-h{k}"
+        for seed in members.get("seeds", [])
+        for k in range(len(members.get("sets", [])))
+    ]
+
+
+def logan_options(wildcards):
+    """`topogen train logan` flags of one member: target, shared options, its set, seed."""
+    target = LOGAN["targets"][wildcards.target]
+    seed, k = wildcards.member[1:].split("-h")
+    options = {**LOGAN.get("options", {}), **LOGAN["members"]["sets"][int(k)]}
+    return cli_options(
+        formula=target["formula"], lattice=target["lattice"], seed=int(seed), **options
+    )
+
+
+def logan_models(wildcards):
+    return [
+        f"results/models/logan/{target}/{member}/model.ckpt"
+        for target in LOGAN.get("targets", {})
+        for member in logan_members()
+    ]
+
+
 # --- CHGNet: the force field of the funnel and the Stage III oracle (models/chgnet.smk) ---
 CHGNET = config.get("chgnet", {})
 FINETUNE = CHGNET.get("finetune", {})

@@ -148,6 +148,66 @@ def _chgnet(args: argparse.Namespace) -> int:
     return 0
 
 
+# Help of each LoganSettings field (type and default come from the dataclass).
+LOGAN_HELP = {
+    "epochs": "epochs",
+    "steps": "generator steps per epoch",
+    "batch_size": "generated structures per step",
+    "latent_dim": "generator noise size (paper: 20)",
+    "r_cut": "descriptor cutoff (A)",
+    "n_max": "descriptor radial functions",
+    "l_max": "descriptor angular momentum",
+    "radial": "descriptor radial basis: gaussian or bessel",
+    "n_critic": "critic steps per generator step",
+    "gp_weight": "gradient-penalty weight (lambda)",
+    "lr": "RMSProp learning rate (both networks)",
+    "rattle": "A: Gaussian rattle of the training copies",
+    "copies": "rattled copies of every training structure",
+    "span": "fraction of c the atoms may fill (a 2D layer in a vacuum cell: < 1)",
+    "seed": "weights, noise, environment draws, rattling",
+}
+
+
+def _logan(args: argparse.Namespace) -> int:
+    """``topogen train logan``: one LoGAN ensemble member for one target."""
+    import shutil
+    from pathlib import Path
+
+    from pymatgen.core import Lattice
+
+    from topogen.io.tables import read_records
+    from topogen.models.logan.settings import LoganSettings
+    from topogen.models.logan.train import (
+        FINAL,
+        chemical_system,
+        composition_numbers,
+        train_logan,
+    )
+    from topogen.runtime import accelerator_devices
+
+    accelerator, _ = accelerator_devices(args.gpus)
+    numbers = composition_numbers(args.formula)
+    cell = Lattice.from_parameters(*args.lattice).matrix
+    settings = read_options(args, LoganSettings)
+    with stage(args, inputs=[args.table]) as run:
+        every = [r.structure for r in read_records(args.table)]
+        training = chemical_system(every, numbers)
+        log(f"logan: {len(training)} of {len(every)} structures in the {args.formula} system")
+        train_logan(
+            training,
+            numbers,
+            cell,
+            args.workdir,
+            settings,
+            threads=args.threads,
+            accelerator=accelerator,
+            log=log,
+        )
+        shutil.copyfile(Path(args.workdir) / FINAL, run.output(args.out))
+    log(f"logan: {args.formula} in {args.lattice} -> {args.out}")
+    return 0
+
+
 def register(stages: Subparsers) -> None:
     """Add ``topogen train ...``."""
     cmds = group(stages, "train", "train the models", "model", "MODEL")
@@ -177,6 +237,37 @@ def register(stages: Subparsers) -> None:
     threads_option(p)
     _register_gan(cmds)
     _register_chgnet(cmds)
+    _register_logan(cmds)
+
+
+def _register_logan(cmds: Subparsers) -> None:
+    p = command(
+        cmds,
+        "logan",
+        _logan,
+        "one LoGAN ensemble member: a WGAN on local environments for one target",
+        "Trains the generator of FORMULA's atoms in the cell --lattice against a per-atom\n"
+        "critic on the local environments of the structures of --table made of FORMULA's\n"
+        "elements only (and rattled copies), drawn to match the target composition (see\n"
+        "topogen.models.logan). An interrupted run resumes from --workdir.",
+    )
+    p.add_argument("--table", required=True, metavar="TABLE", help="training structures")
+    p.add_argument("--formula", required=True, help="target composition, e.g. MoS2 or Mo2S4")
+    p.add_argument(
+        "--lattice", required=True, type=float, nargs=6,
+        metavar=("A", "B", "C", "ALPHA", "BETA", "GAMMA"), help="target cell (A, degrees)",
+    )  # fmt: skip
+    p.add_argument("--out", required=True, metavar="CKPT", help="the trained member")
+    p.add_argument("--workdir", required=True, metavar="DIR", help="checkpoints and logs")
+    later(p, _logan_options)
+
+
+def _logan_options(p: argparse.ArgumentParser) -> None:
+    from topogen.models.logan.settings import LoganSettings
+
+    add_options(p, LoganSettings, LOGAN_HELP, choices={"radial": ("gaussian", "bessel")})
+    gpus_option(p)
+    threads_option(p)
 
 
 def _register_gan(cmds: Subparsers) -> None:

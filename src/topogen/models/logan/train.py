@@ -30,6 +30,31 @@ from topogen.runtime import set_threads
 FINAL = "model.ckpt"
 
 
+def composition_numbers(formula: str) -> list[int]:
+    """The target's atoms, in order of Z: "C5H12O" -> [1] * 12 + [6] * 5 + [8]."""
+    from pymatgen.core import Composition
+
+    try:
+        comp = Composition(formula)
+    except ValueError as exc:
+        raise EncodingError(f"not a chemical formula: {formula!r} ({exc})") from exc
+    if any(abs(n - round(n)) > 1e-8 for n in comp.values()) or not comp:
+        raise EncodingError(f"{formula!r}: a target needs whole numbers of atoms")
+    return [el.Z for el in sorted(comp, key=lambda e: e.Z) for _ in range(round(comp[el]))]
+
+
+def chemical_system(structures: Sequence[Any], numbers: Sequence[int]) -> list[Any]:
+    """The structures made only of the target's elements (its chemical system): their
+    environments are the ones a sample of the target can have. EncodingError when none."""
+    target = {int(z) for z in numbers}
+    kept = [s for s in structures if set(structure_arrays(s)[2].tolist()) <= target]
+    if not kept:
+        raise EncodingError(
+            f"no training structure is made of the target's elements Z = {sorted(target)} only"
+        )
+    return kept
+
+
 def train_logan(
     training: Sequence[Any],
     numbers: Sequence[int],
