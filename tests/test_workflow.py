@@ -181,7 +181,9 @@ def test_default_workflow_builds_the_library_and_runs(workdir, cli):
     # the GAN: images -> three stages -> candidates, each stage with per-epoch metrics
     ae = json.loads((workdir / "results/models/autoencoder/metrics.json").read_text())
     assert ae["held_out"]["n"] >= 40 and ae["held_out"]["reproduced"] >= 0.8, ae["held_out"]
-    for stage, epochs in ((1, 150), (2, 10), (3, 2)):
+    gan = yaml.safe_load((workdir / "config/config.yaml").read_text())["train"]["gan"]
+    for stage in (1, 2, 3):
+        epochs = gan[f"stage{stage}"]["epochs"]
         m = pd.read_csv(workdir / f"results/models/gan/stage{stage}/metrics.csv")
         assert m["epoch"].tolist() == list(range(epochs)), stage
     m3 = pd.read_csv(workdir / "results/models/gan/stage3/metrics.csv")
@@ -190,7 +192,7 @@ def test_default_workflow_builds_the_library_and_runs(workdir, cli):
     assert of_record["rescored"]["counts"]["stable"]["n"] == 128  # fresh samples, 90% interval
     candidates = read_records(workdir / "results/generate/gan/candidates.parquet")
     bad = read_quarantine(workdir / "results/generate/gan/candidates.parquet.quarantine.csv")
-    n = yaml.safe_load((workdir / "config/config.yaml").read_text())["train"]["gan"]["sample"]["n"]
+    n = gan["sample"]["n"]
     assert len(candidates) + len(bad) == n and len(candidates) > 0
     lineage = cli("provenance", "results/generate/gan/candidates.parquet", cwd=workdir)
     assert lineage.returncode == 0, lineage.stderr
