@@ -1,6 +1,8 @@
 """Benchmark: LoGAN on molecular isomers (Kovacs et al. 2024, the C5H12O test).
 
-Trains an ensemble of LoGAN models (``--seeds`` x ``--r-cut``) on the molecules of
+Trains an ensemble of LoGAN models (``--seeds`` x ``--r-cut`` x ``--n-max``; the paper:
+3 seeds x r_cut 5, 6 x n_max 3, 4, 60,000 steps of batch 15 at lr 1e-4, 20 rattled copies,
+2,000 samples per model: ``config/paper.yaml``) on the molecules of
 ``--training`` (default: the 39 QM9 C4H10O + C6H14O molecules in ``../shared/data/logan``)
 for the target ``--composition`` (default C5H12O, absent from the training set) in a cubic box
 of ``--box`` Angstrom, pools ``--samples`` samples per model, and for each K of ``--k`` picks
@@ -10,10 +12,16 @@ K samples with the workflow's diversity filter (PCA + k-means on per-element pow
 geometries to canonical SMILES without stereochemistry (RDKit). Reported: how many of the
 ground-truth isomers (``--ground-truth``: a ``.smi`` file or an extxyz of geometries) are
 recovered as a function of K (the paper: all 14 with 38 relaxations, 12 with 15), the
-relaxations done, and the wall time. Writes ``<out>/logan-molecules.json`` and
+relaxations done, and the wall time.
+
+Snapshots (ours, ``--snapshots S``): every model also keeps S - 1 earlier generators, evenly
+spaced over its training, and the pooled samples are drawn by them in turn. The same models
+give the control in the same run: the curve of the final generators alone (the paper's way)
+is reported next to it (``curve_final_generators``). Writes ``<out>/logan-molecules.json`` and
 ``<out>/logan-molecules.png``; a rerun with the same ``--out`` resumes the trained models.
 
     python bench/logan_c5h12o.py --out bench/out/logan-c5h12o
+    python bench/logan_c5h12o.py --config config/paper.yaml --out bench/out/logan-c5h12o-paper
     python bench/logan_c5h12o.py --epochs 2 --samples 20 --k 3 5 --out /tmp/smoke  # smoke
 """
 
@@ -29,6 +37,8 @@ import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from schedules import config_defaults
 
 
 def shared_logan() -> Path:
@@ -59,14 +69,21 @@ def ground_truth(path: Path) -> set[str]:
     return out
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--training", type=Path, default=shared_logan() / "C5H12O_training.extxyz")
     ap.add_argument("--ground-truth", type=Path, default=shared_logan() / "C5H12O_ground_truth.smi")
     ap.add_argument("--composition", default="C5H12O", help="target composition (C5H12O)")
     ap.add_argument("--box", type=float, default=8.0, help="cubic box edge, A (8)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="ensemble seeds")
-    ap.add_argument("--r-cut", type=float, nargs="+", default=[4.0], help="ensemble r_cut, A")
+    ap.add_argument("--r-cut", type=float, nargs="+", default=[5.0], help="ensemble r_cut, A")
+    ap.add_argument("--n-max", type=int, nargs="+", default=[4], help="ensemble n_max (4)")
+    ap.add_argument("--batch-size", type=int, default=15, help="batch (paper 15)")
+    ap.add_argument("--lr", type=float, default=1e-3, help="RMSProp lr (paper 1e-4)")
+    ap.add_argument("--copies", type=int, default=4, help="rattled copies (paper 20)")
+    ap.add_argument(
+        "--snapshots", type=int, default=4, help="generator snapshots per model (4; 1: paper)"
+    )
     ap.add_argument("--epochs", type=int, default=40, help="epochs per model (40)")
     ap.add_argument("--steps", type=int, default=50, help="generator steps per epoch (50)")
     ap.add_argument("--samples", type=int, default=400, help="samples per model (400)")
@@ -75,7 +92,12 @@ def main() -> None:
     )
     ap.add_argument("--threads", type=int, default=2, help="torch threads (2)")
     ap.add_argument("--out", type=Path, default=Path("bench/out/logan-c5h12o"))
-    args = ap.parse_args()
+    config_defaults(ap, "logan_c5h12o")
+    return ap
+
+
+def main() -> None:
+    args = parser().parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     import matplotlib
 
@@ -100,12 +122,20 @@ def main() -> None:
     numbers = composition_numbers(args.composition)
     log(f"{len(training)} training molecules; target {args.composition}; {len(truth)} isomers")
 
-    samples: list[Any] = []
     members = []
-    for seed, r_cut in itertools.product(args.seeds, args.r_cut):
-        name = f"seed{seed}-rcut{r_cut:g}"
+    pools: dict[str, list[tuple[str, int, Any]]] = {"final": [], "snapshots": []}
+    for seed, r_cut, n_max in itertools.product(args.seeds, args.r_cut, args.n_max):
+        name = f"seed{seed}-rcut{r_cut:g}-nmax{n_max}"
         settings = LoganSettings(
-            epochs=args.epochs, steps=args.steps, r_cut=r_cut, seed=seed, copies=4
+            epochs=args.epochs,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            r_cut=r_cut,
+            n_max=n_max,
+            seed=seed,
+            copies=args.copies,
+            snapshots=args.snapshots,
         )
         t0 = time.perf_counter()
         model = train_logan(
@@ -119,28 +149,39 @@ def main() -> None:
             accelerator="cpu",
             log=log,
         )
-        drawn = generate(model, range(seed * 1_000_000, seed * 1_000_000 + args.samples))
-        samples += drawn
+        seeds = range(seed * 1_000_000, seed * 1_000_000 + args.samples)
+        for pool, snapshot in (("final", -1), ("snapshots", None)):
+            drawn = generate(model, seeds, snapshot=snapshot)
+            pools[pool] += [(name, s, m) for s, m in zip(seeds, drawn, strict=True)]
         members.append({"name": name, "train_s": time.perf_counter() - t0})
         log(f"{name}: trained and sampled in {members[-1]['train_s']:.0f} s")
+        del model
 
-    relaxed: dict[int, dict[str, Any]] = {}
-    curve = []
-    for k in sorted(args.k):
-        sel = select_diverse(samples, k, seed=0, r_cut=4.0)
-        for i in sel.indices:
-            if i in relaxed:
-                continue
-            mol = samples[i]
-            try:
-                r = relax_molecule(mol)
-                smiles = geometry_smiles(r.atoms.get_chemical_symbols(), r.atoms.positions)
-                relaxed[i] = {"smiles": smiles, "energy": r.energy, "converged": r.converged}
-            except TopogenError as exc:
-                relaxed[i] = {"smiles": None, "error": str(exc)}
-        found = {relaxed[i]["smiles"] for i in sel.indices} & truth
-        curve.append({"k": k, "recovered": len(found), "isomers": sorted(found)})
-        log(f"K = {k}: {len(found)} of {len(truth)} isomers recovered")
+    relaxed: dict[tuple[str, int, str], dict[str, Any]] = {}
+    curves: dict[str, list[dict[str, Any]]] = {}
+    for pool, entries in pools.items():
+        if pool == "snapshots" and args.snapshots == 1:
+            continue
+        mols = [m for _, _, m in entries]
+        curves[pool] = []
+        for k in sorted(args.k):
+            sel = select_diverse(mols, k, seed=0, r_cut=4.0)
+            found: set[str] = set()
+            for i in sel.indices:
+                name, s, mol = entries[i]
+                key = (name, s, "final" if pool == "final" else "mixed")
+                if key not in relaxed:
+                    try:
+                        r = relax_molecule(mol)
+                        smi = geometry_smiles(r.atoms.get_chemical_symbols(), r.atoms.positions)
+                        relaxed[key] = {"smiles": smi, "energy": r.energy, "converged": r.converged}
+                    except TopogenError as exc:
+                        relaxed[key] = {"smiles": None, "error": str(exc)}
+                found.add(relaxed[key]["smiles"])
+            found &= truth
+            curves[pool].append({"k": k, "recovered": len(found), "isomers": sorted(found)})
+            log(f"{pool} generators, K = {k}: {len(found)} of {len(truth)} isomers recovered")
+    curve = curves["snapshots" if "snapshots" in curves else "final"]
 
     smiles = Counter(v["smiles"] for v in relaxed.values())
     summary = {
@@ -151,8 +192,10 @@ def main() -> None:
         "n_relaxations": curve[-1]["k"] if curve else 0,
         "n_relaxations_all_k": len(relaxed),
         "curve": curve,
+        "curve_final_generators": curves["final"],
+        "snapshots": args.snapshots,
         "members": members,
-        "n_samples": len(samples),
+        "n_samples": len(pools["final"]),
         "relaxed_smiles": smiles.most_common(),
         "wall_s": time.perf_counter() - t_start,
         "threads": args.threads,
@@ -160,7 +203,13 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "logan-molecules.json").write_text(json.dumps(summary, indent=2))
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
-    ax.plot([c["k"] for c in curve], [c["recovered"] for c in curve], "o-", label="LoGAN + xTB")
+    for pool, label in (
+        ("final", "final generators"),
+        ("snapshots", f"{args.snapshots} snapshots"),
+    ):
+        if pool in curves:
+            ks = [c["k"] for c in curves[pool]]
+            ax.plot(ks, [c["recovered"] for c in curves[pool]], "o-", label=label)
     ax.axhline(len(truth), color="grey", lw=0.8, ls="--", label="ground truth")
     ax.set_xlabel("relaxations (K)")
     ax.set_ylabel(f"{args.composition} isomers recovered")

@@ -111,6 +111,7 @@ def test_each_source_is_a_rule_pair(workdir, target, rules):
 
 
 # Each conda env: pyproject's base dependencies plus these extras, with identical pins.
+CI_STAGE1_EPOCHS = 25  # the demo test's GAN Stage I (make demo: train.gan.stage1 of the config)
 ENV_EXTRAS = {"ml": ["ml"], "data": ["mp", "qm9"], "dft": []}
 
 
@@ -147,8 +148,14 @@ def _min_distance(structure) -> float:
 @pytest.mark.slow
 def test_default_workflow_builds_the_library_and_runs(workdir, cli):
     """`make demo`'s DAG from scratch: the offline library, the merged table, encodings, the
-    GAN, the funnel with every step, DFT on dft.top_k candidates and the controls."""
-    res = snakemake(workdir, "--cores", "2", timeout=3600)  # the whole demo: <= 30 minutes
+    GAN, the funnel with every step, DFT on dft.top_k candidates. Two savings for CI (each
+    about 3 minutes on 2 cores): GAN Stage I runs CI_STAGE1_EPOCHS instead of the demo's 100,
+    and the controls are skipped (tests/test_dft_workflow.py runs them through these rules)."""
+    (workdir / "ci.yaml").write_text(
+        f"train: {{gan: {{stage1: {{epochs: {CI_STAGE1_EPOCHS}}}}}}}\n"
+        "dft: {controls: {qsh: null, trivial: null}}\n"
+    )
+    res = snakemake(workdir, "--cores", "2", "--configfile", "ci.yaml", timeout=3600)
     assert res.returncode == 0, res.stderr[-3000:]
     library = read_records(workdir / "results/data/prototypes.parquet")
     assert len(library) >= 200
@@ -183,7 +190,7 @@ def test_default_workflow_builds_the_library_and_runs(workdir, cli):
     assert ae["held_out"]["n"] >= 40 and ae["held_out"]["reproduced"] >= 0.8, ae["held_out"]
     gan = yaml.safe_load((workdir / "config/config.yaml").read_text())["train"]["gan"]
     for stage in (1, 2, 3):
-        epochs = gan[f"stage{stage}"]["epochs"]
+        epochs = CI_STAGE1_EPOCHS if stage == 1 else gan[f"stage{stage}"]["epochs"]
         m = pd.read_csv(workdir / f"results/models/gan/stage{stage}/metrics.csv")
         assert m["epoch"].tolist() == list(range(epochs)), stage
     m3 = pd.read_csv(workdir / "results/models/gan/stage3/metrics.csv")
@@ -209,13 +216,13 @@ def test_default_workflow_builds_the_library_and_runs(workdir, cli):
     assert stable["predicted_band_gap"].notna().all()
     gapped = stable[stable["band_gap"] == "pass"]
     assert (gapped["topology"] != "skipped").all() and gapped["topology_score"].between(0, 1).all()
-    # DFT: a verdict row for each control (Z2 1 and 0) and each selected candidate
+    # DFT: a verdict row for each selected candidate, and nothing else (no controls here)
     selected = read_records(workdir / "results/screen/gan/selected.parquet")
     assert len(selected) == min(2, int(funnel["passed"].sum()))
     summary = pd.read_csv(workdir / "results/dft/summary.csv").set_index("candidate")
-    assert summary.at["control-Bi2", "z2"] == 1 and summary.at["control-Sb2", "z2"] == 0
+    assert set(summary.index) == {r.id for r in selected}
     for r in selected:
-        assert r.id in summary.index and summary.at[r.id, "status"], r.id
+        assert summary.at[r.id, "status"] in ("ok", "failed"), r.id
     # rerunning stage 2 plans it and everything after it, nothing before it
     plan = snakemake(workdir, "-n", "--forcerun", "train_gan_stage2").stdout
     for rule in ("train_gan_stage2", "train_gan_stage3", "sample_gan"):

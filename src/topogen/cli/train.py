@@ -164,6 +164,7 @@ LOGAN_HELP = {
     "rattle": "A: Gaussian rattle of the training copies",
     "copies": "rattled copies of every training structure",
     "span": "fraction of c the atoms may fill (a 2D layer in a vacuum cell: < 1)",
+    "snapshots": "generators kept for sampling, evenly spaced over the epochs (1: the final)",
     "seed": "weights, noise, environment draws, rattling",
 }
 

@@ -18,6 +18,10 @@ Both use RMSProp (as in the paper). Logged per epoch: ``wasserstein`` (the criti
 ``mean D(real) - mean D(fake)`` before its update, averaged over the epoch's critic steps),
 ``gradient_penalty`` and ``g_loss``. Scores are averaged over atoms (the paper sums; for one
 target N is fixed, so this only rescales the critic).
+
+``snapshot_states`` holds the weights of earlier generators kept for sampling (settings
+``snapshots``; :func:`~topogen.models.logan.train.generate` draws from them and the final
+generator in turn); they travel in the checkpoint, so a resumed run keeps them.
 """
 
 from __future__ import annotations
@@ -70,6 +74,30 @@ class LoGAN(L.LightningModule):
         self.generator = CoordinateGenerator(hp.latent_dim, len(hp.numbers), GENERATOR_HIDDEN)
         self.critic = AtomicCritic(sorted(set(hp.numbers)), self.descriptor.dim, CRITIC_HIDDEN)
         self.pool: EnvironmentPool | None = None  # set before training (not saved)
+        self.snapshot_states: list[dict[str, torch.Tensor]] = []
+
+    def keep_snapshot(self) -> None:
+        """Keep a copy of the generator's current weights (module docstring)."""
+        self.snapshot_states.append(
+            {k: v.detach().cpu().clone() for k, v in self.generator.state_dict().items()}
+        )
+
+    def generators(self) -> list[torch.nn.Module]:
+        """The kept snapshots, oldest first, then the final generator."""
+        out: list[torch.nn.Module] = []
+        for state in self.snapshot_states:
+            g = CoordinateGenerator(
+                self.hparams.latent_dim, len(self.hparams.numbers), GENERATOR_HIDDEN
+            )
+            g.load_state_dict(state)
+            out.append(g.to(self.device).eval())
+        return [*out, self.generator]
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["generator_snapshots"] = self.snapshot_states
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.snapshot_states = list(checkpoint.get("generator_snapshots", []))
 
     # -- structures -----------------------------------------------------------------------
     def noise(self, n: int, seed: int | None = None) -> torch.Tensor:

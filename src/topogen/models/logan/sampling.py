@@ -3,9 +3,10 @@ into one structure table (the funnel screens them like any generator's; its PCA 
 selection step picks the DFT set, the paper's filter).
 
 Row ids are ``logan-<k>-<seed>`` (member k in the order given); each row records the member's
-checkpoint, its sha256, its target formula and the sample's seed, so any sample can be
-redrawn alone. Samples with two atoms closer than ``min_distance`` are rejected rows with the
-reason (a generator's overlapping atoms are not a candidate).
+checkpoint, its sha256, its target formula, the sample's seed and the generator snapshot that
+drew it, so any sample can be redrawn alone. Samples with two atoms closer than
+``min_distance`` are rejected rows with the reason (a generator's overlapping atoms are not a
+candidate).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 
 from topogen.io.provenance import sha256
 from topogen.io.tables import LoadResult, Record
-from topogen.models.logan.train import generate, load_logan
+from topogen.models.logan.train import generate, load_logan, snapshot_of
 
 
 def sample_ensemble(
@@ -48,6 +49,7 @@ def sample_ensemble(
                 "checkpoint_sha256": digest,
                 "target": structure.composition.formula.replace(" ", ""),
                 "seed": s,
+                "snapshot": snapshot_of(model, s),
             }
             result.admit(str(path), str(s), rid, reason, Record(rid, source, structure, props))
     return result

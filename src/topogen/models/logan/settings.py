@@ -23,7 +23,9 @@ class LoganSettings:
     steps per epoch; ``rattle`` (Angstrom) / ``copies``: Gaussian-rattled copies of every
     training structure whose environments join the real pool (ours: 0.05 A, 4 copies);
     ``span``: the fraction of the third cell vector the generator may fill (1 for bulk and
-    molecules; less for a 2D layer in a vacuum cell).
+    molecules; less for a 2D layer in a vacuum cell); ``snapshots``: generators kept for
+    sampling, evenly spaced over the epochs, the final one included (1: the final generator
+    only, as the paper; more is ours: a snapshot ensemble, measured in bench/logan_c5h12o.py).
     """
 
     epochs: int = 20
@@ -40,6 +42,7 @@ class LoganSettings:
     rattle: float = 0.05
     copies: int = 4
     span: float = 1.0
+    snapshots: int = 1
     seed: int = 0
 
     def model_hparams(self) -> dict[str, Any]:

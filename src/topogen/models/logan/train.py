@@ -95,12 +95,34 @@ def train_logan(
         f"x {settings.steps} generator steps, descriptor width {model.descriptor.dim}"
     )
     last = outdir / "checkpoints" / "last.ckpt"
+    keep = snapshot_epochs(settings.epochs, settings.snapshots)
     loader = torch.utils.data.DataLoader(range(settings.steps), batch_size=1)
     with quiet_lightning():
-        trainer = make_trainer(outdir, settings.epochs, accelerator=accelerator, devices=1)
+        trainer = make_trainer(
+            outdir,
+            settings.epochs,
+            accelerator=accelerator,
+            devices=1,
+            callbacks=[_Snapshots(keep)] if keep else None,
+        )
         trainer.fit(model, loader, ckpt_path=last if last.exists() else None)
         trainer.save_checkpoint(outdir / FINAL, weights_only=True)
     return model.eval()
+
+
+def snapshot_epochs(epochs: int, snapshots: int) -> set[int]:
+    """Epochs (counted from 1) after which a generator snapshot is kept: ``snapshots - 1``
+    evenly spaced ones before the end (the final generator is the last snapshot)."""
+    return {round(k * epochs / snapshots) for k in range(1, snapshots)} - {0, epochs}
+
+
+class _Snapshots(L.Callback):
+    def __init__(self, epochs: set[int]) -> None:
+        self.epochs = epochs
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.current_epoch + 1 in self.epochs:
+            pl_module.keep_snapshot()  # type: ignore[operator]
 
 
 def load_logan(path: str | os.PathLike[str], map_location: Any = "cpu") -> LoGAN:
@@ -109,6 +131,7 @@ def load_logan(path: str | os.PathLike[str], map_location: Any = "cpu") -> LoGAN
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
         model = LoGAN(**ckpt["hyper_parameters"])
         model.load_state_dict(ckpt["state_dict"])
+        model.on_load_checkpoint(ckpt)
     except (
         OSError,
         RuntimeError,
@@ -122,16 +145,33 @@ def load_logan(path: str | os.PathLike[str], map_location: Any = "cpu") -> LoGAN
     return model.eval()
 
 
+def snapshot_of(model: LoGAN, seed: int, snapshot: int | None = None) -> int:
+    """The generator (index into :meth:`LoGAN.generators`) that draws ``seed``: the given
+    ``snapshot`` (-1: the final generator), else the snapshots in turn (seed modulo their
+    number)."""
+    n = len(model.snapshot_states) + 1
+    if snapshot is None:
+        return int(seed) % n
+    if not -n <= snapshot < n:
+        raise EncodingError(f"snapshot {snapshot}: the model keeps {n} generator(s)")
+    return snapshot % n
+
+
 @torch.no_grad()
-def generate(model: LoGAN, seeds: Sequence[int]) -> list[Any]:
-    """One structure per seed: pymatgen Structures (periodic cell) or Molecules."""
+def generate(model: LoGAN, seeds: Sequence[int], snapshot: int | None = None) -> list[Any]:
+    """One structure per seed (drawn by the generator :func:`snapshot_of` names): pymatgen
+    Structures (periodic cell) or Molecules, in the order of ``seeds``."""
     from pymatgen.core import Lattice, Molecule, Structure
 
     model.eval()
     if not seeds:
         return []
-    z = torch.cat([model.noise(1, s) for s in seeds])
-    pos = model.positions(model.generator(z)).double().cpu().numpy()
+    gens = model.generators()
+    which = [snapshot_of(model, s, snapshot) for s in seeds]
+    rows = []
+    for s, k in zip(seeds, which, strict=True):
+        rows.append(gens[k](model.noise(1, s)))
+    pos = model.positions(torch.cat(rows)).double().cpu().numpy()
     hp = model.hparams
     if not any(hp.pbc):
         return [Molecule(hp.numbers, p) for p in pos]
