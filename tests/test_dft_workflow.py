@@ -173,6 +173,10 @@ def test_snakemake_runs_the_controls(controls_run, cli) -> None:
         assert row["expected_z2"] == row["z2"] and row["dft_gap_direct_eV"] > 0.3
         assert row["dft_gap_indirect_eV"] > 0 and row["wannier_gap_indirect_eV"] > 0
         assert row["verdict"] == ("topological" if row["z2"] == 1 else "trivial")
+        verdict = json.loads((wf / f"results/dft/{name}/verdict.json").read_text())
+        element = name.removeprefix("control-")[:-1]
+        assert verdict["wannier"]["projections"] == [f"{element}:p"], verdict["wannier"]
+        assert len(verdict["pseudos"][element]["sha256"]) == 64
         assert pd.isna(row["failed_step"]) and pd.notna(row["spin_phi_deg"])
         assert (wf / f"results/dft/{name}/edge_states.png").stat().st_size > 10_000
         for step in ("scf", "nscf"):
