@@ -325,7 +325,8 @@ def test_screen_stage_runs_on_imported_candidates(workdir, cli):
 
 def test_rule_all_is_computed_from_the_config(workdir):
     """Per generator its candidates and funnel; no generators: neither; DFT when activated
-    (the default: rule all reaches results/dft/summary.csv)."""
+    (the default: rule all reaches results/dft/summary.csv), the controls' check when a
+    control is configured."""
     plan = snakemake(workdir, "-n").stdout
     for rule in ("sample_gan", "split_candidates", "screen_chunk", "merge_screen", "select_dft"):
         assert f"rule {rule}:" in plan, rule
@@ -341,6 +342,10 @@ def test_rule_all_is_computed_from_the_config(workdir):
     plan = snakemake(workdir, "-n", "--configfile", cfg).stdout
     assert "rule sample_gan:" not in plan and "rule screen_chunk:" not in plan
     assert "checkpoint dft_candidates:" in plan and "rule dft_controls:" in plan
+    # no control configured: the candidates' summary, no controls' check (it would have none)
+    cfg = _override(workdir, "dft: {controls: {qsh: null, trivial: null}}")
+    plan = snakemake(workdir, "-n", "--configfile", cfg).stdout
+    assert "rule dft_summary:" in plan and "dft_controls" not in plan and "control-" not in plan
 
 
 def test_option_sections_become_flags(workdir):
