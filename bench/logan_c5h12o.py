@@ -48,6 +48,9 @@ def shared_logan() -> Path:
     return (root or Path("../shared/data")) / "logan"
 
 
+CITE = "data: Kovacs et al., MLST 5, 035079 (2024); QM9, Ramakrishnan et al. (2014)"
+
+
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -214,7 +217,8 @@ def main() -> None:
     ax.set_xlabel("relaxations (K)")
     ax.set_ylabel(f"{args.composition} isomers recovered")
     ax.legend(frameon=False)
-    fig.tight_layout()
+    fig.text(0.01, 0.01, CITE, fontsize=6, color="grey")
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     fig.savefig(args.out / "logan-molecules.png", dpi=110)
     log(f"recovered {summary['recovered']} of {len(truth)}; {summary['wall_s']:.0f} s")
 

@@ -19,7 +19,8 @@ and cell (uniform fractional coordinates, no two atoms closer than ``--random-mi
 
 Writes ``<out>/logan-crystals.json`` (``recovered``, ``n_relaxations``, per-target results,
 wall time) and ``<out>/logan-crystals.png`` (targets recovered vs relaxations per target,
-LoGAN and random). A rerun with the same ``--out`` resumes the trained models.
+LoGAN and random). A rerun with the same ``--out`` resumes: finished targets are read back
+(``<out>/<target>/result.json``), trained models are reused.
 
     python bench/logan_sio2.py --out bench/out/logan-sio2
     python bench/logan_sio2.py --config config/paper.yaml --out bench/out/logan-sio2-paper
@@ -47,6 +48,11 @@ def shared_logan() -> Path:
     return (root or Path("../shared/data")) / "logan"
 
 
+CITE = (
+    "data: Kovacs et al., MLST 5, 035079 (2024); Materials Project (CC BY 4.0)"  # the figure's data
+)
+
+
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -68,22 +74,32 @@ def training_file(target: Path, given: Path | None) -> Path:
 
 
 def random_structures(target: Any, n: int, min_distance: float, seed: int) -> list[Any]:
-    """``n`` structures of the target's atoms at uniform random fractional coordinates in its
-    cell, every pair (periodic images included) at least ``min_distance`` apart."""
+    """``n`` structures of the target's atoms in its cell, placed one at a time at uniform
+    random fractional coordinates at least ``min_distance`` from every atom placed before
+    (periodic images included); a structure that gets stuck starts again."""
     import numpy as np
     from pymatgen.core import Structure
 
     rng = np.random.default_rng(seed)
+    lattice = target.lattice
     out: list[Any] = []
-    tries = 0
+    restarts = 0
     while len(out) < n:
-        tries += 1
-        if tries > 1000 * n:
+        frac: list[np.ndarray] = []
+        for _ in range(len(target)):
+            for _try in range(1000):
+                trial = rng.random(3)
+                if not frac or lattice.get_all_distances([trial], frac).min() >= min_distance:
+                    frac.append(trial)
+                    break
+            else:
+                break
+        if len(frac) == len(target):
+            out.append(Structure(lattice, target.species, np.array(frac)))
+            continue
+        restarts += 1
+        if restarts > 100 * n:
             raise SystemExit(f"no random structure with atoms {min_distance} A apart: lower it")
-        s = Structure(target.lattice, target.species, rng.random((len(target), 3)))
-        d = s.distance_matrix + np.eye(len(s)) * 1e9
-        if d.min() >= min_distance:
-            out.append(s)
     return out
 
 
@@ -177,6 +193,11 @@ def main() -> None:
     results = []
     for path in targets:
         name = path.name.replace("_ground_truth.extxyz", "").replace(path.suffix, "")
+        done = args.out / name / "result.json"
+        if done.exists():  # a finished target of an earlier run with this --out
+            results.append(json.loads(done.read_text()))
+            log(f"{name}: result of an earlier run ({done})")
+            continue
         target = AseAtomsAdaptor.get_structure(read(path))
         training = read(training_file(path, args.training), ":")
         numbers = [site.specie.Z for site in target]
@@ -238,6 +259,7 @@ def main() -> None:
             "random": summarise(random_rows),
         }
         results.append(row)
+        done.write_text(json.dumps(row, indent=2))
         log(
             f"{name}: LoGAN {'recovered' if row['logan']['recovered'] else 'missed'} "
             f"(first at {row['logan']['first_match']}), random "
@@ -277,7 +299,8 @@ def main() -> None:
     ax.set_ylabel(f"targets recovered (of {len(results)})")
     ax.set_ylim(-0.1, len(results) + 0.1)
     ax.legend(frameon=False)
-    fig.tight_layout()
+    fig.text(0.01, 0.01, CITE, fontsize=6, color="grey")
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     fig.savefig(args.out / "logan-crystals.png", dpi=110)
     log(
         f"LoGAN recovered {summary['recovered']} of {len(results)}, random "
