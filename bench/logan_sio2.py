@@ -38,15 +38,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from schedules import config_defaults
-
-
-def shared_logan() -> Path:
-    from topogen.data.shared import shared_data_root
-
-    root = shared_data_root()
-    return (root or Path("../shared/data")) / "logan"
-
+from schedules import config_defaults, shared_logan
 
 CITE = (
     "data: Kovacs et al., MLST 5, 035079 (2024); Materials Project (CC BY 4.0)"  # the figure's data

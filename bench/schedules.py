@@ -1,7 +1,8 @@
 """Benchmark schedules kept in a config file: ``--config config/paper.yaml`` makes the
 ``bench.<name>`` mapping of that file the defaults of a benchmark's options (keys are the
 options' names with underscores), so the paper's schedule is stated once, beside the
-workflow's paper-scale settings. Options given on the command line still win."""
+workflow's paper-scale settings. Options given on the command line still win. Also where the
+LoGAN benchmarks find their reference data (:func:`shared_logan`)."""
 
 from __future__ import annotations
 
@@ -31,3 +32,11 @@ def config_defaults(ap: argparse.ArgumentParser, name: str) -> None:
     if unknown:
         ap.error(f"{known.config}: bench.{name} has unknown option(s) {unknown}")
     ap.set_defaults(**section)
+
+
+def shared_logan() -> Path:
+    """The LoGAN reference sets: ``<shared data>/logan`` (default ``../shared/data/logan``)."""
+    from topogen.data.shared import shared_data_root
+
+    root = shared_data_root()
+    return (root or Path("../shared/data")) / "logan"
