@@ -16,7 +16,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 demo: install system-deps  ## the main job end to end on the embedded default config (offline)
 	$(BIN)/snakemake --cores all
 	@echo "DFT verdicts (candidates and controls): $(abspath results/dft/summary.csv)"
-	@echo "screening funnel: $(abspath results/screen/gan/funnel.parquet); timings: results/benchmarks/"
+	@echo "screening funnels (one per generator): $(abspath results/screen)/<generator>/funnel.parquet; timings: results/benchmarks/"
 
 test: install system-deps lint  ## ruff + import contracts, then the whole test suite (slow included)
 	$(BIN)/pytest $(PYTEST_ARGS)

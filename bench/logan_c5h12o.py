@@ -40,6 +40,8 @@ from typing import Any
 
 from schedules import config_defaults, shared_logan
 
+from topogen.encode.descriptors import RADIAL_BASES
+
 CITE = "data: Kovacs et al., MLST 5, 035079 (2024); QM9, Ramakrishnan et al. (2014)"
 
 
@@ -73,6 +75,18 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="ensemble seeds")
     ap.add_argument("--r-cut", type=float, nargs="+", default=[5.0], help="ensemble r_cut, A")
     ap.add_argument("--n-max", type=int, nargs="+", default=[4], help="ensemble n_max (4)")
+    ap.add_argument(
+        "--radial",
+        default="bessel",
+        choices=RADIAL_BASES,
+        help="descriptor radial basis (the authors': bessel)",
+    )
+    ap.add_argument(
+        "--max-neighbors",
+        type=int,
+        default=12,
+        help="neighbours kept per atom (the authors': 12; 0: all within r_cut)",
+    )
     ap.add_argument("--batch-size", type=int, default=15, help="batch (paper 15)")
     ap.add_argument("--lr", type=float, default=1e-3, help="RMSProp lr (paper 1e-4)")
     ap.add_argument("--copies", type=int, default=4, help="rattled copies (paper 20)")
@@ -128,6 +142,8 @@ def main() -> None:
             lr=args.lr,
             r_cut=r_cut,
             n_max=n_max,
+            radial=args.radial,
+            max_neighbors=args.max_neighbors or None,
             seed=seed,
             copies=args.copies,
             snapshots=args.snapshots,

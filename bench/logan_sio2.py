@@ -4,10 +4,12 @@ For every target (``--targets``: ground-truth files, one crystal each; default t
 SiO2 polymorphs in ``../shared/data/logan``) LoGAN models are trained on the target's
 training file (``<id>_training.extxyz`` beside ``<id>_ground_truth.extxyz``, or
 ``--training FILE`` for every target) for the target's composition in the target's cell:
-one model per seed x radial basis (``--seeds`` x ``--radial``; the paper: 5 seeds x 2 bases
-x 2 neighbour counts). Every model draws ``--samples`` structures; the samples of each
-hyper-parameter set are pooled and ``--select`` of them (paper: 20) picked with the
-workflow's diversity filter (PCA + k-means, :func:`topogen.screen.selection.select_diverse`).
+one model per seed x radial basis x neighbour count (``--seeds`` x ``--radial`` x
+``--max-neighbors``; the paper: 5 seeds x the authors' atom-centred Gaussians and Bessel
+functions x 12 and 25 nearest neighbours). Every model draws ``--samples`` structures;
+the samples of each hyper-parameter set are pooled and ``--select`` of them (paper: 20)
+picked with the workflow's diversity filter (PCA + k-means,
+:func:`topogen.screen.selection.select_diverse`).
 The picks are relaxed with CHGNet at fixed cell (positions only, as the paper's FIRE runs;
 the paper used DFT, here CHGNet) and compared with the target relaxed the same way:
 recovered when pymatgen's StructureMatcher (default tolerances) matches them; the energy
@@ -30,6 +32,7 @@ LoGAN and random). A rerun with the same ``--out`` resumes: finished targets are
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -131,7 +134,14 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--training", type=Path, default=None, help="one training file for all")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="ensemble seeds (0 1)")
     ap.add_argument(
-        "--radial", nargs="+", default=["gaussian", "bessel"], help="radial bases (both)"
+        "--radial", nargs="+", default=["centred", "bessel"], help="radial bases (centred bessel)"
+    )
+    ap.add_argument(
+        "--max-neighbors",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="neighbours kept per atom, one set each (paper 12 25; 0: all within r_cut)",
     )
     ap.add_argument("--r-cut", type=float, default=4.0, help="descriptor cutoff, A (4)")
     ap.add_argument("--n-max", type=int, default=4, help="radial functions (4)")
@@ -202,7 +212,8 @@ def main() -> None:
         )
         picks: list[Any] = []
         sets = []
-        for radial in args.radial:
+        for radial, n_neig in itertools.product(args.radial, args.max_neighbors):
+            tag = radial if n_neig == 0 else f"{radial}-n{n_neig}"
             pooled: list[Any] = []
             t0 = time.perf_counter()
             for seed in args.seeds:
@@ -211,6 +222,7 @@ def main() -> None:
                     steps=args.steps,
                     r_cut=args.r_cut,
                     radial=radial,
+                    max_neighbors=n_neig or None,
                     seed=seed,
                     lr=args.lr,
                     n_max=args.n_max,
@@ -222,7 +234,7 @@ def main() -> None:
                     training,
                     numbers,
                     target.lattice.matrix,
-                    args.out / name / f"{radial}-s{seed}",
+                    args.out / name / f"{tag}-s{seed}",
                     settings,
                     threads=args.threads,
                     accelerator="cpu",
@@ -232,9 +244,14 @@ def main() -> None:
             sel = select_diverse(pooled, args.select, seed=0, r_cut=args.r_cut)
             picks += [pooled[i] for i in sel.indices]
             sets.append(
-                {"radial": radial, "train_s": time.perf_counter() - t0, "n_samples": len(pooled)}
+                {
+                    "radial": radial,
+                    "max_neighbors": n_neig or None,
+                    "train_s": time.perf_counter() - t0,
+                    "n_samples": len(pooled),
+                }
             )
-            log(f"{name}/{radial}: {len(pooled)} samples, {len(sel.indices)} picked")
+            log(f"{name}/{tag}: {len(pooled)} samples, {len(sel.indices)} picked")
         baseline = random_structures(target, len(picks), args.random_min_distance, seed=0)
 
         t0 = time.perf_counter()

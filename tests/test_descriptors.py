@@ -13,7 +13,7 @@ from topogen.encode import EncodingError
 from topogen.encode.descriptors import PowerSpectrum, real_spherical_harmonics
 
 F64 = torch.float64
-RADIAL = ["gaussian", "bessel"]
+RADIAL = ["gaussian", "centred", "bessel"]
 
 
 def random_rotation(seed: int, proper: bool = True) -> torch.Tensor:
@@ -148,3 +148,17 @@ def test_encode_structures_and_errors():
         ps(torch.zeros(1, 3, dtype=F64), [6], pbc=False)
     with pytest.raises(EncodingError, match="radial"):
         PowerSpectrum([6], radial="chebyshev")  # type: ignore[arg-type]
+
+
+def test_centred_gaussians_peak_on_the_atom_and_vanish_at_the_cutoff():
+    """The LoGAN authors' basis: a neighbour on top of the centre gives the largest value of
+    every function (the shells peak at bond lengths), and none reaches past r_cut."""
+    centred = PowerSpectrum([8], r_cut=4.0, n_max=4, radial="centred")
+    shells = PowerSpectrum([8], r_cut=4.0, n_max=4, radial="gaussian")
+    r = torch.linspace(0.0, 4.0, 81, dtype=F64)
+    f = centred.radial_basis(r)
+    assert bool((f[:-1] - f[1:] > 0).all())  # strictly decreasing in r, every function
+    close(f[-1], torch.zeros(4, dtype=F64))
+    close(f[0], 1 - torch.exp(-((4.0 / torch.linspace(1.0, 4.0, 4, dtype=F64)) ** 2)))
+    g = shells.radial_basis(r)
+    assert int(g[:, 0].argmax()) == 16  # the first shell peaks at 0.8 A, not on the atom

@@ -100,18 +100,17 @@ def test_summary_and_controls_check(tmp_path: Path, cli) -> None:
 
 def test_checkpoint_expands_selected_candidates(repo_root: Path, tmp_path: Path) -> None:
     """A dry run plans the checkpoint; once it has run, every per-candidate rule appears for
-    each of the two selected candidates and the two controls."""
+    each of the two selected candidates (from two tables) and the two controls."""
     wf = copy_workflow(repo_root, tmp_path / "wf")
     mono = monolayers()
     from pymatgen.io.ase import AseAtomsAdaptor
 
-    records = [
-        Record(rid, "test", AseAtomsAdaptor.get_structure(mono[name]))
-        for rid, name in (("1T'-odd/id", "MoS2"), ("honeycomb-X2-Bi2", "Bi2"))
-    ]
-    write_records(records, tmp_path / "selected.parquet")
-    override = tmp_path / "dft.yaml"
-    override.write_text(f"dft:\n  candidates: {tmp_path / 'selected.parquet'}\n")
+    tables = []
+    for rid, name, source in (("1T'-odd/id", "MoS2", "gan"), ("honeycomb-X2-Bi2", "Bi2", "logan")):
+        tables.append(tmp_path / f"{source}.parquet")
+        write_records([Record(rid, source, AseAtomsAdaptor.get_structure(mono[name]))], tables[-1])
+    override = tmp_path / "dft.yaml"  # two tables (e.g. two generators' selections)
+    override.write_text(f"dft:\n  candidates: [{tables[0]}, {tables[1]}]\n")
 
     res = _snakemake(wf, "-n", "dft_summary", "--configfile", str(override))
     assert res.returncode == 0, res.stdout + res.stderr
@@ -122,6 +121,7 @@ def test_checkpoint_expands_selected_candidates(repo_root: Path, tmp_path: Path)
     assert res.returncode == 0, res.stdout + res.stderr
     index = pd.read_csv(wf / "results/dft/selected/index.csv")
     assert index["candidate"].tolist() == ["1T_-odd_id", "honeycomb-X2-Bi2"]
+    assert index["source"].tolist() == ["gan", "logan"]
 
     res = _snakemake(wf, "-n", "dft_summary", "--configfile", str(override))
     assert res.returncode == 0, res.stdout + res.stderr

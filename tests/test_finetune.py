@@ -152,7 +152,8 @@ def test_slab_candidates_frame_generated_slabs_and_quarantine_the_rest(tmp_path:
     res = cli("dft", "candidates", tmp_path / "s.parquet", "--out-dir", tmp_path / "c", "--slabs")
     assert res.returncode == 0, res.stderr
     index = (tmp_path / "c" / "index.csv").read_text().splitlines()
-    assert index[1:] == ["t,t,BN"] and (tmp_path / "c" / "t.json").exists()
+    assert index == ["candidate,id,source,formula", "t,t,gan,BN"]
+    assert (tmp_path / "c" / "t.json").exists()
     with pytest.raises(Exception, match="perpendicular"):
         Crystal.from_any(tilted).as_2d()  # what pw.x's set-up refuses
     framed = read_candidate(tmp_path / "c" / "t.json").structure

@@ -57,7 +57,9 @@ def test_samples_have_the_target_composition_and_a_saved_model_regenerates_them(
     """Trained on H2O only, asked for H2O2 in a periodic cell (a composition the training
     set lacks): every sample is H2O2 in that cell; the checkpoint gives the same samples."""
     cell = np.diag([5.0, 5.0, 12.0])
-    settings = LoganSettings(epochs=1, steps=2, batch_size=4, r_cut=3.0, copies=0, span=0.3)
+    settings = LoganSettings(
+        epochs=1, steps=2, batch_size=4, r_cut=3.0, copies=0, span=0.3, max_neighbors=2
+    )
     model = train_logan(waters(4), [8, 8, 1, 1], cell, tmp_path, settings)
     samples = generate(model, [3, 4, 5])
     for s in samples:
@@ -66,7 +68,9 @@ def test_samples_have_the_target_composition_and_a_saved_model_regenerates_them(
         assert np.allclose(s.lattice.matrix, cell)
         z = s.cart_coords[:, 2]
         assert z.min() >= 12.0 * 0.35 - 1e-9 and z.max() <= 12.0 * 0.65 + 1e-9  # span 0.3
-    again = generate(load_logan(tmp_path / "model.ckpt"), [4])
+    loaded = load_logan(tmp_path / "model.ckpt")
+    assert loaded.descriptor.max_neighbors == 2  # the paper's n_neig, kept in the checkpoint
+    again = generate(loaded, [4])
     assert np.allclose(again[0].cart_coords, samples[1].cart_coords)
 
 
@@ -262,9 +266,12 @@ def test_benchmarks_take_the_papers_schedules_from_paper_yaml(monkeypatch, tmp_p
     sets = {(s["r_cut"], s["n_max"]) for s in logan["members"]["sets"]}
     assert sets == {(r, n) for r in args.r_cut for n in args.n_max}
     assert logan["options"]["epochs"] * logan["options"]["steps"] == 60_000
+    assert (args.radial, args.max_neighbors) == ("bessel", 12)  # the authors' C5H12O script
+    assert (logan["options"]["radial"], logan["options"]["max_neighbors"]) == ("bessel", 12)
     args = bench_parser(monkeypatch, "logan_sio2", "--config", str(paper), "--seeds", "7")
     args = args.parse_args()
-    assert args.seeds == [7] and args.radial == ["gaussian", "bessel"]
+    assert args.seeds == [7] and args.radial == ["centred", "bessel"]
+    assert args.max_neighbors == [12, 25]
     assert (args.epochs * args.steps, args.samples, args.select, args.r_cut) == (
         45_000,
         1000,

@@ -98,6 +98,7 @@ def test_handmade_candidates_reach_their_verdicts(repo_root: Path, tmp_path: Pat
 
     summary = pd.read_csv(root / "results/dft/summary.csv").set_index("candidate")
     assert set(summary.index) == {"MoS2-tilted", "K"}  # no controls, nothing rejected
+    assert set(summary["source"]) == {"handmade"}  # the table's source, carried to the verdict
     # the tilted cell was put in the canonical frame and finished: a trusted trivial insulator
     # with about MoS2's PBE+SOC gap (1.6 eV, at K) on the Wannier model's 24 x 24 grid
     # (1.85 eV from the demo's 4x4x1 Wannier mesh); the DFT bands, on that mesh alone

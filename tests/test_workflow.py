@@ -329,10 +329,15 @@ def test_rule_all_is_computed_from_the_config(workdir):
     (the default: rule all reaches results/dft/summary.csv), the controls' check when a
     control is configured."""
     plan = snakemake(workdir, "-n").stdout
-    for rule in ("sample_gan", "split_candidates", "screen_chunk", "merge_screen", "select_dft"):
+    for rule in ("sample_gan", "sample_logan", "screen_chunk", "merge_screen", "select_dft"):
         assert f"rule {rule}:" in plan, rule
-    assert "results/screen/gan/selected.parquet" in plan
-    assert "checkpoint dft_candidates:" in plan
+    # dft.candidates null: DFT takes the selection of every generator
+    block = plan.split("checkpoint dft_candidates:")[1].split("\n\n")[0]
+    inputs = block.split("input:")[1].splitlines()[0]
+    assert [x.strip() for x in inputs.split(",")] == [
+        "results/screen/gan/selected.parquet",
+        "results/screen/logan/selected.parquet",
+    ], block
     assert "results/dft/summary.csv" in plan and "rule dft_summary:" in plan
     plan = snakemake(workdir, "-n", "--configfile", _override(workdir, "dft: {activate: false}"))
     assert "dft_candidates" not in plan.stdout and "dft_summary" not in plan.stdout

@@ -207,6 +207,15 @@ def dft_pseudo_options():
     return cli_options(**DFT["pseudos"])
 
 
+def dft_tables():
+    """The structure tables of dft.candidates (a path or a list); null: every screened set's
+    selection, results/screen/<name>/selected.parquet."""
+    tables = DFT.get("candidates")
+    if tables is None:
+        return [f"results/screen/{name}/selected.parquet" for name in screened_sets()]
+    return [tables] if isinstance(tables, str) else list(tables)
+
+
 def dft_candidate(wildcards):
     """A candidate's file: a control's, or one that the dft_candidates checkpoint wrote."""
     if wildcards.cand in DFT_CONTROLS:

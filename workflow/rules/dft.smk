@@ -73,7 +73,7 @@ rule dft_control:
 
 checkpoint dft_candidates:
     input:
-        DFT["candidates"],
+        dft_tables(),
     output:
         directory("results/dft/selected"),
     log:

@@ -222,15 +222,20 @@ def _candidates(args: argparse.Namespace) -> int:
     from topogen.dft.steps import write_candidates
     from topogen.io.tables import read_records
 
-    with stage(args, inputs=[args.table]) as run:
-        records = read_records(args.table)
+    with stage(args, inputs=args.tables) as run:
+        records, rejected = [], []
+        for table in args.tables:
+            if args.slabs:
+                result = slab_candidates(read_records(table), table)
+                records += result.records
+                rejected += result.rejected
+            else:
+                records += read_records(table)
         if args.slabs:
-            result = slab_candidates(records, args.table)
-            records = result.records
-            qpath = run.quarantine(Path(args.out_dir) / "index.csv", result.rejected)
-            log(f"dft candidates: {len(result.rejected)} not usable as 2D slabs -> {qpath}")
+            qpath = run.quarantine(Path(args.out_dir) / "index.csv", rejected)
+            log(f"dft candidates: {len(rejected)} not usable as 2D slabs -> {qpath}")
         n = write_candidates(records, args.out_dir, run.output)
-    log(f"dft candidates: {n} from {args.table} -> {args.out_dir}/")
+    log(f"dft candidates: {n} from {', '.join(args.tables)} -> {args.out_dir}/")
     return 0
 
 
@@ -386,9 +391,14 @@ def _register_setup(cmds: Subparsers) -> None:
         cmds,
         "candidates",
         _candidates,
-        "a structure table -> one candidate file per row, and index.csv",
+        "structure tables -> one candidate file per row, and index.csv",
     )
-    p.add_argument("table", metavar="TABLE", help="structure table (e.g. selected.parquet)")
+    p.add_argument(
+        "tables",
+        nargs="+",
+        metavar="TABLE",
+        help="structure tables (e.g. each generator's selected.parquet), rows in order",
+    )
     p.add_argument("--out-dir", required=True, metavar="DIR", help="folder of candidate files")
     p.add_argument(
         "--slabs",

@@ -157,7 +157,8 @@ LOGAN_HELP = {
     "r_cut": "descriptor cutoff (A)",
     "n_max": "descriptor radial functions",
     "l_max": "descriptor angular momentum",
-    "radial": "descriptor radial basis: gaussian or bessel",
+    "radial": "descriptor radial basis: gaussian (shells), centred (the authors') or bessel",
+    "max_neighbors": "descriptor: nearest neighbours kept (paper: 12 or 25; none: all)",
     "n_critic": "critic steps per generator step",
     "gp_weight": "gradient-penalty weight (lambda)",
     "lr": "RMSProp learning rate (both networks)",
@@ -264,9 +265,10 @@ def _register_logan(cmds: Subparsers) -> None:
 
 
 def _logan_options(p: argparse.ArgumentParser) -> None:
+    from topogen.encode.descriptors import RADIAL_BASES
     from topogen.models.logan.settings import LoganSettings
 
-    add_options(p, LoganSettings, LOGAN_HELP, choices={"radial": ("gaussian", "bessel")})
+    add_options(p, LoganSettings, LOGAN_HELP, choices={"radial": RADIAL_BASES})
     gpus_option(p)
     threads_option(p)
 

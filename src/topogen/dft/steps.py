@@ -102,9 +102,14 @@ def _failed(step: str, failure: dict[str, Any], chain: Chain, record: Record) ->
     fields = failed_verdict(failure["step"], failure["reason"], failure.get("output"))
     if step != "invariants":
         return {k: fields[k] for k in ("status", "failed_step", "reason", "failed_output")}
-    verdict = chain.new_verdict(record.id)
-    verdict.update(formula=record.formula, properties=record.properties, **fields)
+    verdict = _new_verdict(chain, record)
+    verdict.update(formula=record.formula, **fields)
     return verdict
+
+
+def _new_verdict(chain: Chain, record: Record) -> dict[str, Any]:
+    """A verdict that names the candidate, its source (generator) and its properties."""
+    return chain.new_verdict(record.id) | {"source": record.source, "properties": record.properties}
 
 
 # --- the work of each step ---------------------------------------------------------------------
@@ -145,8 +150,8 @@ def _wannierize(chain: Chain, record: Record, crystal: Crystal) -> dict[str, Any
 
 def _invariants(chain: Chain, record: Record, crystal: Crystal) -> dict[str, Any]:
     crystal = relaxed(crystal)
-    verdict = chain.new_verdict(record.id)
-    verdict.update(chain.describe(crystal), properties=record.properties)
+    verdict = _new_verdict(chain, record)
+    verdict.update(chain.describe(crystal))
     scf = chain.scf(crystal, run=False)
     verdict.update(chain.conclude(scf, chain.wannier(scf, run=False)))
     return verdict
@@ -168,7 +173,7 @@ def write_candidates(
     records: Iterable[Record], outdir: str | os.PathLike[str], output: Output = Path
 ) -> int:
     """One candidate file per record in ``outdir`` (unique names) and ``index.csv``
-    (candidate, id, formula); returns the number written."""
+    (candidate, id, source, formula); returns the number written."""
     from topogen.dft.candidates import unique_names, write_candidate
     from topogen.io.atomic import write_text
 
@@ -177,10 +182,10 @@ def write_candidates(
     records = list(records)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["candidate", "id", "formula"])
+    writer.writerow(["candidate", "id", "source", "formula"])
     for name, record in zip(unique_names(r.id for r in records), records, strict=True):
         write_candidate(record, output(outdir / f"{name}.json"))
-        writer.writerow([name, record.id, record.formula])
+        writer.writerow([name, record.id, record.source, record.formula])
     write_text(output(outdir / "index.csv"), buf.getvalue())
     return len(records)
 

@@ -1,8 +1,9 @@
 """Verdicts of the DFT stage -> one table (and a plot); the controls' check.
 
 One row per ``verdict.json`` (written by ``topogen dft invariants``), the candidate being the
-name of the verdict's folder: the verdict (topological / trivial / metal / untrusted /
-failed, see :mod:`topogen.dft.verdict`) and its reason, Z2, the spin Chern number with its
+name of the verdict's folder, with its source (the generator, or ``control``): the verdict
+(topological / trivial / metal / untrusted / failed, see :mod:`topogen.dft.verdict`) and
+its reason, Z2, the spin Chern number with its
 axis and spin gap, the direct and indirect gaps of the DFT bands and of the Wannier model, and
 the step a failed candidate stopped at. Controls carry ``expected_z2`` (from the ``topo2d``
 table): :func:`check_controls` fails unless each is a trusted insulator with it.
@@ -28,7 +29,7 @@ _CHECKS = (
     "wannier_gap_indirect_eV", "band_max_deviation_eV", "kramers_splitting_eV", "omega_total_A2",
 )  # fmt: skip
 COLUMNS = (
-    "candidate", "id", "formula", "control", "expected_z2", "verdict", "reason", "status",
+    "candidate", "id", "source", "formula", "control", "expected_z2", "verdict", "reason", "status",
     "trusted", "z2", "z2_k1_loops", "z2_k2_loops", "spin_chern", "spin_phi_deg", "spin_gap",
     *_CHECKS, "failed_step", "failed_output", "problems", "error", "verdict_file",
 )  # fmt: skip
@@ -45,6 +46,7 @@ def _row(path: Path) -> dict[str, Any]:
     return {
         "candidate": path.parent.name,
         "id": v.get("id"),
+        "source": v.get("source"),
         "formula": v.get("formula"),
         "control": bool(props.get("control", False)),
         "expected_z2": props.get("expected_z2"),

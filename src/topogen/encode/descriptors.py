@@ -13,12 +13,16 @@ and the rotationally invariant power spectrum is
 PRB 87, 184115, 2013; with point densities as in ACE, Drautz, PRB 99, 014104, 2019).
 ``fc(r) = (1 + cos(pi r / r_cut)) / 2`` makes it smooth as neighbours cross ``r_cut``.
 
-Radial bases (``radial=``): ``"gaussian"``, ``exp(-(r - mu_n)^2 / (2 sigma^2))`` with
-``mu_n = r_cut (n + 1) / (n_max + 1)``; ``"bessel"``, the zeroth-order spherical Bessel
-functions ``sqrt(2 / r_cut) sin(n pi r / r_cut) / r`` (n = 1..n_max; DimeNet, Gasteiger et
-al., ICLR 2020). Neighbour pairs come from :func:`topogen.encode.graphs.neighbor_list`
-(numpy, no gradient); displacements are rebuilt in torch as
-``pos[j] - pos[i] + offset @ cell`` so autograd reaches positions and cell.
+Radial bases (``radial=``): ``"gaussian"``, shells ``exp(-(r - mu_n)^2 / (2 sigma^2))``
+with ``mu_n = r_cut n / (n_max + 1)`` (n = 1..n_max; SOAP-like); ``"centred"``, the
+atom-centred Gaussians of the LoGAN authors' code, ``exp(-r^2 / d_n^2) - exp(-r_cut^2 /
+d_n^2)`` with widths ``d_n`` evenly spaced from 1 A to ``r_cut`` (largest at r = 0, so a
+neighbour on top of an atom is far from any bonded environment; the shells barely tell
+r = 0 from a bond length); ``"bessel"``, the zeroth-order spherical Bessel functions
+``sqrt(2 / r_cut) sin(n pi r / r_cut) / r`` (n = 1..n_max; DimeNet, Gasteiger et al.,
+ICLR 2020). Every basis is multiplied by ``fc``. Neighbour pairs come from
+:func:`topogen.encode.graphs.neighbor_list` (numpy, no gradient); displacements are rebuilt
+in torch as ``pos[j] - pos[i] + offset @ cell`` so autograd reaches positions and cell.
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ from topogen.encode import EncodingError
 from topogen.encode.elements import MAX_Z
 from topogen.encode.graphs import neighbor_list, structure_arrays
 
-Radial = Literal["gaussian", "bessel"]
+Radial = Literal["gaussian", "centred", "bessel"]
+RADIAL_BASES: tuple[str, ...] = ("gaussian", "centred", "bessel")
 
 
 def real_spherical_harmonics(unit: torch.Tensor, l_max: int) -> torch.Tensor:
@@ -100,8 +105,8 @@ class PowerSpectrum(torch.nn.Module):
         normalize: bool = False,
     ) -> None:
         super().__init__()
-        if radial not in ("gaussian", "bessel"):
-            raise EncodingError(f"radial must be 'gaussian' or 'bessel', not {radial!r}")
+        if radial not in RADIAL_BASES:
+            raise EncodingError(f"radial must be one of {', '.join(RADIAL_BASES)}, not {radial!r}")
         self.species = tuple(sorted({int(z) for z in species}))
         if not self.species or self.species[0] < 1 or self.species[-1] > MAX_Z:
             raise EncodingError(f"species must be atomic numbers in 1..{MAX_Z}")
@@ -131,6 +136,9 @@ class PowerSpectrum(torch.nn.Module):
                 / (self.n_max + 1)
             )
             return torch.exp(-((r[:, None] - mu) ** 2) / (2 * self.sigma**2))
+        if self.radial == "centred":
+            width = torch.linspace(1.0, self.r_cut, self.n_max, dtype=r.dtype, device=r.device)
+            return torch.exp(-((r[:, None] / width) ** 2)) - torch.exp(-((self.r_cut / width) ** 2))
         n = torch.arange(1, self.n_max + 1, dtype=r.dtype, device=r.device)
         # sin(n pi r / rc) / r == (n pi / rc) sinc(n r / rc), finite at r = 0
         return (

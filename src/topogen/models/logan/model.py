@@ -70,7 +70,14 @@ class LoGAN(L.LightningModule):
         hp = self.hparams
         self.register_buffer("numbers", torch.as_tensor(hp.numbers), persistent=False)
         self.register_buffer("cell", torch.as_tensor(hp.cell), persistent=False)
-        self.descriptor = PowerSpectrum(hp.species, hp.r_cut, hp.n_max, hp.l_max, hp.radial)
+        self.descriptor = PowerSpectrum(
+            hp.species,
+            hp.r_cut,
+            hp.n_max,
+            hp.l_max,
+            hp.radial,
+            max_neighbors=hp.get("max_neighbors"),
+        )
         self.generator = CoordinateGenerator(hp.latent_dim, len(hp.numbers), GENERATOR_HIDDEN)
         self.critic = AtomicCritic(sorted(set(hp.numbers)), self.descriptor.dim, CRITIC_HIDDEN)
         self.pool: EnvironmentPool | None = None  # set before training (not saved)

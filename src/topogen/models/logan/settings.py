@@ -15,8 +15,10 @@ class LoganSettings:
     """Training and descriptor settings of one ensemble member (seed x hyper-parameter set).
 
     ``latent_dim``: the generator's noise (paper: 20); ``r_cut``/``n_max``/``l_max``/
-    ``radial``: the critic's local power spectrum (:class:`~topogen.encode.descriptors.
-    PowerSpectrum`; the ensemble varies r_cut, n_max and the radial basis); ``n_critic``:
+    ``radial``/``max_neighbors``: the critic's local power spectrum (:class:`~topogen.
+    encode.descriptors.PowerSpectrum`; the ensemble varies r_cut, n_max, the radial basis
+    and, in the authors' SiO2 runs, the neighbours kept: 12 or 25 nearest; None: every
+    neighbour within r_cut); ``n_critic``:
     critic steps per generator step; ``gp_weight``: the gradient penalty's lambda (WGAN-GP,
     Gulrajani et al. 2017: 10); ``lr``: both RMSProp learning rates (ours: 1e-3; at 2e-4 the
     generator of the triatomic test was still far off after 800 steps); ``steps``: generator
@@ -36,6 +38,7 @@ class LoganSettings:
     n_max: int = 4
     l_max: int = 4
     radial: str = "gaussian"
+    max_neighbors: int | None = None
     n_critic: int = 5
     gp_weight: float = 10.0
     lr: float = 1e-3
