@@ -77,9 +77,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--n-max", type=int, nargs="+", default=[4], help="ensemble n_max (4)")
     ap.add_argument(
         "--radial",
-        default="bessel",
+        default="centred",
         choices=RADIAL_BASES,
-        help="descriptor radial basis (the authors': bessel)",
+        help="descriptor radial basis (centred; the authors' script: their Bessel basis)",
     )
     ap.add_argument(
         "--max-neighbors",

@@ -178,7 +178,7 @@ def test_crystal_benchmark_smoke(tmp_path):
         pytest.skip("../shared/data/logan is absent (set TOPOGEN_SHARED_DATA)")
     bench = Path(__file__).parents[1] / "bench" / "logan_sio2.py"
     args = ["--targets", str(target), "--epochs", "1", "--steps", "2", "--samples", "8"]
-    args += ["--select", "2", "--seeds", "0", "--radial", "gaussian", "--relax-steps", "50"]
+    args += ["--select", "2", "--seeds", "0", "--radial", "centred", "--relax-steps", "50"]
     args += ["--threads", "1", "--out", str(tmp_path)]
     subprocess.run([sys.executable, str(bench), *args], check=True, timeout=900)
     out = json.loads((tmp_path / "logan-crystals.json").read_text())
@@ -266,8 +266,8 @@ def test_benchmarks_take_the_papers_schedules_from_paper_yaml(monkeypatch, tmp_p
     sets = {(s["r_cut"], s["n_max"]) for s in logan["members"]["sets"]}
     assert sets == {(r, n) for r in args.r_cut for n in args.n_max}
     assert logan["options"]["epochs"] * logan["options"]["steps"] == 60_000
-    assert (args.radial, args.max_neighbors) == ("bessel", 12)  # the authors' C5H12O script
-    assert (logan["options"]["radial"], logan["options"]["max_neighbors"]) == ("bessel", 12)
+    assert (args.radial, args.max_neighbors) == ("centred", 12)  # the authors' n_neig
+    assert (logan["options"]["radial"], logan["options"]["max_neighbors"]) == ("centred", 12)
     args = bench_parser(monkeypatch, "logan_sio2", "--config", str(paper), "--seeds", "7")
     args = args.parse_args()
     assert args.seeds == [7] and args.radial == ["centred", "bessel"]

@@ -18,7 +18,10 @@ class LoganSettings:
     ``radial``/``max_neighbors``: the critic's local power spectrum (:class:`~topogen.
     encode.descriptors.PowerSpectrum`; the ensemble varies r_cut, n_max, the radial basis
     and, in the authors' SiO2 runs, the neighbours kept: 12 or 25 nearest; None: every
-    neighbour within r_cut); ``n_critic``:
+    neighbour within r_cut; the default basis is the authors' atom-centred Gaussians: with
+    the SOAP-like shells, ``gaussian``, SiO2 generators collapsed onto overlapping atoms, and
+    with our ``bessel`` (j0 only; the authors' Bessel basis is l-dependent) the water toy of
+    the tests pushed its H atoms out of r_cut); ``n_critic``:
     critic steps per generator step; ``gp_weight``: the gradient penalty's lambda (WGAN-GP,
     Gulrajani et al. 2017: 10); ``lr``: both RMSProp learning rates (ours: 1e-3; at 2e-4 the
     generator of the triatomic test was still far off after 800 steps); ``steps``: generator
@@ -37,7 +40,7 @@ class LoganSettings:
     r_cut: float = 5.0
     n_max: int = 4
     l_max: int = 4
-    radial: str = "gaussian"
+    radial: str = "centred"
     max_neighbors: int | None = None
     n_critic: int = 5
     gp_weight: float = 10.0
