@@ -224,7 +224,7 @@ def test_train_and_generate_commands_on_a_structure_table(cli, tmp_path):
     rows = read_records(out)
     quarantined = pd.read_csv(f"{out}.quarantine.csv")
     assert len(rows) + len(quarantined) == 10
-    assert all("apart" in r for r in quarantined["reason"])
+    assert all("overlapping atoms" in r for r in quarantined["reason"])
     for r in rows:
         k, seed = (int(x) for x in r.id.split("-")[1:])
         assert r.properties["seed"] == seed and 3 <= seed < 8

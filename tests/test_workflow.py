@@ -148,9 +148,10 @@ def _min_distance(structure) -> float:
 @pytest.mark.slow
 def test_default_workflow_builds_the_library_and_runs(workdir, cli):
     """`make demo`'s DAG from scratch: the offline library, the merged table, encodings, the
-    GAN, the funnel with every step, DFT on dft.top_k candidates. Two savings for CI (each
-    about 3 minutes on 2 cores): GAN Stage I runs CI_STAGE1_EPOCHS instead of the demo's 100,
-    and the controls are skipped (tests/test_dft_workflow.py runs them through these rules)."""
+    GAN and LoGAN, the funnel with every step, DFT on dft.top_k candidates of each. Two
+    savings for CI (each about 3 minutes on 2 cores): GAN Stage I runs CI_STAGE1_EPOCHS
+    instead of the demo's 100, and the controls are skipped (tests/test_dft_workflow.py runs
+    them through these rules)."""
     config = workdir / "config/config.yaml"  # the copy's: every later call sees the same
     cfg = yaml.safe_load(config.read_text())
     cfg["train"]["gan"]["stage1"]["epochs"] = CI_STAGE1_EPOCHS
@@ -217,13 +218,26 @@ def test_default_workflow_builds_the_library_and_runs(workdir, cli):
     assert stable["predicted_band_gap"].notna().all()
     gapped = stable[stable["band_gap"] == "pass"]
     assert (gapped["topology"] != "skipped").all() and gapped["topology_score"].between(0, 1).all()
-    # DFT: a verdict row for each selected candidate, and nothing else (no controls here)
-    selected = read_records(workdir / "results/screen/gan/selected.parquet")
-    assert len(selected) == min(2, int(funnel["passed"].sum()))
+    # LoGAN: every member's samples (or their quarantine rows), screened by the same funnel
+    logan = yaml.safe_load((workdir / "config/config.yaml").read_text())["train"]["logan"]
+    members = len(logan["targets"]) * len(logan["members"]["seeds"]) * len(logan["members"]["sets"])
+    sampled = read_records(workdir / "results/generate/logan/candidates.parquet")
+    bad = read_quarantine(workdir / "results/generate/logan/candidates.parquet.quarantine.csv")
+    assert len(sampled) + len(bad) == members * logan["sample"]["n"]
+    assert {r.formula for r in sampled} <= {t["formula"] for t in logan["targets"].values()}
+    logan_funnel = pd.read_parquet(workdir / "results/screen/logan/funnel.parquet")
+    assert sorted(logan_funnel["id"]) == sorted(r.id for r in sampled)
+    # DFT: a verdict row for each generator's selected candidates, nothing else (no controls)
+    selected = {}
+    for name, table in (("gan", funnel), ("logan", logan_funnel)):
+        picked = read_records(workdir / f"results/screen/{name}/selected.parquet")
+        assert len(picked) == min(2, int(table["passed"].sum())), name
+        selected |= {r.id: name for r in picked}
     summary = pd.read_csv(workdir / "results/dft/summary.csv").set_index("candidate")
-    assert set(summary.index) == {r.id for r in selected}
-    for r in selected:
-        assert summary.at[r.id, "status"] in ("ok", "failed"), r.id
+    assert set(summary.index) == set(selected)
+    for rid, name in selected.items():
+        assert summary.at[rid, "status"] in ("ok", "failed"), rid
+        assert summary.at[rid, "source"] == name, rid
     # rerunning stage 2 plans it and everything after it, nothing before it
     plan = snakemake(workdir, "-n", "--forcerun", "train_gan_stage2").stdout
     for rule in ("train_gan_stage2", "train_gan_stage3", "sample_gan"):

@@ -4,9 +4,9 @@ selection step picks the DFT set, the paper's filter).
 
 Row ids are ``logan-<k>-<seed>`` (member k in the order given); each row records the member's
 checkpoint, its sha256, its target formula, the sample's seed and the generator snapshot that
-drew it, so any sample can be redrawn alone. Samples with two atoms closer than
-``min_distance`` are rejected rows with the reason (a generator's overlapping atoms are not a
-candidate).
+drew it, so any sample can be redrawn alone. Samples that fail the structural check
+(:func:`topogen.structure.sanity.structure_problem`: two atoms closer than ``min_distance``,
+periodic images included) are rejected rows with the reason.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from topogen.io.provenance import sha256
 from topogen.io.tables import LoadResult, Record
 from topogen.models.logan.train import generate, load_logan, snapshot_of
+from topogen.structure.sanity import structure_problem
 
 
 def sample_ensemble(
@@ -28,8 +29,6 @@ def sample_ensemble(
     source: str = "logan",
 ) -> LoadResult:
     """``n`` samples of every member (seeds ``seed .. seed + n - 1``); module docstring."""
-    import numpy as np
-
     result = LoadResult()
     for k, path in enumerate(checkpoints):
         model = load_logan(path)
@@ -37,13 +36,7 @@ def sample_ensemble(
         seeds = [int(seed) + i for i in range(n)]
         for s, structure in zip(seeds, generate(model, seeds), strict=True):
             rid = f"{source}-{k}-{s}"
-            d = structure.distance_matrix + np.eye(len(structure)) * 1e9
-            closest = float(d.min()) if len(structure) > 1 else float("inf")
-            reason = (
-                f"atoms {closest:.2f} A apart (< {min_distance} A)"
-                if closest < min_distance
-                else None
-            )
+            reason = structure_problem(structure, min_distance)
             props = {
                 "checkpoint": str(path),
                 "checkpoint_sha256": digest,
