@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import copy_workflow, run
+from pymatgen.core import Composition
 
 from topogen.encode.store import load_encoded
 from topogen.io.quarantine import read_quarantine
@@ -224,7 +225,8 @@ def test_default_workflow_builds_the_library_and_runs(workdir, cli):
     sampled = read_records(workdir / "results/generate/logan/candidates.parquet")
     bad = read_quarantine(workdir / "results/generate/logan/candidates.parquet.quarantine.csv")
     assert len(sampled) + len(bad) == members * logan["sample"]["n"]
-    assert {r.formula for r in sampled} <= {t["formula"] for t in logan["targets"].values()}
+    targets = {Composition(t["formula"]).reduced_formula for t in logan["targets"].values()}
+    assert {r.structure.composition.reduced_formula for r in sampled} <= targets
     logan_funnel = pd.read_parquet(workdir / "results/screen/logan/funnel.parquet")
     assert sorted(logan_funnel["id"]) == sorted(r.id for r in sampled)
     # DFT: a verdict row for each generator's selected candidates, nothing else (no controls)
@@ -396,7 +398,8 @@ def test_default_funnel_runs_the_band_gap_and_topology_steps(workdir):
     )
     assert "--table mc2d_gaps" not in plan  # an input of the rule, not a flag
     chunks = [ln for ln in plan.splitlines() if "topogen screen chunk " in ln]
-    assert len(chunks) == 4
+    generators = yaml.safe_load((workdir / "config/config.yaml").read_text())["generators"]
+    assert len(chunks) == 4 * len(generators)  # screen.chunks per generator
     for ln in chunks:
         assert "--band-gap-model results/models/cgcnn/model.ckpt" in ln
         assert "--topology-model results/models/gan/stage3/model.ckpt" in ln
@@ -454,7 +457,8 @@ def test_every_rule_has_log_and_benchmark_and_every_report_a_caption(repo_root):
 
 
 def test_logan_plans_one_member_per_target_seed_and_set(workdir):
-    """train.logan: 2 targets x 2 seeds x 2 sets = 8 train_logan jobs, one sample_logan."""
+    """train.logan: targets (the default's and Bi2; a config file adds to the default's
+    dict) x 2 seeds x 2 sets train_logan jobs, one sample_logan."""
     override = workdir / "logan.yaml"
     override.write_text(
         yaml.safe_dump(
@@ -462,7 +466,6 @@ def test_logan_plans_one_member_per_target_seed_and_set(workdir):
                 "train": {
                     "logan": {
                         "targets": {
-                            "MoS2": {"formula": "MoS2", "lattice": [3.16, 3.16, 20, 90, 90, 120]},
                             "Bi2": {"formula": "Bi2", "lattice": [4.28, 4.28, 20, 90, 90, 120]},
                         },
                         "members": {
@@ -478,10 +481,14 @@ def test_logan_plans_one_member_per_target_seed_and_set(workdir):
     res = snakemake(workdir, "-n", "-p", target, "--configfile", "config/config.yaml", override)
     assert res.returncode == 0, res.stdout + res.stderr
     jobs = [line for line in res.stdout.splitlines() if "topogen train logan" in line]
-    assert len(jobs) == 8
+    default = yaml.safe_load((workdir / "config/config.yaml").read_text())["train"]["logan"]
+    formulas = {t["formula"] for t in default["targets"].values()} | {"Bi2"}
+    assert len(jobs) == len(formulas) * 2 * 2
+    for formula in formulas:
+        assert sum(f"--formula {formula} " in j for j in jobs) == 4, formula
     assert (
         sum("--seed 7" in j and "--radial bessel" in j and "--formula Bi2" in j for j in jobs) == 1
     )
-    assert sum("--r-cut 4.0" in j for j in jobs) == 4
+    assert sum("--r-cut 4.0" in j for j in jobs) == 2 * len(formulas)
     sample = next(line for line in res.stdout.splitlines() if "topogen generate logan" in line)
-    assert sample.count("model.ckpt") == 8
+    assert sample.count("model.ckpt") == len(jobs)
