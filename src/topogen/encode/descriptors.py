@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
@@ -39,7 +39,7 @@ from topogen.encode.elements import MAX_Z
 from topogen.encode.graphs import neighbor_list, structure_arrays
 
 Radial = Literal["gaussian", "centred", "bessel"]
-RADIAL_BASES: tuple[str, ...] = ("gaussian", "centred", "bessel")
+RADIAL_BASES: tuple[str, ...] = get_args(Radial)
 
 
 def real_spherical_harmonics(unit: torch.Tensor, l_max: int) -> torch.Tensor:
