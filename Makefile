@@ -33,7 +33,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || { echo "creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[ml,test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[ml,test,bench]'
 	@touch $@
 
 system-deps:

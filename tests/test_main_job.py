@@ -32,7 +32,7 @@ screen:
   training: tables/training.parquet
   chunks: 2
   band_gap_model: null   # the metal must reach DFT: its verdict is the check
-  topology_model: null
+  topology: {model: null}
 dft:
   activate: true
   candidates: results/screen/handmade/selected.parquet

@@ -59,8 +59,8 @@ screen:
   candidates: {demo: results/data/structures.parquet}
   chunks: 1
   funnel: {phonons: false}
-  band_gap_model: null   # the default's CGCNN and Stage III scorer: not in this sub-DAG
-  topology_model: null
+  band_gap_model: null   # the default's CGCNN and classifier: not in this sub-DAG
+  topology: {model: null}
 """
 RUNTIME_MIN, MEM_MB = 7, 1234  # unusual values, looked for in SLURM's records
 TIMEOUT_S = 240

@@ -1,5 +1,5 @@
-"""The funnel's topology step: the GAN's topology-aware discriminator as the scorer
-(`topogen screen chunk --topology-model CKPT --autoencoder CKPT`)."""
+"""The GAN's topology-aware discriminator as a topology scorer of the funnel's topology
+step (`topogen screen topology --model CKPT --autoencoder CKPT`)."""
 
 from __future__ import annotations
 
@@ -72,24 +72,33 @@ def test_stage_one_has_no_topology_discriminator(gan_stages):
         TopologyScorer(gan_stages[1], gan_stages["ae"])
 
 
-def test_screen_chunk_runs_the_topology_step(gan_stages, cli, tmp_path):
-    """--topology-min is applied: the step passes exactly the candidates scored above it."""
+def test_screen_topology_applies_the_gan_scorer(gan_stages, cli, tmp_path):
+    """chunk -> merge -> topology with --mode filter: the step passes exactly the survivors
+    scored at or above --topology-min; the others keep their earlier verdicts."""
     cands = gan_stages["table"]
-    scores = TopologyScorer(gan_stages[2], gan_stages["ae"])(
-        [r.structure for r in read_records(cands)]
-    )
-    threshold = float(np.median(scores))
-    funnel = tmp_path / "f.parquet"
-    args = ["screen", "chunk", cands, "--out", tmp_path / "s.parquet", "--funnel", funnel]
-    args += ["--dos", tmp_path / "d.npz", "--no-phonons", "--steps", "5", "--topology-min"]
-    args += [str(threshold), "--topology-model", gan_stages[2]]
-    res = cli(*args)
-    assert res.returncode != 0 and "--topology-model needs --autoencoder" in res.stderr
-    res = cli(*args, "--autoencoder", gan_stages["ae"])
+    args = ["screen", "chunk", cands, "--out", tmp_path / "s.parquet", "--funnel"]
+    args += [tmp_path / "f.parquet", "--dos", tmp_path / "d.npz", "--no-phonons", "--steps", "5"]
+    assert cli(*args).returncode == 0
+    merged = ["--funnel", tmp_path / "mf.parquet", "--out", tmp_path / "ms.parquet"]
+    res = cli("screen", "merge", "--funnel-in", tmp_path / "f.parquet", "--structures-in",
+              tmp_path / "s.parquet", "--dos-in", tmp_path / "d.npz", "--dos",
+              tmp_path / "md.npz", *merged)  # fmt: skip
     assert res.returncode == 0, res.stderr
-    f = pd.read_parquet(funnel).set_index("id")
-    scored = f[f["topology"].isin(["pass", "fail"])]
-    assert len(scored) > 0 and scored["topology_score"].between(0, 1).all()
-    expected = np.where(scored["topology_score"] >= threshold, "pass", "fail")
+    survivors = read_records(tmp_path / "ms.parquet")
+    scores = TopologyScorer(gan_stages[2], gan_stages["ae"])([r.structure for r in survivors])
+    threshold = float(np.median(scores))
+    out = ["--funnel", tmp_path / "tf.parquet", "--out", tmp_path / "ts.parquet"]
+    out += ["--mode", "filter", "--topology-min", str(threshold)]
+    res = cli("screen", "topology", "--funnel-in", tmp_path / "mf.parquet", "--structures-in",
+              tmp_path / "ms.parquet", "--model", gan_stages[2], "--autoencoder",
+              gan_stages["ae"], *out)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    f = pd.read_parquet(tmp_path / "tf.parquet").set_index("id")
+    scored = f.loc[[r.id for r in survivors]]
+    np.testing.assert_allclose(scored["topology_score"], scores, rtol=1e-5)
+    expected = np.where(scores >= threshold, "pass", "fail")
     assert (scored["topology"] == expected).all()
-    assert (f["topology"] != "skipped").any()
+    kept = {r.id for r in read_records(tmp_path / "ts.parquet")}
+    assert kept == set(scored.index[scored["topology"] == "pass"]) and kept
+    others = f.drop(index=scored.index)
+    assert others["topology_score"].isna().all() and (others["topology"] == "skipped").all()

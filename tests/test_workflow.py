@@ -208,8 +208,8 @@ def test_default_workflow_builds_the_library_and_runs(workdir, cli):
     assert lineage.returncode == 0, lineage.stderr
     for step in ("topogen generate gan", "--stage 3", "--stage 2", "--stage 1", "encode images"):
         assert step in lineage.stdout, step
-    # the funnel: band gap (CGCNN on the MC2D gaps) and topology score ran on every candidate
-    # that passed the phonons; the CGCNN beats predicting the mean
+    # the funnel: band gap (CGCNN on the MC2D gaps) ran on every candidate that passed the
+    # phonons; the CGCNN beats predicting the mean
     cg = json.loads((workdir / "results/models/cgcnn/metrics.json").read_text())
     assert cg["n_train"] + cg["n_val"] + cg["n_test"] == 258
     assert cg["test_mae_ev"] < cg["test_mae_of_train_mean_ev"]
@@ -217,8 +217,27 @@ def test_default_workflow_builds_the_library_and_runs(workdir, cli):
     stable = funnel[funnel["phonons"] == "pass"]
     assert (stable["band_gap"] != "skipped").all()
     assert stable["predicted_band_gap"].notna().all()
-    gapped = stable[stable["band_gap"] == "pass"]
-    assert (gapped["topology"] != "skipped").all() and gapped["topology_score"].between(0, 1).all()
+    # the topology step (score_topology, rank mode): the CrystalBERT classifier, pretrained
+    # and cross-validated on the library's labels, scored every candidate that reached it
+    # (its relaxed structure); the survivors come ordered by score
+    from topogen.models.crystalbert.scorer import TopologyClassifier
+
+    topo = json.loads((workdir / "results/models/crystalbert/topology.json").read_text())
+    assert topo["crystals"] == sum(r.properties["topo2d"] is not None for r in library)
+    assert {row["model"] for row in topo["cross_validation"]} == {"crystalbert", "majority"}
+    scorer = TopologyClassifier(workdir / "results/models/crystalbert/topology.ckpt")
+    for name in ("gan", "logan"):
+        table = pd.read_parquet(workdir / f"results/screen/{name}/funnel.parquet")
+        reached = table[table["band_gap"] == "pass"].set_index("id")
+        assert (reached["topology"] == "pass").all() and (table["topology"] != "fail").all()
+        assert table.loc[table["band_gap"] != "pass", "topology_score"].isna().all()
+        survivors = read_records(workdir / f"results/screen/{name}/survivors.parquet")
+        assert sorted(r.id for r in survivors) == sorted(reached.index), name
+        if survivors:
+            expected = scorer([r.structure for r in survivors])
+            got = reached.loc[[r.id for r in survivors], "topology_score"].to_numpy()
+            np.testing.assert_allclose(got, expected, rtol=1e-4)
+            assert list(got) == sorted(got, reverse=True), name
     # LoGAN: every member's samples (or their quarantine rows), screened by the same funnel
     logan = yaml.safe_load((workdir / "config/config.yaml").read_text())["train"]["logan"]
     members = len(logan["targets"]) * len(logan["members"]["seeds"]) * len(logan["members"]["sets"])
@@ -289,6 +308,7 @@ def test_screen_dag_grows_with_chunks_not_candidates(workdir):
         ("split_candidates", 1),
         ("screen_chunk", 3),
         ("merge_screen", 1),
+        ("score_topology", 1),
         ("select_dft", 1),
     ):
         assert res.stdout.count(f"rule {rule}:") == count, rule
@@ -307,7 +327,7 @@ def test_screen_stage_runs_on_imported_candidates(workdir, cli):
         workdir,
         "screen: {candidates: {demo: results/data/structures.parquet}, chunks: 2,"
         " training: results/data/import/known.parquet, band_gap_model: null,"
-        " topology_model: null}\ndft: {top_k: 2}",
+        " topology: {model: null}}\ndft: {top_k: 2}",
     )
     res = snakemake(
         workdir,
@@ -332,6 +352,7 @@ def test_screen_stage_runs_on_imported_candidates(workdir, cli):
     assert lineage.returncode == 0, lineage.stderr
     for step in (
         "topogen screen select",
+        "topogen screen topology",
         "topogen screen merge",
         "topogen screen chunk",
         "topogen screen split",
@@ -345,7 +366,16 @@ def test_rule_all_is_computed_from_the_config(workdir):
     (the default: rule all reaches results/dft/summary.csv), the controls' check when a
     control is configured."""
     plan = snakemake(workdir, "-n").stdout
-    for rule in ("sample_gan", "sample_logan", "screen_chunk", "merge_screen", "select_dft"):
+    for rule in (
+        "sample_gan",
+        "sample_logan",
+        "screen_chunk",
+        "merge_screen",
+        "pretrain_crystalbert",
+        "train_topology_classifier",
+        "score_topology",
+        "select_dft",
+    ):
         assert f"rule {rule}:" in plan, rule
     # dft.candidates null: DFT takes the selection of every generator
     block = plan.split("checkpoint dft_candidates:")[1].split("\n\n")[0]
@@ -387,8 +417,10 @@ def test_option_sections_become_flags(workdir):
 
 
 def test_default_funnel_runs_the_band_gap_and_topology_steps(workdir):
-    """The default: CGCNN trained on the shipped MC2D gaps, its checkpoint and the GAN's
-    topology-aware discriminator passed to every screen_chunk; k-means picks dft.top_k."""
+    """The default: CGCNN trained on the shipped MC2D gaps, its checkpoint passed to every
+    screen_chunk; the CrystalBERT classifier (pretrained, then fine-tuned on the library's
+    labels) scores the merged survivors in rank mode, and select_dft ranks by its score;
+    k-means picks dft.top_k."""
     plan = snakemake(workdir, "-n", "-p").stdout
     for rule in ("normalize_mc2d_gaps", "encode_table_graphs", "train_cgcnn"):
         assert f"rule {rule}:" in plan, rule
@@ -402,15 +434,37 @@ def test_default_funnel_runs_the_band_gap_and_topology_steps(workdir):
     assert len(chunks) == 4 * len(generators)  # screen.chunks per generator
     for ln in chunks:
         assert "--band-gap-model results/models/cgcnn/model.ckpt" in ln
-        assert "--topology-model results/models/gan/stage3/model.ckpt" in ln
-        assert "--autoencoder results/models/autoencoder/autoencoder.ckpt" in ln
-        assert "--topology-min 0.2" in ln
+        assert "topology" not in ln  # scored after the merge
+    scores = [ln for ln in plan.splitlines() if "topogen screen topology " in ln]
+    assert len(scores) == len(generators)
+    for ln in scores:
+        assert "--model results/models/crystalbert/topology.ckpt" in ln
+        assert "--mode rank --topology-min 0.5" in ln
+    classifier = next(ln for ln in plan.splitlines() if "topogen train topology-classifier" in ln)
+    assert "--pretrained results/models/crystalbert/pretrained.ckpt" in classifier
+    assert "--width 64 --layers 2 --epochs 30 --folds 5" in classifier
+    pretrain = next(ln for ln in plan.splitlines() if "topogen train crystalbert " in ln)
+    assert "--table results/data/structures.parquet" in pretrain and "--epochs 20" in pretrain
     select = [ln for ln in plan.splitlines() if "topogen screen select " in ln]
-    assert select and "--slots 2" in select[0]
-    cfg = _override(workdir, "screen: {band_gap_model: null, topology_model: null}")
+    assert select and "--slots 2" in select[0] and "--rank-by topology_score" in select[0]
+    cfg = _override(
+        workdir,
+        "screen: {band_gap_model: null, topology: {model: null}}\n"
+        "train: {crystalbert: {pretrain: {table: null}}}",
+    )
     plan = snakemake(workdir, "-n", "-p", "--configfile", cfg).stdout
-    assert "rule train_cgcnn:" not in plan
-    assert "--band-gap-model" not in plan and "--topology-model" not in plan
+    assert "rule train_cgcnn:" not in plan and "rule train_topology_classifier:" not in plan
+    assert "--band-gap-model" not in plan and "--rank-by" not in plan
+    scores = [ln for ln in plan.splitlines() if "topogen screen topology " in ln]
+    assert scores and all("--model" not in ln for ln in scores)  # the step: skipped
+    cfg = _override(
+        workdir,
+        "screen: {topology: {mode: filter}}\ntrain: {crystalbert: {pretrain: {table: null}}}",
+    )
+    plan = snakemake(workdir, "-n", "-p", "--configfile", cfg).stdout
+    classifier = next(ln for ln in plan.splitlines() if "topogen train topology-classifier" in ln)
+    assert "rule pretrain_crystalbert:" not in plan and "--pretrained" not in classifier
+    assert "--mode filter" in plan and "--rank-by" not in plan
 
 
 def test_full_mc2d_is_downloaded_when_its_url_is_set(workdir):

@@ -137,25 +137,22 @@ def screen_candidates(wildcards):
 
 def screen_models(wildcards):
     """The models the config names (Snakemake then trains them first): chgnet_model (the
-    force field, chgnet.model), gap_model (CGCNN), topology_model (a GAN stage's
-    topology-aware discriminator) and the autoencoder that turns candidates into its
-    crystal images."""
+    force field, chgnet.model) and gap_model (CGCNN)."""
     models = chgnet_model()
     if SCREEN.get("band_gap_model"):
         models["gap_model"] = SCREEN["band_gap_model"]
-    if SCREEN.get("topology_model"):
-        models["topology_model"] = SCREEN["topology_model"]
-        models["autoencoder"] = "results/models/autoencoder/autoencoder.ckpt"
     return models
 
 
 def screen_model_options(input):
-    return cli_options(
-        chgnet_model=input.get("chgnet_model"),
-        band_gap_model=input.get("gap_model"),
-        topology_model=input.get("topology_model"),
-        autoencoder=input.get("autoencoder"),
-    )
+    return cli_options(chgnet_model=input.get("chgnet_model"), band_gap_model=input.get("gap_model"))
+
+
+def topology_model(wildcards):
+    """score_topology's model: screen.topology.model (e.g. the CrystalBERT classifier of
+    train_topology_classifier); none: the step is skipped."""
+    model = SCREEN["topology"].get("model")
+    return {"model": model} if model else {}
 
 
 # --- training stages ---
@@ -173,6 +170,32 @@ def cgcnn_inputs(wildcards):
 
 def cgcnn_options():
     return cli_options(**{k: v for k, v in CGCNN.items() if k not in CGCNN_PATHS})
+
+
+CRYSTALBERT = config["train"].get("crystalbert", {"classifier": {"table": None}})
+CRYSTALBERT.setdefault("pretrain", {})
+
+
+def crystalbert_options(rule):
+    """`topogen train ...` flags: train.crystalbert.options (the model) + the rule's block
+    (pretrain or classifier) without its table."""
+    block = {k: v for k, v in CRYSTALBERT[rule].items() if k != "table"}
+    return cli_options(**{**CRYSTALBERT.get("options", {}), **block})
+
+
+def crystalbert_pretrained(wildcards):
+    """The pretrained CrystalBERT the classifier starts from (none without a table)."""
+    if CRYSTALBERT["pretrain"].get("table"):
+        return {"pretrained": "results/models/crystalbert/pretrained.ckpt"}
+    return {}
+
+
+def select_options():
+    """screen.selection, and rank_by topology_score when the topology step ranks."""
+    options = dict(SCREEN["selection"])
+    if SCREEN["topology"].get("model") and SCREEN["topology"].get("mode") == "rank":
+        options.setdefault("rank_by", "topology_score")
+    return options
 
 
 def dft_slots():

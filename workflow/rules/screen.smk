@@ -1,8 +1,10 @@
 # Screening stage, once per generator (results/screen/<generator>/, so success rates compare
 # across generators): candidates -> validity, uniqueness/novelty, batched CHGNet relaxation,
-# phonon stability, band gap (CGCNN) and topology score (a GAN stage's topology-aware
-# discriminator) (topogen.screen.funnel), in screen.chunks chunks:
-# the DAG has chunks + 3 jobs per generator, whatever the number of candidates.
+# phonon stability, band gap (CGCNN) (topogen.screen.funnel), in screen.chunks chunks, then
+# merged; score_topology adds the topology step (screen.topology: the CrystalBERT classifier
+# as a filter or a ranking key, topogen.screen.topology) on the merged survivors, so a new
+# classifier re-scores them without relaxing anything again; select_dft picks for DFT.
+# The DAG has chunks + 4 jobs per generator, whatever the number of candidates.
 # split_candidates puts every possible pair of duplicates (same reduced formula and number
 # of sites) in the same chunk, so per-chunk uniqueness is uniqueness over all candidates.
 # The funnel's options: screen.funnel (overrides of topogen.screen.funnel.FunnelOptions).
@@ -69,8 +71,8 @@ rule merge_screen:
             "results/screen/{{generator}}/chunks/{chunk}/phonon_dos.npz", chunk=SCREEN_CHUNKS
         ),
     output:
-        funnel="results/screen/{generator}/funnel.parquet",
-        survivors="results/screen/{generator}/survivors.parquet",
+        funnel="results/screen/{generator}/merged/funnel.parquet",
+        survivors="results/screen/{generator}/merged/survivors.parquet",
         dos="results/screen/{generator}/phonon_dos.npz",
     log:
         "results/logs/screen/{generator}/merge_screen.log",
@@ -85,6 +87,33 @@ rule merge_screen:
         " --dos {output.dos:q} > {log:q} 2>&1"
 
 
+rule score_topology:
+    input:
+        unpack(topology_model),
+        funnel="results/screen/{generator}/merged/funnel.parquet",
+        survivors="results/screen/{generator}/merged/survivors.parquet",
+    output:
+        funnel="results/screen/{generator}/funnel.parquet",
+        survivors="results/screen/{generator}/survivors.parquet",
+    params:
+        model=lambda wc, input: cli_options(model=input.get("model")),
+        options=lambda wc: cli_options(
+            **{k: v for k, v in SCREEN["topology"].items() if k != "model"}
+        ),
+    log:
+        "results/logs/screen/{generator}/score_topology.log",
+    benchmark:
+        "results/benchmarks/screen/{generator}/score_topology.tsv"
+    conda:
+        "../../envs/ml.yaml"
+    threads: 1
+    shell:
+        "topogen screen topology --funnel-in {input.funnel:q}"
+        " --structures-in {input.survivors:q} --funnel {output.funnel:q}"
+        " --out {output.survivors:q} --threads {threads} {params.model} {params.options}"
+        " > {log:q} 2>&1"
+
+
 rule select_dft:
     input:
         "results/screen/{generator}/survivors.parquet",
@@ -92,7 +121,7 @@ rule select_dft:
         "results/screen/{generator}/selected.parquet",
     params:
         seed=config["seed"],
-        options=lambda wc: cli_options(slots=dft_slots(), **SCREEN["selection"]),
+        options=lambda wc: cli_options(slots=dft_slots(), **select_options()),
     log:
         "results/logs/screen/{generator}/select_dft.log",
     benchmark:

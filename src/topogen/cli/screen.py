@@ -10,7 +10,6 @@ from typing import Any
 from topogen.cli.options import add_options, read_options
 from topogen.cli.parser import Subparsers, command, group, later, threads_option
 from topogen.cli.stage import log, stage
-from topogen.errors import TopogenError
 
 # Help of each FunnelOptions / ValidityOptions leaf field (type and default come from them).
 FUNNEL_HELP = {
@@ -27,7 +26,6 @@ FUNNEL_HELP = {
     "symprec": "A, phonopy symmetry tolerance",
     "reuse_topology": "build the phonon supercell's graph once and reuse it per displacement",
     "band_gap_min": "eV, band-gap hook",
-    "topology_min": "topology-score hook",
     "min_distance": "A, structural validity",
     "max_length": "A, longest lattice vector",
     "min_angle": "degrees, smallest lattice angle",
@@ -39,6 +37,10 @@ FUNNEL_HELP = {
     "oxidation_states_set": 'SMACT set ("smact14": CDVAE / Liu et al.; none: SMACT default)',
     "check_composition": "the compositional validity check",
 }
+
+
+# The topology step runs after the merge (`screen topology`), not in the chunks.
+_NOT_IN_CHUNKS = ("topology_min",)
 
 
 def _split(args: argparse.Namespace) -> int:
@@ -58,16 +60,19 @@ def _band_gap_hook(path: str) -> Callable[[Sequence[Any]], Any]:
     return lambda structures: predict_gaps(model, structures).numpy()
 
 
-def _topology_hook(args: argparse.Namespace) -> Callable[[Sequence[Any]], Any] | None:
-    """The topology hook: a GAN stage's topology-aware discriminator (a stand-in until a
-    dedicated classifier exists; see topogen.models.gan3.scorer)."""
-    if not args.topology_model:
+def _topology_scorer(args: argparse.Namespace) -> Callable[[Sequence[Any]], Any] | None:
+    """The topology scorer: a CrystalBERT topology classifier (`topogen train
+    topology-classifier`), or with --autoencoder a GAN Stage II/III checkpoint whose
+    topology-aware discriminator scores crystal images (topogen.models.gan3.scorer)."""
+    if not args.model:
         return None
-    if not args.autoencoder:
-        raise TopogenError("--topology-model needs --autoencoder (the GAN's crystal autoencoder)")
-    from topogen.models.gan3.scorer import TopologyScorer
+    if args.autoencoder:
+        from topogen.models.gan3.scorer import TopologyScorer
 
-    return TopologyScorer(args.topology_model, args.autoencoder)
+        return TopologyScorer(args.model, args.autoencoder)
+    from topogen.models.crystalbert.scorer import TopologyClassifier
+
+    return TopologyClassifier(args.model)
 
 
 def _chunk(args: argparse.Namespace) -> int:
@@ -76,19 +81,18 @@ def _chunk(args: argparse.Namespace) -> int:
     from topogen.screen.funnel import FunnelOptions
 
     hook = _band_gap_hook(args.band_gap_model) if args.band_gap_model else None
-    models = [args.chgnet_model, args.band_gap_model, args.topology_model, args.autoencoder]
+    models = [args.chgnet_model, args.band_gap_model]
     with stage(args, inputs=[args.candidates, args.training, *models]) as run:
         result = run_chunk(
             args.candidates,
             model=load_model(args.chgnet_model) if args.chgnet_model else None,
             band_gap=hook,
-            topology=_topology_hook(args),
             out=run.output(args.out),
             funnel=run.output(args.funnel),
             dos=run.output(args.dos),
             training=args.training,
             chunk=args.chunk,
-            options=read_options(args, FunnelOptions),
+            options=read_options(args, FunnelOptions, exclude=_NOT_IN_CHUNKS),
             threads=args.threads,
             workers=args.workers,
             log=log,
@@ -118,6 +122,26 @@ def _merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _topology(args: argparse.Namespace) -> int:
+    from topogen.screen.topology import score_files
+
+    scorer = _topology_scorer(args)
+    with stage(
+        args, inputs=[args.funnel_in, args.structures_in, args.model, args.autoencoder]
+    ) as run:
+        counts = score_files(
+            args.funnel_in,
+            args.structures_in,
+            scorer,
+            funnel_out=run.output(args.funnel),
+            survivors_out=run.output(args.out),
+            mode=args.mode,
+            topology_min=args.topology_min,
+        )
+    log("screen topology: " + json.dumps(counts))
+    return 0
+
+
 def _select(args: argparse.Namespace) -> int:
     from topogen.screen.selection import select_file
 
@@ -130,6 +154,7 @@ def _select(args: argparse.Namespace) -> int:
             r_cut=args.r_cut,
             n_max=args.n_max,
             l_max=args.l_max,
+            rank_by=args.rank_by,
         )
     log(f"screen select: {len(chosen)} structures for DFT -> {args.out}")
     return 0
@@ -171,17 +196,6 @@ def register(stages: Subparsers) -> None:
         metavar="CKPT",
         help="CGCNN from `topogen train cgcnn` (none: the band-gap step is skipped)",
     )
-    p.add_argument(
-        "--topology-model",
-        metavar="CKPT",
-        help="GAN Stage II/III checkpoint: its topology-aware discriminator's probability of "
-        "'topological' is the topology score (none: the topology step is skipped)",
-    )
-    p.add_argument(
-        "--autoencoder",
-        metavar="CKPT",
-        help="crystal autoencoder that made the GAN's images (with --topology-model)",
-    )
     p.add_argument("--workers", type=int, default=1, help="CHGNet worker processes")
     threads_option(p)
     later(p, _funnel_options)
@@ -194,6 +208,32 @@ def register(stages: Subparsers) -> None:
     p.add_argument("--out", required=True, help="structures that passed every step")
     p.add_argument("--dos", required=True, help="their phonon DOS (.npz)")
 
+    p = command(
+        cmds,
+        "topology",
+        _topology,
+        "the topology step: score the merged survivors (filter or rank)",
+        "Scores every candidate that passed the earlier steps (its relaxed structure) with\n"
+        "--model and fills in the funnel's topology step (see topogen.screen.topology):\n"
+        "--mode filter passes a score >= --topology-min, --mode rank passes every scored\n"
+        "candidate and orders the survivors by score. Without --model the step is skipped\n"
+        "and both tables pass through.",
+    )
+    p.add_argument("--funnel-in", required=True, help="merged funnel table")
+    p.add_argument("--structures-in", required=True, help="merged survivors (structure table)")
+    p.add_argument(
+        "--model",
+        metavar="CKPT",
+        help="CrystalBERT topology classifier (`topogen train topology-classifier`), or a GAN "
+        "Stage II/III checkpoint with --autoencoder (none: the step is skipped)",
+    )
+    p.add_argument(
+        "--autoencoder", metavar="CKPT", help="the GAN's crystal autoencoder (GAN scorer only)"
+    )
+    p.add_argument("--funnel", required=True, help="funnel table with the topology step")
+    p.add_argument("--out", required=True, help="survivors of the topology step")
+    later(p, _topology_options)
+
     p = command(cmds, "select", _select, "diverse selection for DFT (LoGAN)")
     p.add_argument("table", help="structure table (survivors)")
     p.add_argument("--out", required=True, help="selected structures")
@@ -202,9 +242,32 @@ def register(stages: Subparsers) -> None:
     p.add_argument("--r-cut", type=float, default=5.0, help="A, power-spectrum cutoff")
     p.add_argument("--n-max", type=int, default=6, help="radial basis functions")
     p.add_argument("--l-max", type=int, default=4, help="maximum angular momentum")
+    p.add_argument(
+        "--rank-by",
+        metavar="PROPERTY",
+        help="per cluster, take the member with the highest PROPERTY (e.g. topology_score) "
+        "instead of the one nearest the centre",
+    )
 
 
 def _funnel_options(p: argparse.ArgumentParser) -> None:
     from topogen.screen.funnel import FunnelOptions
 
-    add_options(p, FunnelOptions, FUNNEL_HELP, title="funnel options (topogen.screen.funnel)")
+    add_options(
+        p,
+        FunnelOptions,
+        FUNNEL_HELP,
+        title="funnel options (topogen.screen.funnel)",
+        exclude=_NOT_IN_CHUNKS,
+    )
+
+
+def _topology_options(p: argparse.ArgumentParser) -> None:
+    from topogen.calc.calculators import TOPOLOGY_MIN
+    from topogen.screen.topology import MODES
+
+    p.add_argument("--mode", choices=MODES, default=MODES[0], help="filter or rank (see above)")
+    p.add_argument(
+        "--topology-min", type=float, default=TOPOLOGY_MIN, help="filter: the score that passes"
+    )
+    threads_option(p)

@@ -4,6 +4,7 @@ fine-tuning on DFT trajectories."""
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from topogen.cli.options import add_options, read_options
 from topogen.cli.parser import Subparsers, command, gpus_option, group, later, threads_option
@@ -53,6 +54,87 @@ CHGNET_HELP = {
     "refit_reference": "refit the per-element reference energies (AtomRef) first",
     "seed": "split, batches, weights",
 }
+
+
+# Help of each CrystalBertSettings field (type and default come from the dataclass).
+CRYSTALBERT_HELP = {
+    "width": "token embedding width (paper: 256)",
+    "layers": "transformer encoder layers (paper: 5)",
+    "heads": "attention heads (paper: 4)",
+    "dropout": "dropout in the encoder",
+    "lr": "AdamW peak learning rate",
+    "weight_decay": "AdamW weight decay",
+    "batch_size": "crystals per batch (paper: 64)",
+    "epochs": "training epochs",
+    "warmup": "epochs of linear warm-up before the cosine decay",
+    "space_group": "the five space-group tokens",
+    "electrons": "the 14-bit electron-count token",
+    "elements": "the element-vector token",
+    "graph": "the CGCNN graph token (trained jointly)",
+    "transformer": "the transformer encoder (off: one fully connected layer)",
+    "graph_hidden": "CGCNN width of the graph token",
+    "graph_layers": "CGCNN convolutions of the graph token",
+    "seed": "weights, batches, splits and folds",
+}
+
+
+def _crystalbert_data(args: argparse.Namespace, task: str) -> Any:
+    from topogen.io.tables import read_records
+    from topogen.models.crystalbert.data import GRAPH_PARAMS, table_examples
+
+    graph_params = GRAPH_PARAMS if args.graph else None
+    data = table_examples(read_records(args.table), task, str(args.table), graph_params)
+    return data, graph_params
+
+
+def _crystalbert(args: argparse.Namespace) -> int:
+    """``topogen train crystalbert``: pretraining on lattice parameters."""
+    from topogen.models.crystalbert.settings import CrystalBertSettings
+    from topogen.models.crystalbert.train import pretrain
+    from topogen.runtime import accelerator_devices
+
+    accelerator, _ = accelerator_devices(args.gpus)
+    settings = read_options(args, CrystalBertSettings)
+    with stage(args, inputs=[args.table]) as run:
+        data, graph_params = _crystalbert_data(args, "lattice")
+        log(f"crystalbert: {len(data.examples)} structures, {len(data.rejected)} rejected")
+        metrics = pretrain(
+            data, settings, args.workdir, run.output(args.out), graph_params,
+            held_out=args.held_out, accelerator=accelerator,
+        )  # fmt: skip
+        run.write_json(args.metrics, metrics)
+        run.quarantine(args.out, data.rejected)
+    if "mae_a" in metrics:
+        log(
+            f"crystalbert: held-out MAE of a {metrics['mae_a']:.3f} A (predicting the mean: "
+            f"{metrics['mae_a_of_train_mean']:.3f} A) -> {args.out}"
+        )
+    return 0
+
+
+def _topology_classifier(args: argparse.Namespace) -> int:
+    """``topogen train topology-classifier``: CrystalBERT fine-tuned on topo2d labels."""
+    from topogen.models.crystalbert.settings import CrystalBertSettings
+    from topogen.models.crystalbert.train import train_classifier
+    from topogen.runtime import accelerator_devices
+
+    accelerator, _ = accelerator_devices(args.gpus)
+    settings = read_options(args, CrystalBertSettings)
+    with stage(args, inputs=[args.table, args.pretrained]) as run:
+        data, graph_params = _crystalbert_data(args, "topology")
+        log(f"topology classifier: {len(data.examples)} labelled crystals")
+        metrics = train_classifier(
+            data, settings, args.workdir, run.output(args.out), graph_params,
+            pretrained=args.pretrained, folds=args.folds, accelerator=accelerator, log=log,
+        )  # fmt: skip
+        run.write_json(args.metrics, metrics)
+        run.quarantine(args.out, data.rejected)
+    for row in metrics.get("cross_validation", []):
+        log(
+            f"topology classifier, {metrics['folds']}-fold: {row['model']} accuracy "
+            f"{row['accuracy_mean']:.3f} +- {row['accuracy_std']:.3f}, F1 {row['f1_mean']:.3f}"
+        )
+    return 0
 
 
 def _cgcnn(args: argparse.Namespace) -> int:
@@ -240,6 +322,51 @@ def register(stages: Subparsers) -> None:
     _register_gan(cmds)
     _register_chgnet(cmds)
     _register_logan(cmds)
+    _register_crystalbert(cmds)
+
+
+def _register_crystalbert(cmds: Subparsers) -> None:
+    p = command(
+        cmds,
+        "crystalbert",
+        _crystalbert,
+        "pretrain CrystalBERT: lattice parameters from tokens and graph",
+        "Regresses a, b, c, alpha, beta, gamma (standardised) of every structure of --table\n"
+        "from its space-group, electron-count, element and CGCNN graph tokens (see\n"
+        "topogen.models.crystalbert). Writes the model (for --pretrained of\n"
+        "`train topology-classifier`) and held-out MAEs next to predicting the mean.",
+    )
+    p.add_argument("--table", required=True, metavar="TABLE", help="structure table")
+    p.add_argument("--out", required=True, metavar="CKPT", help="the pretrained model")
+    p.add_argument("--metrics", required=True, metavar="JSON", help="held-out MAEs")
+    p.add_argument("--workdir", required=True, metavar="DIR", help="checkpoints and logs")
+    p.add_argument("--held-out", type=float, default=0.1, help="fraction of structures held out")
+    later(p, _crystalbert_options)
+    p = command(
+        cmds,
+        "topology-classifier",
+        _topology_classifier,
+        "CrystalBERT topology classifier on the topo2d labels of a structure table",
+        "Fine-tunes CrystalBERT (from --pretrained when given) to tell topological (topo2d\n"
+        "1) from trivial (0) crystals of --table: --folds-fold cross-validation first (the\n"
+        "metrics, next to the majority class), then the model of record on every labelled\n"
+        "crystal. Its probability of 'topological' is the funnel's topology score.",
+    )
+    p.add_argument("--table", required=True, metavar="TABLE", help="structures with topo2d")
+    p.add_argument("--pretrained", metavar="CKPT", help="`train crystalbert` output")
+    p.add_argument("--out", required=True, metavar="CKPT", help="the classifier")
+    p.add_argument("--metrics", required=True, metavar="JSON", help="cross-validation metrics")
+    p.add_argument("--workdir", required=True, metavar="DIR", help="checkpoints and logs")
+    p.add_argument("--folds", type=int, default=5, help="cross-validation folds (0: none)")
+    later(p, _crystalbert_options)
+
+
+def _crystalbert_options(p: argparse.ArgumentParser) -> None:
+    from topogen.models.crystalbert.settings import CrystalBertSettings
+
+    add_options(p, CrystalBertSettings, CRYSTALBERT_HELP)
+    gpus_option(p)
+    threads_option(p)
 
 
 def _register_logan(cmds: Subparsers) -> None:

@@ -178,16 +178,27 @@ def select_diverse(
     return Selection(sorted(chosen), labels, comps, ratio, inertia)
 
 
+def _finite(value: Any) -> float:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return -np.inf
+    return x if np.isfinite(x) else -np.inf
+
+
 def select_file(
     table: str | os.PathLike[str],
     out: str | os.PathLike[str],
     slots: int,
     *,
     seed: int = 0,
+    rank_by: str | None = None,
     **options: Any,
 ) -> list[Any]:
     """Select ``slots`` diverse structures of a structure table and write them (with
-    ``dft_cluster`` and ``dft_cluster_size`` properties) to ``out``; returns the records."""
+    ``dft_cluster`` and ``dft_cluster_size`` properties) to ``out``; returns the records.
+    ``rank_by``: a property; each cluster then gives its member with the highest value
+    (rows without a finite value last; ties to the one nearest the centre)."""
     from topogen.io.tables import read_records, write_records
 
     records = read_records(table)
@@ -196,8 +207,17 @@ def select_file(
         return []
     sel = select_diverse([r.structure for r in records], slots, seed=seed, **options)
     sizes = np.bincount(sel.labels) if len(sel.labels) else np.zeros(0, dtype=int)
+    indices = sel.indices
+    if rank_by is not None and slots < len(records):
+        indices = sorted(
+            max(
+                np.flatnonzero(sel.labels == sel.labels[i]),
+                key=lambda j: (_finite(records[j].properties.get(rank_by)), j == i),
+            )
+            for i in sel.indices
+        )
     chosen = []
-    for i in sel.indices:
+    for i in indices:
         r = records[i]
         c = int(sel.labels[i])
         r.properties.update(dft_cluster=c, dft_cluster_size=int(sizes[c]))

@@ -26,8 +26,26 @@ def gap_score(gap: torch.Tensor | float, full: float = FULL_GAP) -> torch.Tensor
     return torch.clamp(torch.as_tensor(gap) / full, 0.0, 1.0)
 
 
+class GraphEncoder(nn.Module):
+    """Atom embedding -> ``layers`` CGConv blocks -> mean pool: (B, hidden) crystal
+    embeddings (the band-gap CGCNN's trunk and CrystalBERT's graph token)."""
+
+    def __init__(self, node_dim: int, edge_dim: int, hidden: int = 64, layers: int = 3) -> None:
+        super().__init__()
+        self.embed = nn.Linear(node_dim, hidden)
+        self.convs = nn.ModuleList(
+            CGConv(hidden, dim=edge_dim, batch_norm=True) for _ in range(layers)
+        )
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        h = self.embed(batch.x)
+        for conv in self.convs:
+            h = nn.functional.softplus(conv(h, batch.edge_index, batch.edge_attr))
+        return global_mean_pool(h, batch.batch, size=batch.num_graphs)
+
+
 class CGCNN(L.LightningModule):
-    """Atom embedding -> ``layers`` CGConv blocks -> mean pool -> MLP -> softplus gap (eV)."""
+    """:class:`GraphEncoder` -> MLP -> softplus gap (eV)."""
 
     def __init__(
         self,
@@ -40,21 +58,11 @@ class CGCNN(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.embed = nn.Linear(node_dim, hidden)
-        self.convs = nn.ModuleList(
-            CGConv(hidden, dim=edge_dim, batch_norm=True) for _ in range(layers)
-        )
+        self.encoder = GraphEncoder(node_dim, edge_dim, hidden, layers)
         self.head = nn.Sequential(nn.Linear(hidden, hidden), nn.Softplus(), nn.Linear(hidden, 1))
 
-    def embedding(self, batch: Batch) -> torch.Tensor:
-        """(B, hidden) crystal embeddings (CrystalBERT's graph token uses these)."""
-        h = self.embed(batch.x)
-        for conv in self.convs:
-            h = nn.functional.softplus(conv(h, batch.edge_index, batch.edge_attr))
-        return global_mean_pool(h, batch.batch)
-
     def forward(self, batch: Batch) -> torch.Tensor:
-        return nn.functional.softplus(self.head(self.embedding(batch))).squeeze(-1)
+        return nn.functional.softplus(self.head(self.encoder(batch))).squeeze(-1)
 
     def _step(self, batch: Batch, stage: str) -> torch.Tensor:
         pred = self(batch)
