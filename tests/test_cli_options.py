@@ -67,6 +67,7 @@ def test_every_help_table_covers_its_dataclass(capsys):
 
 
 def test_funnel_and_dft_flags_match_the_library_defaults():
+    from topogen.cli.screen import NOT_IN_CHUNKS
     from topogen.dft.validate import ValidationSettings
     from topogen.screen.funnel import FunnelOptions
 
@@ -74,10 +75,11 @@ def test_funnel_and_dft_flags_match_the_library_defaults():
     args = parser.parse_args(
         ["screen", "chunk", "c.parquet", "--out", "o", "--funnel", "f", "--dos", "d"]
     )
-    assert read_options(args, FunnelOptions) == FunnelOptions()
+    assert read_options(args, FunnelOptions, exclude=NOT_IN_CHUNKS) == FunnelOptions()
+    assert not hasattr(args, "topology_min")  # the topology step runs after the merge
     args = parser.parse_args(["screen", "chunk", "c", "--out", "o", "--funnel", "f", "--dos", "d",
                               "--no-phonons", "--oxidation-states-set", "smact14"])  # fmt: skip
-    opts = read_options(args, FunnelOptions)
+    opts = read_options(args, FunnelOptions, exclude=NOT_IN_CHUNKS)
     assert not opts.phonons and opts.validity.oxidation_states_set == "smact14"
     step = ["dft", "scf", "c.json", "--pseudos", "p", "--workdir", "w", "--out", "o"]
     assert read_options(parser.parse_args(step), ValidationSettings) == ValidationSettings()

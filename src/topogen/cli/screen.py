@@ -40,7 +40,7 @@ FUNNEL_HELP = {
 
 
 # The topology step runs after the merge (`screen topology`), not in the chunks.
-_NOT_IN_CHUNKS = ("topology_min",)
+NOT_IN_CHUNKS = ("topology_min",)
 
 
 def _split(args: argparse.Namespace) -> int:
@@ -92,7 +92,7 @@ def _chunk(args: argparse.Namespace) -> int:
             dos=run.output(args.dos),
             training=args.training,
             chunk=args.chunk,
-            options=read_options(args, FunnelOptions, exclude=_NOT_IN_CHUNKS),
+            options=read_options(args, FunnelOptions, exclude=NOT_IN_CHUNKS),
             threads=args.threads,
             workers=args.workers,
             log=log,
@@ -258,7 +258,7 @@ def _funnel_options(p: argparse.ArgumentParser) -> None:
         FunnelOptions,
         FUNNEL_HELP,
         title="funnel options (topogen.screen.funnel)",
-        exclude=_NOT_IN_CHUNKS,
+        exclude=NOT_IN_CHUNKS,
     )
 
 

@@ -29,7 +29,8 @@ phonons     phonopy + CHGNet forces on the relaxed structure (:mod:`topogen.calc
 band_gap    optional hook ``band_gap(structures) -> gaps (eV)``: pass when
             ``gap >= band_gap_min``; skipped without a model
 topology    optional hook ``topology(structures) -> scores in [0, 1]``: pass when
-            ``score >= topology_min``; skipped without a model
+            ``score >= topology_min``; skipped without a model (the workflow leaves it
+            out here and scores the merged survivors: :mod:`topogen.screen.topology`)
 =========== ==================================================================================
 
 ``fail`` means the candidate was judged and rejected, ``failed`` that the step could not
