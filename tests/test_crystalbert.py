@@ -371,6 +371,11 @@ def test_topoa_benchmark_smoke(tmp_path):
         assert rows[name]["accuracy_mean"] > rows["majority"]["accuracy_mean"] + 0.15, name
     folds = pd.read_csv(tmp_path / "folds.csv")
     assert (folds.groupby("model").size() == 1).all()
+    paired = {r["model"]: r for r in result["paired_vs_lightgbm"]}
+    assert set(paired) == set(rows) - {"lightgbm"}
+    trees = folds.set_index("model").at["lightgbm", "accuracy"]
+    full = folds.set_index("model").at["full", "accuracy"]
+    assert paired["full"]["accuracy_difference_mean"] == pytest.approx(full - trees)
     importance = pd.read_csv(tmp_path / "token_importance.csv")
     assert set(importance["slot"]) == {"hm", "pg", "system", "laue", "symmetry", "electrons",
                                        "elements"}  # fmt: skip
@@ -378,3 +383,18 @@ def test_topoa_benchmark_smoke(tmp_path):
     assert result["space_group_correlation"] > 0.3
     groups = pd.read_csv(tmp_path / "space_groups.csv")
     assert groups["crystals"].sum() == folds.loc[folds["model"] == "full", "n_test"].iloc[0]
+
+
+def test_paired_differences_compare_fold_by_fold():
+    from topogen.models.crystalbert.evaluate import paired_differences
+
+    folds = pd.DataFrame(
+        {
+            "model": ["trees"] * 3 + ["bert"] * 3,
+            "fold": [0, 1, 2, 2, 0, 1],  # any order: matched by fold
+            "accuracy": [0.80, 0.90, 0.70, 0.75, 0.82, 0.88],
+        }
+    )
+    (row,) = paired_differences(folds, "trees").to_dict(orient="records")
+    assert row["model"] == "bert" and row["folds_ahead"] == 2 and row["folds_behind"] == 1
+    assert row["accuracy_difference_mean"] == pytest.approx((0.02 - 0.02 + 0.05) / 3)

@@ -153,3 +153,27 @@ def fold_table(folds: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 def settings_with(base: CrystalBertSettings, **changes: Any) -> CrystalBertSettings:
     return CrystalBertSettings(**{**base.as_dict(), **changes})
+
+
+def paired_differences(
+    folds: pd.DataFrame, reference: str, metric: str = "accuracy"
+) -> pd.DataFrame:
+    """Per model, its ``metric`` minus the ``reference`` model's on the same folds: mean and
+    standard deviation of the difference, and the folds where it is ahead / behind."""
+    ref = folds[folds["model"] == reference].set_index("fold")[metric]
+    rows = []
+    for name, df in folds.groupby("model", sort=False):
+        if name == reference:
+            continue
+        d = df.set_index("fold")[metric] - ref.reindex(df["fold"]).to_numpy()
+        rows.append(
+            {
+                "model": name,
+                "reference": reference,
+                f"{metric}_difference_mean": float(d.mean()),
+                f"{metric}_difference_std": float(d.std()),
+                "folds_ahead": int((d > 0).sum()),
+                "folds_behind": int((d < 0).sum()),
+            }
+        )
+    return pd.DataFrame(rows)
