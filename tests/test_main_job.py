@@ -3,6 +3,7 @@
 A candidate table (a tilted copy of a MoS2 slab, the slab itself, a 2x1 supercell of a
 training crystal, a squashed slab, a metallic K monolayer) goes through the workflow's rules
 `split_candidates` -> `screen_chunk` (real CHGNet relaxation and phonons) -> `merge_screen` ->
+`score_topology` (no model: the step is recorded as skipped) ->
 `select_dft` -> the DFT rules (real pw.x, Wannier90, invariants) at the config's reduced
 settings -> `dft_summary`, and every decision is checked where it is recorded: the funnel table
 for the structures that stop there, `results/dft/summary.csv` for those that reach DFT.
