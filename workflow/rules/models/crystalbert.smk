@@ -14,7 +14,7 @@ rule pretrain_crystalbert:
         metrics="results/models/crystalbert/pretrained.json",
         quarantine="results/models/crystalbert/pretrained.ckpt.quarantine.csv",
     params:
-        workdir="results/models/crystalbert/pretrain",
+        workdir="results/models/crystalbert/work/pretrain",
         seed=config["seed"],
         options=lambda wc: crystalbert_options("pretrain"),
         gpus=gpus,
@@ -40,7 +40,7 @@ rule train_topology_classifier:
         metrics="results/models/crystalbert/topology.json",
         quarantine="results/models/crystalbert/topology.ckpt.quarantine.csv",
     params:
-        workdir="results/models/crystalbert/topology",
+        workdir="results/models/crystalbert/work/topology",
         seed=config["seed"],
         pretrained=lambda wc, input: cli_options(pretrained=input.get("pretrained")),
         options=lambda wc: crystalbert_options("classifier"),
