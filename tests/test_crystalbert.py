@@ -398,3 +398,14 @@ def test_paired_differences_compare_fold_by_fold():
     (row,) = paired_differences(folds, "trees").to_dict(orient="records")
     assert row["model"] == "bert" and row["folds_ahead"] == 2 and row["folds_behind"] == 1
     assert row["accuracy_difference_mean"] == pytest.approx((0.02 - 0.02 + 0.05) / 3)
+
+
+def test_initial_weights_depend_on_the_seed_only():
+    """A fold's model starts the same whatever ran before it in the process."""
+    settings = dataclasses.asdict(CrystalBertSettings(**SMALL, graph=False, seed=5))
+    a = CrystalBertTask(settings, "topology", CLASSIFICATION, 2).state_dict()
+    torch.rand(1000)  # the global generator moves on
+    b = CrystalBertTask(settings, "topology", CLASSIFICATION, 2).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    other = CrystalBertTask({**settings, "seed": 6}, "topology", CLASSIFICATION, 2).state_dict()
+    assert not all(torch.equal(a[k], other[k]) for k in a)

@@ -49,7 +49,9 @@ class CrystalBertTask(L.LightningModule):
             raise ValueError(f"kind must be {CLASSIFICATION!r} or {REGRESSION!r}, not {kind!r}")
         self.save_hyperparameters()
         dims = tuple(graph_dims) if graph_dims is not None else None
-        self.model = CrystalBert(CrystalBertSettings(**settings), {task: outputs}, dims)  # type: ignore[arg-type]
+        with torch.random.fork_rng():  # initial weights from the settings' seed alone
+            torch.manual_seed(int(settings.get("seed", 0)))
+            self.model = CrystalBert(CrystalBertSettings(**settings), {task: outputs}, dims)  # type: ignore[arg-type]
         if kind == REGRESSION:
             self.register_buffer("mean", torch.tensor(target_mean or [0.0] * outputs))
             self.register_buffer("std", torch.tensor(target_std or [1.0] * outputs))
