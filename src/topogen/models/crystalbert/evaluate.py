@@ -15,7 +15,7 @@ import pandas as pd
 
 from topogen.models.crystalbert.model import Example, n_parameters
 from topogen.models.crystalbert.settings import CrystalBertSettings
-from topogen.models.crystalbert.train import CLASSIFICATION, CrystalBertTask, fit
+from topogen.models.crystalbert.train import CrystalBertTask, fit
 
 METRICS = ("accuracy", "precision", "recall", "f1")
 
@@ -100,7 +100,7 @@ def cross_validate(
     """Train on all folds but one and test on it, for each fold: one row per fold with
     :data:`METRICS`, the parameter count and the seconds taken. ``on_fold(fold, model,
     test_rows)`` sees each trained model (e.g. for interpretability)."""
-    from topogen.models.crystalbert.train import load_encoder
+    from topogen.models.crystalbert.train import new_classifier
 
     truth = np.array([int(e.target) for e in examples])
     rows = []
@@ -108,11 +108,7 @@ def cross_validate(
         start = time.perf_counter()
         test = np.flatnonzero(fold == f).tolist()
         train = np.flatnonzero(fold != f).tolist()
-        module = CrystalBertTask(
-            settings.as_dict(), "topology", CLASSIFICATION, classes, graph_dims
-        )
-        if pretrained is not None:
-            load_encoder(module, pretrained)
+        module = new_classifier(settings, graph_dims, pretrained=pretrained, classes=classes)
         fit(module, [examples[i] for i in train], Path(workdir) / f"fold{f}", resume=False)
         pred = module.predict([examples[i] for i in test]).argmax(1)
         row = {

@@ -124,6 +124,24 @@ def load_encoder(module: CrystalBertTask, pretrained: str | os.PathLike[str]) ->
     return copied
 
 
+def new_classifier(
+    settings: CrystalBertSettings,
+    graph_dims: tuple[int, int] | None = None,
+    graph_params: dict[str, Any] | None = None,
+    pretrained: str | os.PathLike[str] | None = None,
+    classes: int = len(CLASS_NAMES),
+) -> CrystalBertTask:
+    """An untrained topology classifier, from ``pretrained``'s encoder when given."""
+    module = CrystalBertTask(
+        settings.as_dict(), "topology", CLASSIFICATION, classes, graph_dims,
+        graph_params if settings.graph else None,
+        class_names=CLASS_NAMES if classes == len(CLASS_NAMES) else None,
+    )  # fmt: skip
+    if pretrained is not None:
+        load_encoder(module, pretrained)
+    return module
+
+
 def fit(
     module: CrystalBertTask,
     train: Sequence[Example],
@@ -261,11 +279,6 @@ def train_classifier(
     else:
         metrics["folds"] = 0
         log(f"cross-validation skipped: {counts.tolist()} crystals per class")
-    module = CrystalBertTask(
-        settings.as_dict(), "topology", CLASSIFICATION, len(CLASS_NAMES), dims,
-        graph_params if settings.graph else None, class_names=CLASS_NAMES,
-    )  # fmt: skip
-    if pretrained is not None:
-        load_encoder(module, pretrained)
+    module = new_classifier(settings, dims, graph_params, pretrained)
     fit(module, data.examples, Path(workdir) / "final", out=out, accelerator=accelerator)
     return metrics
