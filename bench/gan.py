@@ -57,7 +57,7 @@ def stage_throughput(
         def on_train_epoch_start(self) -> None:  # network steps only (see the docstring)
             if self.hparams.stage == 3 and not len(self.buffer_images):
                 fake = self.sample_images(64, 0)
-                self.add_scored(fake, torch.rand(64).numpy(), torch.rand(64).numpy())
+                self.add_scored(fake, torch.rand(64, 2).numpy())
 
     class _Clock(L.Callback):
         """Times batches ``warmup`` .. ``warmup + steps`` (then stops the fit)."""

@@ -14,7 +14,9 @@ epoch; the stage's output (its best epoch) is re-scored on ``--rescore-samples``
 samples. Reported per arm: per-epoch stable / insulating / both fractions with 90% Wilson
 intervals, and the re-scored fractions of the stage's model (the comparison of record) and of
 its last epoch (free of the best-epoch selection; same fresh samples); the insulating and both
-fractions need the CGCNN band-gap model (skipped with ``--band-gap-model none``). The arms
+fractions need the CGCNN band-gap model (skipped with ``--band-gap-model none``). With
+``--topology-model`` (a CrystalBERT topology classifier) both arms have it as a third oracle
+and report the topological and "all" fractions; the reward arm climbs its head too. The arms
 run side by side in ``--jobs`` processes of ``--threads / --jobs`` torch threads (on 2 shared
 cores one thread per process is much faster than two threads in one). Oracle
 options not given here come from the config's ``train.gan.stage3`` block (``--config``), the
@@ -40,8 +42,10 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from topogen.models.gan3.reward import HEADS
+
 ARMS = {"reward": None, "control": 0.0}  # arm -> reward_weight (None: the settings')
-VERDICTS = ("stable", "insulating", "both")
+VERDICTS = ("stable", "insulating", "both", "topological", "all")
 
 
 def log(msg: str) -> None:
@@ -56,7 +60,8 @@ def stage3_options(config: Path | None) -> dict[str, Any]:
 
     gan = (yaml.safe_load(config.read_text()).get("train") or {}).get("gan") or {}
     shared = {k: v for k, v in gan.items() if not k.startswith("stage") and k != "sample"}
-    return shared | {k: v for k, v in (gan.get("stage3") or {}).items() if k != "band_gap_model"}
+    paths = ("band_gap_model", "topology_model")  # inputs: this script's flags
+    return shared | {k: v for k, v in (gan.get("stage3") or {}).items() if k not in paths}
 
 
 def settings_for(args: argparse.Namespace, reward_weight: float | None) -> Any:
@@ -93,7 +98,7 @@ def curve(summary: dict[str, Any]) -> list[dict[str, Any]]:
             if v in r["counts"]:
                 c = r["counts"][v]
                 row[v] = {"k": c["k"], "fraction": c["fraction"], "interval": c["interval"]}
-        for key in ("reward_auc_stable", "reward_rank_stable", "reward_auc_gap", "reward_rank_gap"):
+        for key in (f"reward_{m}_{h}" for h in HEADS for m in ("auc", "rank")):
             row[key] = r.get(key)
         out.append(row)
     return out
@@ -122,6 +127,7 @@ def run_arm(name: str, args: argparse.Namespace, gap_model: Path | None) -> dict
         init=args.stage2,
         autoencoder=args.autoencoder,
         band_gap_model=gap_model,
+        topology_model=args.topology_model,
         accelerator="cpu",
         threads=threads,
         log=lambda m: log(f"{name}: {m}"),
@@ -154,7 +160,8 @@ def last_epoch_rescored(
     model = CrystalGAN(**ckpt["hyper_parameters"])
     model.load_state_dict(ckpt["state_dict"])
     model.on_load_checkpoint(ckpt)
-    model.attach_oracle(*stage3_oracle(model, args.autoencoder, gap_model, threads))
+    parts = stage3_oracle(model, args.autoencoder, gap_model, threads, args.topology_model)
+    model.attach_oracle(*parts)
     out = rescore(model.eval(), n)
     return {"model_epoch": out["model_epoch"], **out["rescored"]}
 
@@ -255,6 +262,12 @@ def main() -> None:
         help="CGCNN gap oracle (insulating, both); 'none': stability only",
     )
     ap.add_argument(
+        "--topology-model",
+        type=Path,
+        help="CrystalBERT topology classifier as a third oracle in both arms (topological, all; "
+        "the reward arm climbs its head too), e.g. results/models/crystalbert/topology.ckpt",
+    )
+    ap.add_argument(
         "--config", type=Path, default=Path("config/config.yaml"), help="oracle options"
     )
     ap.add_argument("--epochs", type=int, default=50, help="Stage III epochs per arm (50, paper)")
@@ -273,7 +286,7 @@ def main() -> None:
     gap = None if args.band_gap_model.lower() == "none" else Path(args.band_gap_model)
     missing = [
         p
-        for p in (args.stage2, args.images, args.table, args.autoencoder, gap)
+        for p in (args.stage2, args.images, args.table, args.autoencoder, gap, args.topology_model)
         if p and not p.exists()
     ]
     if missing:
@@ -282,7 +295,8 @@ def main() -> None:
     result: dict[str, Any] = {"inputs": {}, "arms": {}}
     from topogen.io.provenance import sha256
 
-    for p in (args.stage2, args.images, args.table, args.autoencoder, gap, args.chgnet_model):
+    models = (gap, args.topology_model, args.chgnet_model)
+    for p in (args.stage2, args.images, args.table, args.autoencoder, *models):
         if p is not None:
             result["inputs"][str(p)] = sha256(p)
     result["options"] = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}

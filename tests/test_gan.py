@@ -278,7 +278,7 @@ def test_reward_model_learns_the_oracle_verdicts(gan_inputs):
     ae = load_autoencoder(gan_inputs["ae"])
     images = torch.as_tensor(ae.encode_many([mos2, flat]))
     gan = CrystalGAN(3, images.shape[1:], width=8, noise_dim=16, reward_steps=300)
-    gan.add_scored(images, scores.stability[:2], scores.gap_score[:2])
+    gan.add_scored(images, gan.reward_targets(scores)[:2])
     assert torch.equal(gan.buffer_scores[:, 0], torch.tensor(scores.stability[:2]).float())
     assert gan.fit_reward() < 0.3
     reward = gan.predicted_reward(images)[:, 0]
@@ -393,3 +393,57 @@ def test_stage3_discriminator_trains_or_stays_as_stage2_left_it(mode, tmp_path):
 
     assert changed("generator.")
     assert changed("discriminator.") == (mode == "train")
+
+
+@pytest.mark.slow
+def test_stage3_with_the_topology_oracle(cli, gan_inputs, tmp_path):
+    """A CrystalBERT topology classifier (trained here on the library's labels) as Stage
+    III's third oracle: the oracle scores every relaxed crystal with it (the unstable one
+    too), 0 where nothing relaxed; a third reward head learns those scores; the stage metric
+    is "all" (stable and topological) and the per-epoch metrics carry it."""
+    from topogen.calc.relax import RelaxSettings, load_model, relax_batch
+    from topogen.models.crystalbert.scorer import TopologyClassifier
+    from topogen.models.gan3.train import stage3_oracle
+    from topogen.models.training import make_trainer, quiet_lightning, read_metrics
+
+    ckpt = tmp_path / "topology.ckpt"
+    res = cli("train", "topology-classifier", "--table", gan_inputs["table"], "--out", ckpt,
+              "--metrics", tmp_path / "topology.json", "--workdir", tmp_path / "tw",
+              "--epochs", "3", "--folds", "0", "--width", "16", "--layers", "1", "--heads", "2",
+              "--threads", "2", "--gpus", "0")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    chgnet = load_model()
+    mos2 = relax_batch([P.mx2_2h("Mo", "S")], RelaxSettings(fmax=0.01, steps=300), model=chgnet)
+    decoded = _Decoded([mos2[0].structure, P.honeycomb("Si", buckling=0.0), None])
+    _, images, labels = image_set(gan_inputs["images"], gan_inputs["table"], 2)
+    gan = CrystalGAN(3, images.shape[1:], width=8, noise_dim=16, oracle_samples=3,
+                     oracle={"min_repeat_2d": 4}, has_topology_model=True)  # fmt: skip
+    _, oracle = stage3_oracle(gan, gan_inputs["ae"], None, 2, ckpt)
+    oracle._chgnet = chgnet
+    assert isinstance(oracle.topology_model, TopologyClassifier)
+
+    scores = oracle(decoded.decode_many(range(3)))
+    assert scores.stable.tolist() == [True, False, False], scores.reasons
+    relaxed = scores.relaxed[:2]
+    assert all(r is not None for r in relaxed) and scores.relaxed[2] is None
+    expected = TopologyClassifier(ckpt)(relaxed)
+    np.testing.assert_allclose(scores.topology_score[:2], expected, rtol=1e-5)
+    assert scores.topology_score[2] == 0.0
+    assert scores.topological.tolist() == [bool(x >= 0.5) for x in [*expected, 0.0]]
+    verdicts = scores.verdicts()
+    assert set(verdicts) == {"stable", "topological", "all"}  # no band-gap model
+    assert verdicts["all"].tolist() == [bool(expected[0] >= 0.5), False, False]
+
+    gan.attach_oracle(decoded, oracle)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(images, labels), batch_size=16, drop_last=True
+    )
+    with quiet_lightning():
+        make_trainer(tmp_path / "s3", 1, accelerator="cpu", devices=1).fit(gan, loader)
+    assert gan.stage_metric == "all" and gan.buffer_scores.shape == (6, 3)
+    np.testing.assert_allclose(gan.buffer_scores[:3, 2], scores.topology_score, rtol=1e-5)
+    m = read_metrics(tmp_path / "s3")
+    assert m["stage_metric"].iloc[0] == m["oracle_all"].iloc[0] == verdicts["all"].mean()
+    assert m["oracle_topological"].iloc[0] == pytest.approx(scores.topological.mean())
+    assert {"reward_auc_topology", "reward_rank_topology"} <= set(m.columns)
+    assert m["oracle_insulating"].isna().all()

@@ -467,6 +467,26 @@ def test_default_funnel_runs_the_band_gap_and_topology_steps(workdir):
     assert "--mode filter" in plan and "--rank-by" not in plan
 
 
+def test_stage3_takes_the_topology_classifier_as_an_oracle_when_configured(workdir):
+    """train.gan.stage3.topology_model names an input: the classifier's rule runs before
+    Stage III and its checkpoint reaches `train gan --stage 3`; off by default."""
+    plan = snakemake(workdir, "-n", "-p").stdout
+    line = next(ln for ln in plan.splitlines() if "train gan" in ln and "--stage 3" in ln)
+    assert "--topology-model" not in line and "topology_model" not in line
+    cfg = _override(
+        workdir,
+        "train: {gan: {stage3: {topology_model: results/models/crystalbert/topology.ckpt,"
+        " topology_min: 0.6}}}",
+    )
+    plan = snakemake(workdir, "-n", "-p", "--configfile", cfg).stdout
+    line = next(ln for ln in plan.splitlines() if "train gan" in ln and "--stage 3" in ln)
+    assert "--topology-model results/models/crystalbert/topology.ckpt" in line
+    assert "--topology-min 0.6" in line
+    lines = plan.splitlines()
+    order = [i for i, ln in enumerate(lines) if "topogen train topology-classifier" in ln]
+    assert order and order[0] < lines.index(line)
+
+
 def test_full_mc2d_is_downloaded_when_its_url_is_set(workdir):
     cfg = _override(workdir, "data: {mc2d_gaps: {url: https://example.org/structures.json}}")
     plan = snakemake(workdir, "-n", "-p", "results/data/mc2d_gaps.parquet", "--configfile", cfg)

@@ -276,7 +276,7 @@ def dft_launch(wildcards, resources):
 
 # --- GAN stages (workflow/rules/models/gan.smk) ---
 GAN = config["train"]["gan"]
-GAN_PATHS = ("band_gap_model",)  # inputs of a stage, not options
+GAN_PATHS = ("band_gap_model", "topology_model")  # inputs of a stage, not options
 
 
 def gan_options(stage):
@@ -287,9 +287,9 @@ def gan_options(stage):
 
 
 def gan_stage3_inputs(wildcards):
-    """The oracle's models: its force field (chgnet.model) and band-gap model."""
-    model = GAN.get("stage3", {}).get("band_gap_model")
-    return chgnet_model() | ({"band_gap_model": model} if model else {})
+    """The oracle's models: its force field (chgnet.model), band-gap and topology models."""
+    block = GAN.get("stage3", {})
+    return chgnet_model() | {k: block[k] for k in GAN_PATHS if block.get(k)}
 
 
 # --- LoGAN (models/logan.smk): one member per target x seed x hyper-parameter set ---

@@ -37,6 +37,7 @@ ORACLE_HELP = {
     "relax_steps": "oracle FIRE steps",
     "min_repeat_2d": "oracle phonon supercell",
     "band_gap_min": "eV: insulating",
+    "topology_min": "topology score: topological (with --topology-model)",
     "chgnet_model": "the oracle's force field: a CHGNet from `topogen train chgnet` "
     "(none: pretrained 0.3.0)",
 }
@@ -180,7 +181,7 @@ def _gan(args: argparse.Namespace) -> int:
     accelerator, devices = accelerator_devices(args.gpus)
     inputs = [
         *(args.images, args.table, args.init, args.autoencoder, args.band_gap_model),
-        args.chgnet_model,
+        *(args.topology_model, args.chgnet_model),
     ]
     oracle = read_options(args, OracleSettings, only=ORACLE_HELP)
     settings = read_options(args, GanSettings, exclude=("oracle",), oracle=oracle)
@@ -195,6 +196,7 @@ def _gan(args: argparse.Namespace) -> int:
             init=args.init,
             autoencoder=args.autoencoder,
             band_gap_model=args.band_gap_model,
+            topology_model=args.topology_model,
             accelerator=accelerator,
             devices=devices,
             threads=args.threads,
@@ -408,9 +410,9 @@ def _register_gan(cmds: Subparsers) -> None:
         "one stage of the three-stage GAN on crystal images",
         "Stage 1: real vs generated crystal images. Stage 2: a new topology-aware\n"
         "discriminator (topo2d labels; generated = 0). Stage 3: CHGNet relaxation + phonon\n"
-        "stability and CGCNN gap oracles through a reward model refit every epoch (see\n"
-        "topogen.models.gan3). Writes the model, per-epoch metrics (CSV) and their plot;\n"
-        "an interrupted stage resumes from --workdir.",
+        "stability, CGCNN gap and (optional) CrystalBERT topology oracles through a reward\n"
+        "model refit every epoch (see topogen.models.gan3). Writes the model, per-epoch\n"
+        "metrics (CSV) and their plot; an interrupted stage resumes from --workdir.",
     )
     p.add_argument("--stage", type=int, choices=[1, 2, 3], required=True, help="GAN stage")
     p.add_argument("--images", required=True, metavar="PT", help="`topogen encode images` output")
@@ -418,6 +420,12 @@ def _register_gan(cmds: Subparsers) -> None:
     p.add_argument("--init", metavar="CKPT", help="the previous stage's model (stages 2, 3)")
     p.add_argument("--autoencoder", metavar="CKPT", help="crystal autoencoder (stage 3)")
     p.add_argument("--band-gap-model", metavar="CKPT", help="CGCNN gap oracle (stage 3)")
+    p.add_argument(
+        "--topology-model",
+        metavar="CKPT",
+        help="stage 3: CrystalBERT topology classifier (`topogen train topology-classifier`) "
+        "as a third oracle (a reward head; the stage metric becomes 'all')",
+    )
     p.add_argument("--out", required=True, metavar="CKPT", help="the stage's model")
     p.add_argument("--metrics", required=True, metavar="CSV", help="per-epoch metrics")
     p.add_argument("--plot", required=True, metavar="PNG", help="per-epoch curves")

@@ -9,7 +9,9 @@ import pandas as pd
 from topogen.io.atomic import atomic_path
 
 LOSSES = ("d_loss", "g_loss", "g_adversarial", "train_loss", "val_loss")
-FRACTIONS = ("oracle_stable", "oracle_insulating", "oracle_both", "oracle_decodable")
+FRACTIONS = tuple(
+    f"oracle_{k}" for k in ("stable", "insulating", "both", "topological", "all", "decodable")
+)
 PAPER_BEST = {"oracle_stable": 0.113, "oracle_insulating": 0.142}  # Tyner et al., Fig. 4
 
 

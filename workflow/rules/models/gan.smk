@@ -86,6 +86,7 @@ use rule train_gan_stage1 as train_gan_stage3 with:
             init=input.init,
             autoencoder=input.autoencoder,
             band_gap_model=input.get("band_gap_model"),
+            topology_model=input.get("topology_model"),
             chgnet_model=input.get("chgnet_model"),
             summary=output.summary,
         ),

@@ -21,7 +21,8 @@ II.  the generator of Stage I against a NEW topology-aware discriminator: real t
      labels; unlabelled crystals are not used). Paper: lr 2e-4, 50 epochs.
 III. the generator and discriminator of Stage II go on, and the generator also answers to
      the oracles of :mod:`topogen.models.gan3.oracle` (CHGNet relaxation + phonon stability, the
-     CGCNN gap score), which no gradient flows through. Departure: by default the
+     CGCNN gap score, and, as a step beyond the paper, a CrystalBERT topology score when a
+     topology model is given), which no gradient flows through. Departure: by default the
      discriminator keeps training on the real images (``stage3_discriminator="train"``);
      the paper's Stage III uses no real data (``"freeze"``: the Stage II discriminator
      fixed). Not yet measured against each other (``bench/stage3.py`` reads the option from
@@ -31,12 +32,13 @@ Why a reward model (Stage III). The oracles take a decoded, relaxed structure; d
 (peak finding), relaxation and phonopy are not differentiable, and a score-function
 (REINFORCE) estimate from tens of oracle calls per epoch is too noisy to train a generator.
 So a differentiable reward model (:mod:`topogen.models.gan3.reward`: a :class:`Critic` with
-two sigmoid heads, class-weighted loss) learns the oracle's scores, and the generator loss is
-``adv_weight x`` the Stage II adversarial term (keeps samples realistic and
-topological-looking) ``+ reward_weight x`` the non-saturating loss of each reward head
-(stability; gap when a band-gap model is given). ``reward_weight`` 0 is the control without
-the oracle (still scored, not steered). Undecodable or impossible samples score 0, so the
-reward model also learns where images stop being crystals.
+a sigmoid head per oracle, class-weighted loss) learns the oracle's scores, and the generator
+loss is ``adv_weight x`` the Stage II adversarial term (keeps samples realistic and
+topological-looking) ``+ reward_weight x`` the non-saturating loss of each reward head in use
+(stability; gap when a band-gap model is given; topology when a topology model is given).
+``reward_weight`` 0 is the control without the oracle (still scored, not steered).
+Undecodable or impossible samples score 0, so the reward model also learns where images stop
+being crystals.
 
 When the oracle runs (:meth:`CrystalGAN.score_oracle`): before the first epoch (the Stage II
 generator, the run's starting level) and at the end of every epoch, after its last generator
@@ -51,7 +53,9 @@ scoring runs in the hook after the epoch's last batch, before any epoch-end chec
 written (``last.ckpt`` for resuming, the best epoch's). :attr:`CrystalGAN.history` keeps each
 scoring (counts, fractions, reward check, a digest of the scored generator's weights).
 
-The stage metric is "both" with a band-gap model and "stable" without one; the best epoch by
+The stage metric is the conjunction of the verdicts in use: "all" with a topology model
+(stable, topological and, with a band-gap model, insulating), else "both" with a band-gap
+model and "stable" without one; the best epoch by
 it is the stage's output, and training stops after ``patience`` epochs without improvement
 (paper: 50 cycles). The best of many noisy estimates overstates its own value, so
 :mod:`topogen.models.gan3.train` re-scores the output on fresh samples (seeds no epoch used):
@@ -77,13 +81,13 @@ from torch.nn import functional as F
 
 from topogen.errors import TopogenError
 from topogen.models.gan3.networks import Critic, Generator
-from topogen.models.gan3.oracle import Oracle, OracleScores, OracleSettings
+from topogen.models.gan3.oracle import VERDICTS, Oracle, OracleScores, OracleSettings
 from topogen.models.gan3.reward import pos_weights, reward_check, reward_loss
 from topogen.models.gan3.settings import STAGE_LR, GanSettings
 
 SEED_STRIDE = 100_003  # oracle seeds of run seed s: s * SEED_STRIDE + 1 + epoch
 RESCORE_OFFSET = 50_000  # ... and of its re-scoring: beyond any epoch
-ORACLE_KEYS = ("decodable", "relaxed", "stable", "insulating", "both", "mean_stability")
+ORACLE_KEYS = ("decodable", "relaxed", *VERDICTS, "mean_stability")
 
 
 class GanError(TopogenError):
@@ -100,7 +104,8 @@ class CrystalGAN(L.LightningModule):
 
     ``image_shape``: (rows, cols) of the crystal images; ``lr``: both Adam learning rates
     (None: the paper's per stage); ``oracle``: :class:`OracleSettings` as a dict;
-    ``has_gap_model``: whether Stage III has a band-gap oracle (its reward head is used).
+    ``has_gap_model``: whether Stage III has a band-gap oracle (its reward head is used);
+    ``has_topology_model``: whether it has a topology oracle (a third reward head).
     """
 
     def __init__(
@@ -118,6 +123,7 @@ class CrystalGAN(L.LightningModule):
         oracle_samples: int = GanSettings.oracle_samples,
         oracle: dict[str, Any] | None = None,
         has_gap_model: bool = False,
+        has_topology_model: bool = False,
         seed: int = GanSettings.seed,
     ) -> None:
         super().__init__()
@@ -143,15 +149,17 @@ class CrystalGAN(L.LightningModule):
                 "oracle_samples": int(oracle_samples),
                 "oracle": asdict(OracleSettings(**(oracle or {}))),
                 "has_gap_model": bool(has_gap_model),
+                "has_topology_model": bool(has_topology_model),
                 "seed": int(seed),
             }
         )
         self.automatic_optimization = False
         self.generator = Generator(noise_dim, rows, cols, width)
         self.discriminator = Critic(rows, cols, width)
-        self.reward = Critic(rows, cols, width, heads=2) if stage == 3 else None
+        n_heads = 3 if has_topology_model else 2  # stable, gap (, topology): reward.HEADS
+        self.reward = Critic(rows, cols, width, heads=n_heads) if stage == 3 else None
         self.buffer_images = torch.zeros(0, rows, cols)
-        self.buffer_scores = torch.zeros(0, 2)
+        self.buffer_scores = torch.zeros(0, n_heads)
         self.history: list[dict[str, Any]] = []  # Stage III: one record per oracle scoring
         self._oracle: dict[str, Any] = {}  # decoder and Oracle, attached for Stage III
 
@@ -234,7 +242,13 @@ class CrystalGAN(L.LightningModule):
         self.log("d_fake", torch.sigmoid(d_fake).mean(), **log)
 
     def _reward_heads(self) -> list[int]:
-        return [0, 1] if self.hparams.has_gap_model else [0]
+        """Columns of :data:`~topogen.models.gan3.reward.HEADS` with an oracle."""
+        heads = [0]
+        if self.hparams.has_gap_model:
+            heads.append(1)
+        if self.hparams.get("has_topology_model"):
+            heads.append(2)
+        return heads
 
     def _reward_loss(self, fake: torch.Tensor) -> torch.Tensor:
         logits = self.reward(fake)
@@ -259,8 +273,10 @@ class CrystalGAN(L.LightningModule):
 
     @property
     def stage_metric(self) -> str:
-        """The oracle fraction Stage III selects by: "both" with a band-gap model, else
-        "stable"."""
+        """The oracle fraction Stage III selects by: "all" with a topology model, else "both"
+        with a band-gap model, else "stable"."""
+        if self.hparams.get("has_topology_model"):
+            return "all"
         return "both" if self.hparams.has_gap_model else "stable"
 
     def oracle_seed(self, epoch: int) -> int:
@@ -285,33 +301,26 @@ class CrystalGAN(L.LightningModule):
         returns (and appends to :attr:`history`) the record of this scoring."""
         seed = self.oracle_seed(epoch)
         images, scores = self.score(self.hparams.oracle_samples, seed)
-        has_gap = self.hparams.has_gap_model
+        targets = self.reward_targets(scores)
+        verdicts = np.stack([scores.stable, scores.insulating, scores.topological], axis=1)
+        predicted = self.predicted_reward(images).numpy()
         heads = self._reward_heads()
-        targets = np.stack([scores.stability, scores.gap_score], axis=1)
-        verdicts = np.stack([scores.stable, scores.insulating], axis=1)
-        check = reward_check(self.predicted_reward(images).numpy(), targets, verdicts, heads)
-        self.add_scored(images, scores.stability, scores.gap_score)
+        check = reward_check(predicted, targets, verdicts[:, : targets.shape[1]], heads)
+        self.add_scored(images, targets)
         fit_loss = self.fit_reward()
-        summary = scores.summary(has_gap)
+        summary = scores.summary()
         record: dict[str, Any] = {
             "epoch": int(epoch),
             "seed": seed,
             "n": len(images),
             **summary,
-            "counts": scores.counts(has_gap),
+            "counts": scores.counts(),
             **check,
             "reward_fit_loss": fit_loss,
             "generator_sha256": generator_digest(self.generator),
         }
         self.history.append(record)
         return record
-
-    def _reward_heads(self) -> list[int]:
-        return [0, 1] if self.hparams.has_gap_model else [0]
-
-    def _reward_loss(self, fake: torch.Tensor) -> torch.Tensor:
-        logits = self.reward(fake)
-        return sum(_bce(logits[:, h], 1.0) for h in self._reward_heads())
 
     @torch.no_grad()
     def sample_images(self, n: int, seed: int) -> torch.Tensor:
@@ -322,9 +331,25 @@ class CrystalGAN(L.LightningModule):
         self.generator.train(was)
         return images
 
-    def add_scored(self, images: torch.Tensor, stability: Any, gap_score: Any) -> None:
-        """Append oracle-scored images to the reward model's buffer (gap NaN: no gap model)."""
-        scores = torch.as_tensor(np.stack([stability, gap_score], axis=1), dtype=torch.float32)
+    def reward_targets(self, scores: OracleScores) -> np.ndarray:
+        """(B, heads) reward-model targets of oracle scores: stability, gap score (NaN: no
+        band-gap model) and, with a topology head, the topology score."""
+        columns = [scores.stability, scores.gap_score]
+        if self.hparams.get("has_topology_model"):
+            if scores.topology_score is None:
+                raise GanError("the GAN has a topology head but the oracle no topology model")
+            columns.append(scores.topology_score)
+        return np.stack(columns, axis=1)
+
+    def add_scored(self, images: torch.Tensor, targets: Any) -> None:
+        """Append oracle-scored images and their (B, heads) :meth:`reward_targets` to the
+        reward model's buffer."""
+        scores = torch.as_tensor(np.asarray(targets), dtype=torch.float32)
+        if scores.shape != (len(images), self.buffer_scores.shape[1]):
+            raise GanError(
+                f"reward targets of shape {tuple(scores.shape)} for {len(images)} images and "
+                f"{self.buffer_scores.shape[1]} reward heads"
+            )
         self.buffer_images = torch.cat([self.buffer_images, images.detach().float().cpu()])
         self.buffer_scores = torch.cat([self.buffer_scores, scores])
 
@@ -358,7 +383,7 @@ class CrystalGAN(L.LightningModule):
 
     @torch.no_grad()
     def predicted_reward(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 2) reward-model probabilities (stability, gap) of images (eval mode: no
+        """(B, heads) reward-model probabilities (stability, gap, topology) of images (eval mode: no
         spectral-norm power iteration, nothing changes)."""
         was = self.reward.training
         self.reward.eval()

@@ -12,14 +12,19 @@ For each decoded structure (``None``: the image did not decode):
 3. phonons of the relaxed crystal with CHGNet forces and phonopy (:mod:`topogen.calc.phonons`):
    the stability score in [0, 1] documented there (1 exactly when dynamically stable);
 4. the CGCNN band gap of the relaxed crystal mapped to [0, 1] (:func:`~topogen.models.cgcnn.model.
-   gap_score`), when a band-gap model is given; NaN otherwise.
+   gap_score`), when a band-gap model is given; NaN otherwise;
+5. the topology score of the relaxed crystal (a CrystalBERT topology classifier's probability
+   of "topological", :class:`~topogen.models.crystalbert.scorer.TopologyClassifier`), when a
+   topology model is given; NaN otherwise.
 
 The steps are one :class:`~topogen.calc.chain.Chain` of the calculators of
 :mod:`topogen.calc.calculators`, the same ones the screening funnel uses.
 
-A structure that fails a step scores 0 on both (it is not a usable 2D crystal) and keeps
-the reason. "Stable" means the phonon verdict is stable; "insulating" means a predicted gap
-of at least ``band_gap_min`` eV.
+A structure that fails a step scores 0 on all (it is not a usable 2D crystal) and keeps
+the reason. The gap and topology steps score every relaxed crystal (no threshold stops the
+chain there: a metal still gets its topology score, for the reward model to learn).
+"Stable" means the phonon verdict is stable; "insulating" a predicted gap of at least
+``band_gap_min`` eV; "topological" a topology score of at least ``topology_min``.
 
 One call scores a whole epoch's samples: they relax together in one lock-step batch
 (``batch_size`` >= the ``oracle_samples`` of the demo, 32, and of the paper-scale config, 64).
@@ -35,13 +40,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from topogen.calc.calculators import BAND_GAP_MIN
+from topogen.calc.calculators import BAND_GAP_MIN, TOPOLOGY_MIN
 from topogen.calc.phonons import MIN_REPEAT_2D
 from topogen.calc.relax import RelaxSettings
 from topogen.structure.sanity import MIN_DISTANCE, structure_problem
 from topogen.structure.slabs import is_2d
 
 CONFIDENCE = 0.9  # of the binomial intervals of oracle fractions
+VERDICTS = ("stable", "insulating", "both", "topological", "all")
 
 if TYPE_CHECKING:
     from topogen.calc.chain import Chain
@@ -55,6 +61,7 @@ class OracleSettings:
     relax_steps: int = 150
     min_repeat_2d: int = MIN_REPEAT_2D  # smallest in-plane phonon supercell
     band_gap_min: float = BAND_GAP_MIN  # eV: "insulating"
+    topology_min: float = TOPOLOGY_MIN  # topology score: "topological"
     min_distance: float = MIN_DISTANCE  # A
     batch_size: int = 64  # structures relaxed in lock-step (a whole epoch's samples)
     chgnet_model: str | None = None  # a fine-tuned CHGNet (topogen train chgnet); None: 0.3.0
@@ -62,7 +69,8 @@ class OracleSettings:
 
 @dataclass
 class OracleScores:
-    """Per-structure oracle output (arrays of the batch's length)."""
+    """Per-structure oracle output (arrays of the batch's length). ``has_gap`` and
+    ``has_topology``: whether the oracle had a band-gap and a topology model."""
 
     stability: np.ndarray  # [0, 1]
     gap_score: np.ndarray  # [0, 1], NaN without a band-gap model
@@ -72,28 +80,52 @@ class OracleScores:
     decodable: np.ndarray  # bool: the image decoded to a structure
     reasons: list[str] = field(default_factory=list)
     relaxed: list[Any] = field(default_factory=list)  # relaxed structures (None on failure)
+    topology_score: np.ndarray | None = None  # [0, 1] (0 where not scored); None: no model
+    has_gap: bool = False
+    topology_min: float = TOPOLOGY_MIN
 
-    def summary(self, has_gap: bool) -> dict[str, float]:
-        """Fractions of the batch: decodable, relaxed, stable, insulating, both (NaN without
-        gaps), and the mean stability score."""
+    @property
+    def has_topology(self) -> bool:
+        return self.topology_score is not None
+
+    @property
+    def topological(self) -> np.ndarray:
+        """bool: a topology score of at least the oracle's ``topology_min`` (all False
+        without a topology model)."""
+        if self.topology_score is None:
+            return np.zeros(len(self.stability), dtype=bool)
+        return np.nan_to_num(self.topology_score, nan=-1.0) >= self.topology_min
+
+    def verdicts(self) -> dict[str, np.ndarray]:
+        """The boolean verdicts of the oracles used: stable; insulating and both (stable and
+        insulating) with a band-gap model; topological and all (every verdict in use) with a
+        topology model."""
+        out = {"stable": self.stable}
+        if self.has_gap:
+            out |= {"insulating": self.insulating, "both": self.stable & self.insulating}
+        if self.has_topology:
+            every = out["both"] if self.has_gap else self.stable
+            out |= {"topological": self.topological, "all": every & self.topological}
+        return out
+
+    def summary(self) -> dict[str, float]:
+        """Fractions of the batch: decodable, relaxed, each verdict of :data:`VERDICTS` (NaN
+        where its oracle is missing), and the mean stability score."""
         n = max(1, len(self.stability))
         nan = float("nan")
         ok = np.array([r is not None for r in self.relaxed])
+        hits = self.verdicts()
         return {
             "decodable": float(self.decodable.sum() / n),
             "relaxed": float(ok.sum() / n),
-            "stable": float(self.stable.sum() / n),
-            "insulating": float(self.insulating.sum() / n) if has_gap else nan,
-            "both": float((self.stable & self.insulating).sum() / n) if has_gap else nan,
+            **{k: float(hits[k].sum() / n) if k in hits else nan for k in VERDICTS},
             "mean_stability": float(self.stability.mean()) if len(self.stability) else nan,
         }
 
-    def counts(self, has_gap: bool) -> dict[str, dict[str, Any]]:
-        """Per verdict (stable; insulating and both with a band-gap model): ``k`` of ``n``,
-        the fraction and its :func:`wilson_interval`."""
-        hits = {"stable": self.stable}
-        if has_gap:
-            hits |= {"insulating": self.insulating, "both": self.stable & self.insulating}
+    def counts(self) -> dict[str, dict[str, Any]]:
+        """Per verdict in use (:meth:`verdicts`): ``k`` of ``n``, the fraction and its
+        :func:`wilson_interval`."""
+        hits = self.verdicts()
         n = len(self.stability)
         out = {}
         for name, mask in hits.items():
@@ -121,7 +153,9 @@ def wilson_interval(k: int, n: int, confidence: float = CONFIDENCE) -> tuple[flo
 
 
 class Oracle:
-    """CHGNet + phonopy stability and CGCNN gap scores of structures (module docstring)."""
+    """CHGNet + phonopy stability, CGCNN gap and topology scores of structures (module
+    docstring). ``topology_model``: ``scorer(structures) -> scores in [0, 1]``, e.g. a
+    :class:`~topogen.models.crystalbert.scorer.TopologyClassifier`."""
 
     def __init__(
         self,
@@ -129,9 +163,11 @@ class Oracle:
         band_gap_model: Any = None,
         chgnet: Any = None,
         threads: int | None = None,
+        topology_model: Any = None,
     ) -> None:
         self.settings = settings or OracleSettings()
         self.band_gap_model = band_gap_model
+        self.topology_model = topology_model
         self._chgnet = chgnet
         self.threads = threads
 
@@ -144,13 +180,15 @@ class Oracle:
         return self._chgnet
 
     def chain(self) -> Chain:
-        """Check -> relaxation -> phonons (-> band gap): the oracle's calculators."""
+        """Check -> relaxation -> phonons (-> band gap) (-> topology): the oracle's
+        calculators; the last two score without a threshold (module docstring)."""
         from topogen.calc.calculators import (
             CheckCalc,
             PhononCalc,
             PhononSettings,
             RelaxCalc,
             band_gap_calc,
+            topology_calc,
         )
         from topogen.calc.chain import Chain
 
@@ -189,12 +227,14 @@ class Oracle:
 
             gap_model = self.band_gap_model
             predict = lambda ss: predict_gaps(gap_model, ss).numpy()  # noqa: E731
-            calcs.append(band_gap_calc(predict, s.band_gap_min))
+            calcs.append(band_gap_calc(predict, -np.inf))
+        if self.topology_model is not None:
+            calcs.append(topology_calc(self.topology_model, -np.inf))
         return Chain(*calcs)
 
     def __call__(self, structures: list[Any]) -> OracleScores:
         n = len(structures)
-        stability, gap = np.zeros(n), np.full(n, np.nan)
+        stability, gap, topology = np.zeros(n), np.full(n, np.nan), np.full(n, np.nan)
         stable = np.zeros(n, dtype=bool)
         reasons = ["undecodable image" for _ in range(n)]
         relaxed: list[Any] = [None] * n
@@ -214,6 +254,10 @@ class Oracle:
             stable[i] = bool(ph["stable"])
             if "band_gap" in steps:
                 gap[i] = steps["band_gap"].get("predicted_band_gap", np.nan)
+            if "topology" in steps:
+                topology[i] = steps["topology"].get("topology_score", np.nan)
+            if where in ("band_gap", "topology"):  # the model failed on this one
+                reasons[i] += f"; {out['reason']}"
         if self.band_gap_model is not None:
             from topogen.models.cgcnn.model import gap_score as to_score
 
@@ -223,5 +267,15 @@ class Oracle:
         insulating = np.nan_to_num(gap, nan=-1.0) >= self.settings.band_gap_min
         decodable = np.array([st is not None for st in structures], dtype=bool)
         return OracleScores(
-            stability, gap_score, stable, insulating, gap, decodable, reasons, relaxed
+            stability,
+            gap_score,
+            stable,
+            insulating,
+            gap,
+            decodable,
+            reasons,
+            relaxed,
+            topology_score=np.nan_to_num(topology) if self.topology_model is not None else None,
+            has_gap=self.band_gap_model is not None,
+            topology_min=self.settings.topology_min,
         )

@@ -1,10 +1,11 @@
 """Stage III's reward model: its loss (class-weighted) and its check on oracle batches it has
 not seen.
 
-The reward model (a :class:`~topogen.models.gan3.networks.Critic` with two heads: stability,
-gap) learns the oracle's scores of generated images; the generator then climbs its
-sigmoid outputs. Its targets are the oracle's scores in [0, 1] (phonon stability score, gap
-score), NaN where a head has no oracle (no band-gap model). Most samples score 0 (undecodable,
+The reward model (a :class:`~topogen.models.gan3.networks.Critic` with a head per oracle:
+stability, gap, and topology when a topology model is given) learns the oracle's scores of
+generated images; the generator then climbs its sigmoid outputs. Its targets are the
+oracle's scores in [0, 1] (phonon stability score, gap score, topology score), NaN where a
+head has no oracle (no band-gap model). Most samples score 0 (undecodable,
 unrelaxable, unstable), so the loss weighs the positive term of each head by
 :func:`pos_weights` (negative mass over positive mass in the buffer, as
 ``BCEWithLogitsLoss(pos_weight=...)`` expects), and a head that predicts "0" everywhere no
@@ -24,7 +25,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-HEADS = ("stable", "gap")  # reward-model heads, in column order
+HEADS = ("stable", "gap", "topology")  # reward-model heads, in column order (verdicts:
+# stable, insulating, topological); a model without a topology oracle has the first two
 MAX_POS_WEIGHT = 100.0  # caps the weight of a head with (almost) no positive samples yet
 
 
@@ -86,12 +88,12 @@ def reward_check(
     verdicts: np.ndarray,
     heads: Sequence[int],
 ) -> dict[str, float]:
-    """``reward_auc_<head>`` and ``reward_rank_<head>`` of the reward model's (B, 2)
-    ``predicted`` probabilities against the oracle's (B, 2) ``scores`` and boolean
-    ``verdicts`` (stable, insulating), for every head; NaN for a head not in ``heads``
-    (no band-gap model) or where undefined (see the module docstring)."""
+    """``reward_auc_<head>`` and ``reward_rank_<head>`` of the reward model's (B, H)
+    ``predicted`` probabilities against the oracle's (B, H) ``scores`` and boolean
+    ``verdicts`` (stable, insulating, topological), for each of the model's H heads; NaN for
+    a head not in ``heads`` (no band-gap model) or where undefined (module docstring)."""
     out: dict[str, float] = {}
-    for h, name in enumerate(HEADS):
+    for h, name in enumerate(HEADS[: predicted.shape[1]]):
         used = h in heads
         auc = roc_auc(predicted[:, h], verdicts[:, h]) if used else float("nan")
         rank = rank_correlation(predicted[:, h], scores[:, h]) if used else float("nan")

@@ -66,14 +66,20 @@ def stage3_oracle(
     autoencoder: str | os.PathLike[str],
     band_gap_model: str | os.PathLike[str] | None = None,
     threads: int | None = None,
+    topology_model: str | os.PathLike[str] | None = None,
 ) -> tuple[Any, Oracle]:
     """(decoder, :class:`Oracle`) for :meth:`CrystalGAN.attach_oracle`: the crystal
-    autoencoder and the oracle with ``model``'s settings (and the CGCNN gap model, if any)."""
+    autoencoder and the oracle with ``model``'s settings (and the CGCNN gap model and the
+    CrystalBERT topology classifier, if given)."""
     from topogen.models.autoencoder.train import load_autoencoder
     from topogen.models.cgcnn.model import load_cgcnn
+    from topogen.models.crystalbert.scorer import TopologyClassifier
 
     gap_model = load_cgcnn(band_gap_model) if band_gap_model is not None else None
-    oracle = Oracle(OracleSettings(**model.hparams.oracle), gap_model, threads=threads)
+    topology = TopologyClassifier(topology_model) if topology_model is not None else None
+    oracle = Oracle(
+        OracleSettings(**model.hparams.oracle), gap_model, threads=threads, topology_model=topology
+    )
     return load_autoencoder(autoencoder), oracle
 
 
@@ -87,7 +93,6 @@ def rescore(
     ``initial`` before the first epoch, then each epoch)."""
     seed = model.rescore_seed()
     _, scores = model.score(n, seed)
-    has_gap = model.hparams.has_gap_model
     own = model.history[-1] if model.history else None
     history = list(model.history if history is None else history)
     epochs = [r for r in history if r["epoch"] >= 0]
@@ -96,8 +101,8 @@ def rescore(
         "rescored": {
             "seed": seed,
             "n": n,
-            **{k: v for k, v in scores.summary(has_gap).items() if k in ORACLE_KEYS},
-            "counts": scores.counts(has_gap),
+            **{k: v for k, v in scores.summary().items() if k in ORACLE_KEYS},
+            "counts": scores.counts(),
         },
         "model_epoch": own["epoch"] if own else None,
         "model_generator_sha256": own["generator_sha256"] if own else None,
@@ -117,6 +122,7 @@ def train_stage(
     init: str | os.PathLike[str] | None = None,
     autoencoder: str | os.PathLike[str] | None = None,
     band_gap_model: str | os.PathLike[str] | None = None,
+    topology_model: str | os.PathLike[str] | None = None,
     accelerator: str = "cpu",
     devices: int = 1,
     threads: int | None = None,
@@ -124,7 +130,8 @@ def train_stage(
 ) -> StageResult:
     """Train one stage with ``settings`` (default :class:`GanSettings`) in ``workdir``
     (resuming from its ``last.ckpt``), write the stage's model to ``out`` (Stage III: its
-    best epoch by the stage metric, then re-scored by :func:`rescore`)."""
+    best epoch by the stage metric, then re-scored by :func:`rescore`; its oracles: CHGNet,
+    and the band-gap and topology models when given)."""
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
     from topogen.io.atomic import atomic_path
@@ -140,6 +147,7 @@ def train_stage(
         stage,
         images.shape[1:],
         has_gap_model=band_gap_model is not None,
+        has_topology_model=topology_model is not None,
         **settings.model_hparams(),
     )
     if init is not None:
@@ -148,7 +156,7 @@ def train_stage(
     if stage == 3:
         if autoencoder is None:
             raise GanError("Stage III decodes its samples: give the crystal autoencoder")
-        oracle_parts = stage3_oracle(model, autoencoder, band_gap_model, threads)
+        oracle_parts = stage3_oracle(model, autoencoder, band_gap_model, threads, topology_model)
         model.attach_oracle(*oracle_parts)
     n_topo = int(labels.sum())
     log(
