@@ -55,6 +55,13 @@ def test_trains_resumes_and_predicts(tmp_path):
     model = load_cgcnn(out)
     gaps = predict_gaps(model, [r.structure for r in records[:4]])
     assert gaps.shape == (4,) and bool((gaps >= 0).all())
+    # a checkpoint from before the trunk moved into GraphEncoder (keys without "encoder.")
+    ckpt = torch.load(out, map_location="cpu", weights_only=True)
+    ckpt["state_dict"] = {k.removeprefix("encoder."): v for k, v in ckpt["state_dict"].items()}
+    assert any(k.startswith("convs.") for k in ckpt["state_dict"])
+    torch.save(ckpt, tmp_path / "legacy.ckpt")
+    legacy = predict_gaps(load_cgcnn(tmp_path / "legacy.ckpt"), [r.structure for r in records[:4]])
+    assert torch.equal(legacy, gaps)
 
 
 @pytest.mark.slow

@@ -44,6 +44,9 @@ class GraphEncoder(nn.Module):
         return global_mean_pool(h, batch.batch, size=batch.num_graphs)
 
 
+LEGACY_TRUNK = ("embed.", "convs.")  # trunk keys of checkpoints older than GraphEncoder
+
+
 class CGCNN(L.LightningModule):
     """:class:`GraphEncoder` -> MLP -> softplus gap (eV)."""
 
@@ -77,6 +80,13 @@ class CGCNN(L.LightningModule):
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._step(batch, "val")
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Checkpoints written before the trunk became :class:`GraphEncoder` (its weights at
+        the top level: ``embed.*``, ``convs.*``) load too."""
+        state = checkpoint.get("state_dict", {})
+        for key in [k for k in state if k.startswith(LEGACY_TRUNK)]:
+            state[f"encoder.{key}"] = state.pop(key)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr)
