@@ -12,7 +12,7 @@ import os
 from collections.abc import Sequence
 
 from topogen import __version__
-from topogen.cli import data, dft, encode, generate, report, screen, train
+from topogen.cli import data, dft, encode, generate, report, screen, topology, train
 from topogen.cli.parser import CommandParser, HelpFormatter
 from topogen.cli.stage import log
 from topogen.errors import TopogenError
@@ -20,7 +20,7 @@ from topogen.errors import TopogenError
 __all__ = ["build_parser", "main"]
 
 # Registration order is the order of `topogen --help`.
-FAMILIES = (data, encode, train, generate, screen, report, dft)
+FAMILIES = (data, encode, train, generate, screen, report, dft, topology)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from topogen.cli.options import add_options, read_options
 from topogen.cli.parser import Subparsers, command, group, later
 from topogen.cli.stage import log, stage
+from topogen.cli.topology import edge_options
 from topogen.errors import TopogenError
 from topogen.io.labels import LABELS_FILE
 
@@ -468,19 +469,7 @@ def _register_results(cmds: Subparsers) -> None:
     p.add_argument("wannier", metavar="JSON", help="record of `topogen dft wannierize`")
     p.add_argument("--plot", required=True, metavar="PNG", help="the spectral density plot")
     p.add_argument("--data", required=True, metavar="NPZ", help="k, energies, surface/bulk DOS")
-    p.add_argument("--edge", choices=["a1", "a2"], default="a1", help="the edge runs along it")
-    p.add_argument("--side", choices=["lower", "upper"], default="lower", help="which edge")
-    p.add_argument("--nk", type=int, default=121, help="edge momenta in [-1/2, 1/2]")
-    p.add_argument("--ne", type=int, default=161, help="energies")
-    p.add_argument(
-        "--window",
-        nargs=2,
-        type=float,
-        default=[-1.0, 1.0],
-        metavar=("LO", "HI"),
-        help="eV around mid-gap",
-    )
-    p.add_argument("--eta", type=float, default=0.01, help="eV, broadening")
+    edge_options(p)
 
     p = command(cmds, "summary", _summary, "verdicts -> one CSV (and a plot)")
     p.add_argument("verdicts", nargs="+", metavar="JSON", help="verdicts of `dft invariants`")

@@ -233,24 +233,14 @@ def edge_states(
 ) -> EdgeSpectrum:
     """The surface spectral density of the model along the edge momentum: ``nk`` momenta in
     [-1/2, 1/2] x ``ne`` energies in ``window`` around mid-gap -> a PNG and an npz."""
-    import numpy as np
-
-    from topogen.io.atomic import atomic_path
-    from topogen.topology.edges import edge_spectrum, plot_edge_spectrum
+    from topogen.topology.edges import write_edge_spectrum
     from topogen.topology.hr import read_hr
 
     edges = w["dft_band_edges"]
     zero = w["reference_eV"]  # the VBM of an insulator, the Fermi level of a metal
     mid = (edges["vbm"] + edges["cbm"]) / 2 if edges.get("cbm") is not None else zero
-    k = np.linspace(-0.5, 0.5, nk)
-    energies = mid + np.linspace(window[0], window[1], ne)
-    spectrum = edge_spectrum(read_hr(hr), edge, k, energies, eta=eta, side=side)
     title = f"{w.get('id', hr.parent.parent.name)}: {side} edge along {edge}"
-    plot_edge_spectrum(spectrum, plot, title=title, fermi_level=zero)
-    with atomic_path(data) as tmp, open(tmp, "wb") as fh:
-        np.savez_compressed(
-            fh, k=spectrum.k, energies=spectrum.energies, surface_dos=spectrum.surface_dos,
-            bulk_dos=spectrum.bulk_dos, edge=edge, side=side, eta=eta,
-            reference_eV=zero, vbm_eV=edges["vbm"], cbm_eV=edges.get("cbm"),
-        )  # fmt: skip
-    return spectrum
+    return write_edge_spectrum(
+        read_hr(hr), plot, data, mid=mid, reference=zero, edge=edge, side=side, nk=nk, ne=ne,
+        window=window, eta=eta, title=title, vbm_eV=edges["vbm"], cbm_eV=edges.get("cbm"),
+    )  # fmt: skip

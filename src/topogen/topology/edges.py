@@ -42,6 +42,7 @@ __all__ = [
     "layer_size",
     "plot_edge_spectrum",
     "ribbon_bands",
+    "write_edge_spectrum",
 ]
 
 Edge = Literal["a1", "a2"]
@@ -338,3 +339,38 @@ def plot_edge_spectrum(
     )
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
+
+
+def write_edge_spectrum(
+    model: TBModel,
+    plot: str | os.PathLike[str],
+    data: str | os.PathLike[str],
+    *,
+    mid: float,
+    reference: float,
+    edge: Edge = "a1",
+    side: Side = "lower",
+    nk: int = 121,
+    ne: int = 161,
+    window: tuple[float, float] = (-1.0, 1.0),
+    eta: float = 0.01,
+    title: str | None = None,
+    **extra: float | None,
+) -> EdgeSpectrum:
+    """The :func:`edge_spectrum` of ``nk`` edge momenta in [-1/2, 1/2] x ``ne`` energies in
+    ``window`` (eV) around ``mid`` (mid-gap), plotted with energies from ``reference`` (the
+    VBM, or the Fermi level of a metal) to ``plot`` (PNG), and written with its settings and
+    ``extra`` values to ``data`` (npz); both atomically."""
+    from topogen.io.atomic import atomic_path
+
+    k = np.linspace(-0.5, 0.5, nk)
+    energies = mid + np.linspace(window[0], window[1], ne)
+    spectrum = edge_spectrum(model, edge, k, energies, eta=eta, side=side)
+    plot_edge_spectrum(spectrum, plot, title=title, fermi_level=reference)
+    with atomic_path(data) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(
+            fh, k=spectrum.k, energies=spectrum.energies, surface_dos=spectrum.surface_dos,
+            bulk_dos=spectrum.bulk_dos, edge=edge, side=side, eta=eta, reference_eV=reference,
+            **extra,
+        )  # fmt: skip
+    return spectrum

@@ -10,15 +10,19 @@ __all__ = ["model_gap", "trs_asymmetry"]
 
 
 def model_gap(model: TBModel, nocc: int, n: int = 24) -> dict[str, float | None]:
-    """Direct and indirect gaps (eV) of the model's lowest ``nocc`` bands on an n x n grid."""
+    """Direct and indirect gaps (eV) of the model's lowest ``nocc`` bands on an n x n grid,
+    and the band edges: ``vbm`` (top of band ``nocc``) and ``cbm`` (bottom of the next)."""
     if not 0 < nocc < model.num_wann:
-        return {"gap_direct": None, "gap_indirect": None}
+        return {"gap_direct": None, "gap_indirect": None, "vbm": None, "cbm": None}
     g = np.stack(np.meshgrid(np.arange(n) / n, np.arange(n) / n, indexing="ij"), -1).reshape(-1, 2)
     k = np.column_stack([g, np.zeros(len(g))])
     e = np.linalg.eigvalsh(hamiltonian(model, k))
+    vbm, cbm = float(e[:, nocc - 1].max()), float(e[:, nocc].min())
     return {
         "gap_direct": float((e[:, nocc] - e[:, nocc - 1]).min()),
-        "gap_indirect": float(e[:, nocc].min() - e[:, nocc - 1].max()),
+        "gap_indirect": cbm - vbm,
+        "vbm": vbm,
+        "cbm": cbm,
     }
 
 
