@@ -3,6 +3,8 @@
 numpy API re-exported here; the torch twins live in :mod:`topogen.topology.batched`.
 """
 
+from topogen.topology.analysis import analyse
+from topogen.topology.gaps import model_gap
 from topogen.topology.hr import TBModel, as_hamiltonian, hamiltonian, read_hr, write_hr
 from topogen.topology.invariants import (
     SpinChern,
@@ -26,6 +28,7 @@ __all__ = [
     "SpinChern",
     "TBModel",
     "Z2Result",
+    "analyse",
     "as_hamiltonian",
     "bhz",
     "chern_number",
@@ -34,6 +37,7 @@ __all__ = [
     "is_time_reversal_symmetric",
     "kane_mele",
     "kramers_splitting",
+    "model_gap",
     "read_hr",
     "spin_axis_operator",
     "spin_chern",
