@@ -52,7 +52,8 @@ def test_lint_is_clean(workdir):
     ("override", "words"),
     [
         ("seed=-1", ["seed", "minimum"]),
-        ("sede=1", ["sede", "unexpected"]),
+        ("sede=1", ["(top level): unknown key 'sede'; did you mean 'seed'?"]),
+        ("screen={'chunkz':3}", ["screen: unknown key 'chunkz'; did you mean 'chunks'?"]),
         ("data={'merge':['nope']}", ["nope", "does not match"]),
         ("data={'imports':{'x':{'files':[]}}}", ["files", "should be non-empty"]),
         ("data={'qm9':{'sha256':'abc'}}", ["abc", "does not match"]),
@@ -66,6 +67,14 @@ def test_bad_config_gets_a_clear_message(workdir, override, words):
     assert "does not match workflow/schemas/config.schema.yaml" in text
     for word in words:
         assert word in text
+    assert len(text.splitlines()) < 12, text  # the key and the reason, not the whole schema
+
+
+def test_a_float_where_an_integer_belongs_is_named(workdir):
+    """YAML's 4.0 is a float: rejected by the schema check, not a TypeError in a rule file."""
+    res = snakemake(workdir, "-n", "--configfile", _override(workdir, "screen: {chunks: 4.0}"))
+    assert res.returncode != 0
+    assert "screen.chunks: 4.0 is not of type 'integer'" in res.stderr + res.stdout
 
 
 def test_paper_config_validates_and_plans_c2db(workdir):

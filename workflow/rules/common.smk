@@ -5,13 +5,45 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-try:
-    validate(config, schema="../schemas/config.schema.yaml")
-except WorkflowError as exc:
+SCHEMA = Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
+
+
+def config_problems(cfg, schema_path=SCHEMA, limit=10):
+    """One line per schema violation: the key path, the reason (instances cut short) and,
+    for an unknown key, the closest known one. Integers must be integers (4.0 is not)."""
+    import difflib
+
+    import jsonschema
+    import yaml
+
+    schema = yaml.safe_load(schema_path.read_text())
+    base = jsonschema.Draft202012Validator
+    strict = base.TYPE_CHECKER.redefine(
+        "integer", lambda _, x: isinstance(x, int) and not isinstance(x, bool)
+    )
+    validator = jsonschema.validators.extend(base, type_checker=strict)(schema)
+    lines = []
+    for err in sorted(validator.iter_errors(cfg), key=lambda e: [str(p) for p in e.path]):
+        where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+        reason = err.message if len(err.message) <= 160 else err.message[:157] + "..."
+        if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+            known = sorted(err.schema.get("properties", {}))
+            for key in sorted(set(err.instance) - set(known)):
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known)}"
+                lines.append(f"  {where}: unknown key {key!r}{hint}")
+            continue
+        lines.append(f"  {where}: {reason}")
+    return lines[:limit] + ([f"  ... and {len(lines) - limit} more"] if len(lines) > limit else [])
+
+
+_problems = config_problems(config)
+if _problems:
     raise WorkflowError(
         "the configuration (config/config.yaml plus any --configfile/--config overrides) "
-        f"does not match workflow/schemas/config.schema.yaml:\n{exc}"
-    ) from exc
+        "does not match workflow/schemas/config.schema.yaml:\n" + "\n".join(_problems)
+    )
+validate(config, schema=str(SCHEMA))  # fills in the schema's defaults
 
 DATA = config["data"]
 SOURCES = ("prototypes", "c2db", "jarvis_c2db", "mp", "qm9", "tqc", "mc2d_gaps")
