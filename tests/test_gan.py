@@ -447,3 +447,42 @@ def test_stage3_with_the_topology_oracle(cli, gan_inputs, tmp_path):
     assert m["oracle_topological"].iloc[0] == pytest.approx(scores.topological.mean())
     assert {"reward_auc_topology", "reward_rank_topology"} <= set(m.columns)
     assert m["oracle_insulating"].isna().all()
+
+
+@pytest.mark.slow
+def test_sigterm_exits_143_writes_nothing_and_the_rerun_resumes(gan_inputs, tmp_path):
+    """SLURM and Snakemake stop a job with SIGTERM: Lightning turns it into a SystemExit that
+    used to exit 0 with no outputs (SLURM: COMPLETED). Now: exit 143, one line naming the work
+    folder, no model, and running the command again resumes from the last checkpoint."""
+    import signal
+    import subprocess
+    import time
+
+    from conftest import BIN
+
+    d = tmp_path / "s1"
+    cmd = [
+        str(BIN / "topogen"), "train", "gan", "--stage", "1", "--images",
+        str(gan_inputs["images"]), "--table", str(gan_inputs["table"]), "--out",
+        str(d / "model.ckpt"), "--metrics", str(d / "metrics.csv"), "--plot",
+        str(d / "metrics.png"), "--workdir", str(d / "work"), *FAST, "--batch-size", "16",
+    ]  # fmt: skip
+    proc = subprocess.Popen([*cmd, "--epochs", "500"], stderr=subprocess.PIPE, text=True)
+    last = d / "work/checkpoints/last.ckpt"
+    deadline = time.monotonic() + 120
+    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert last.exists(), proc.stderr.read() if proc.poll() is not None else "no checkpoint"
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    line = err.strip().splitlines()[-1]
+    assert "terminated (SIGTERM)" in line and f"resumes from {d / 'work'}" in line
+    assert not (d / "model.ckpt").exists() and not (d / "metrics.csv").exists()
+    done = torch.load(last, map_location="cpu", weights_only=True)["epoch"]  # last finished
+    res = subprocess.run([*cmd, "--epochs", str(done + 2)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    second = pd.read_csv(d / "work/logs/version_1/metrics.csv")["epoch"].dropna().unique()
+    assert second.tolist() == [done + 1]  # the rerun's only epoch: it resumed, no restart
+    assert pd.read_csv(d / "metrics.csv")["epoch"].tolist() == list(range(done + 2))
