@@ -114,7 +114,7 @@ def structure_files(tmp_path: Path) -> dict[str, Path]:
         "nan": d / "nan.extxyz",
         "overlap": d / "overlap.vasp",
         "unknown": d / "notes.txt",
-        "missing": d / "does-not-exist.cif",
+        "same_site": d / "same-site.cif",
     }
     bad["garbage"].write_text("data_broken\n_cell_length_a abc\nthis is not a CIF\n")
     bad["empty"].write_text("")
@@ -125,4 +125,10 @@ def structure_files(tmp_path: Path) -> dict[str, Path]:
     overlap.positions[1] = overlap.positions[0] + [0.1, 0.0, 0.0]
     write(bad["overlap"], overlap, format="vasp")
     bad["unknown"].write_text("hello\n")
+    bad["same_site"].write_text(  # two atom sites on one position
+        "data_x\n_cell_length_a 3\n_cell_length_b 3\n_cell_length_c 3\n_cell_angle_alpha 90\n"
+        "_cell_angle_beta 90\n_cell_angle_gamma 90\n_symmetry_space_group_name_H-M 'P 1'\n"
+        "loop_\n_atom_site_label\n_atom_site_type_symbol\n_atom_site_fract_x\n"
+        "_atom_site_fract_y\n_atom_site_fract_z\nA C 0 0 0\nB C 0 0 0\n"
+    )
     return {**files, **{f"bad_{k}": v for k, v in bad.items()}}

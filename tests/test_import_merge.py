@@ -34,8 +34,19 @@ def test_bad_inputs_are_quarantined_with_reasons(structure_files):
     assert reasons["nan.extxyz"] == "non-finite coordinates (site 1)"
     assert "overlapping atoms" in reasons["overlap.vasp"] and "0.100 A" in reasons["overlap.vasp"]
     assert "unknown file type '.txt'" in reasons["notes.txt"]
-    assert "does-not-exist.cif" in reasons
+    assert reasons["same-site.cif"].startswith("ValueError: atoms overlap: two or more atom")
     assert len(result.records) == 6  # the good ones proceed
+
+
+def test_a_path_that_does_not_exist_fails_before_anything_is_read(cli, structure_files, tmp_path):
+    """A typo in a file name is the user's mistake, not a bad row: exit 1 naming it, and no
+    table (it used to be quarantined, and the import exited 0 without the file)."""
+    out = tmp_path / "t.parquet"
+    res = cli("data", "import", structure_files["cif"], tmp_path / "typo.cif", "--out", out)
+    assert res.returncode == 1
+    typo = tmp_path / "typo.cif"
+    assert res.stderr.strip() == f"topogen: error: {typo}: no such file; nothing imported"
+    assert not out.exists() and not list(tmp_path.glob("t.parquet*"))
 
 
 def test_unsupported_elements_are_quarantined(tmp_path):
@@ -73,6 +84,9 @@ def test_import_with_nothing_usable_fails_with_one_line(cli, structure_files, tm
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("topogen: error: no usable structure")
     assert not out.exists()
+    (rejected,) = read_quarantine(f"{out}.quarantine.csv")  # the reasons are kept
+    assert rejected.file == str(structure_files["bad_garbage"]) and "ValueError" in rejected.reason
+    assert f"every reason: {out}.quarantine.csv" in lines[0]
 
 
 @pytest.fixture

@@ -56,13 +56,19 @@ class Stage:
         return write_quarantine(self.output(quarantine_path(out)), rejected)
 
     def save_records(self, result: Any, out: str, verb: str) -> None:
-        """Write a LoadResult's table and quarantine file; log counts. No record: an error."""
+        """Write a LoadResult's table and quarantine file; log counts. No record: an error,
+        after the quarantine file (every row's reason) is written, and no table."""
+        from topogen.io.quarantine import quarantine_path, write_quarantine
         from topogen.io.tables import write_records
 
         if not result.records:
             first = result.rejected[0] if result.rejected else None
+            where = ""
+            if result.rejected:
+                kept = write_quarantine(quarantine_path(out), result.rejected)
+                where = f" (every reason: {kept})"
             raise TopogenError(
-                f"no usable structure; {len(result.rejected)} rejected"
+                f"no usable structure; {len(result.rejected)} rejected{where}"
                 + (f", first: {first.file} {first.item} {first.reason}" if first else "")
             )
         write_records(result.records, self.output(out))

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from topogen.errors import TopogenError
 from topogen.io.quarantine import Rejected
 from topogen.io.tables import LoadResult, Record
 from topogen.structure.sanity import MIN_DISTANCE, structure_problem
@@ -82,7 +83,10 @@ def _frames(path: Path, fmt: str) -> Iterator[tuple[str, str | None, Any, dict[s
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             parser = CifParser(path)
-            structures = parser.parse_structures(primitive=False)
+            try:
+                structures = parser.parse_structures(primitive=False)
+            except ValueError as exc:
+                raise ValueError(_cif_failure(parser.warnings, exc)) from exc
         for i, s in enumerate(structures):
             yield (str(i) if len(structures) > 1 else "", None, s, {})
     elif fmt == "vasp":
@@ -112,12 +116,29 @@ def _frames(path: Path, fmt: str) -> Iterator[tuple[str, str | None, Any, dict[s
                 yield (str(row.id), None if uid is None else str(uid), atoms, _properties(kvp))
 
 
+def _cif_failure(notes: list[str], exc: Exception) -> str:
+    """Why pymatgen built no structure from a CIF, from its parser's notes."""
+    if any("sum to > 1" in n for n in notes):
+        return (
+            "atoms overlap: two or more atom sites of the CIF fall on one position (pymatgen "
+            "finds site occupancies summing to more than 1); remove the duplicate sites"
+        )
+    useful = [" ".join(n.split()) for n in notes if "No structure parsed" in n]
+    return "; ".join(useful) or str(exc)
+
+
 def import_files(
     paths: list[str | os.PathLike[str]],
     source: str = "import",
     min_distance: float = MIN_DISTANCE,
 ) -> ImportResult:
-    """Read every file; unreadable files, bad entries and duplicate ids are rejected."""
+    """Read every file; unreadable files, bad entries and duplicate ids are rejected. A
+    named path that does not exist is the caller's mistake (a typo), not a bad input row:
+    it raises before anything is read."""
+    missing = [str(p) for p in paths if not Path(p).exists()]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise TopogenError(f"{missing[0]}: no such file{more}; nothing imported")
     result = ImportResult()
     seen: set[str] = set()
     for raw in paths:
