@@ -171,6 +171,14 @@ def test_checksum_mismatch_leaves_nothing(server, tmp_path):
     assert not out.exists() and leftovers(tmp_path) == []
 
 
+@pytest.mark.parametrize("bad", ["abc", DIGEST[:-1] + "g", DIGEST + "0"])
+def test_malformed_checksum_fails_before_downloading(server, tmp_path, bad):
+    out = tmp_path / "data.bin"
+    with pytest.raises(DownloadError, match="is not 64 hexadecimal digits"):
+        download(server.url("/early"), out, sha256=bad, source="c2db", **FAST)
+    assert server.seen("/early") == [] and not tmp_path.joinpath("data.bin").exists()
+
+
 def test_404_fails_at_once(server, tmp_path):
     server.modes["/missing"] = "404"
     out = tmp_path / "missing.bin"

@@ -129,10 +129,15 @@ def download(
     ``source`` and ``config_key`` name the data set and the config key of a local copy in the
     one-line :class:`DownloadError`.
     """
+    prefix = f"{source}: " if source else ""
+    if sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
+        raise DownloadError(
+            f"{prefix}the expected sha256 {sha256!r} is not 64 hexadecimal digits "
+            f"(checked before downloading {url})"
+        )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     parsed = urllib.parse.urlsplit(url)
-    prefix = f"{source}: " if source else ""
     hint = (
         f"; set {config_key} in the config to a local copy"
         if config_key
