@@ -50,6 +50,27 @@ def test_tokens_quarantine_what_has_no_space_group(cli, table, tmp_path):
     assert rej.id == "water" and rej.reason
 
 
+def test_a_row_that_does_not_decode_is_quarantined_not_fatal(cli, table, tmp_path):
+    """A structure JSON without its lattice used to stop the whole stage with a bare
+    'lattice' KeyError; now that row is quarantined with the reason and the rest encode."""
+    import json
+
+    from topogen.io.tables import read_table, write_table
+
+    df = read_table(table)
+    broken = json.loads(df.loc[2, "structure"])
+    del broken["lattice"]
+    df.loc[2, "structure"] = json.dumps(broken)
+    write_table(df, tmp_path / "broken.parquet")
+    out = tmp_path / "graphs.pt"
+    res = cli("encode", "graphs", tmp_path / "broken.parquet", "--out", out)
+    assert res.returncode == 0, res.stderr
+    assert load_encoded(out, "graphs")["ids"] == [i for k, i in enumerate(df["id"]) if k != 2]
+    (rej,) = read_quarantine(f"{out}.quarantine.csv")
+    assert (rej.item, rej.id) == ("2", df["id"][2])
+    assert rej.reason == "the structure column does not decode (KeyError: 'lattice')"
+
+
 def test_descriptors_record_their_species(cli, table, tmp_path):
     out = tmp_path / "desc.pt"
     res = cli("encode", "descriptors", table, "--out", out, "--n-max", "2", "--l-max", "2")

@@ -35,31 +35,34 @@ IMAGE_HELP = {
 def _encode(args: argparse.Namespace) -> int:
     """``topogen encode graphs|tokens|descriptors TABLE --out FILE``."""
     from topogen.encode import encoded
-    from topogen.io.tables import read_records
+    from topogen.io.tables import load_records
 
     params = config(args, "table", "out", "threads")
     with stage(args, inputs=[args.table]) as run:
-        records = read_records(args.table)
-        rejected = encoded.encode_table(
+        table = load_records(args.table)  # a row that does not decode is quarantined
+        records = table.records
+        rejected = table.rejected + encoded.encode_table(
             records, args.kind, run.output(args.out), params, source=args.table
         )
         run.quarantine(args.out, rejected)
+    n = len(records) + len(table.rejected)
     log(
-        f"encode {args.kind}: {len(records) - len(rejected)} of {len(records)} structures "
-        f"-> {args.out}; {len(rejected)} quarantined"
+        f"encode {args.kind}: {n - len(rejected)} of {n} structures -> {args.out}; "
+        f"{len(rejected)} quarantined"
     )
     return 0
 
 
 def _images(args: argparse.Namespace) -> int:
     """``topogen encode images TABLE --out PT --model CKPT``: autoencoders + crystal images."""
-    from topogen.io.tables import read_records
+    from topogen.io.tables import load_records
     from topogen.models.autoencoder.images import ImageSettings, encode_images
     from topogen.runtime import accelerator_devices
 
     settings = read_options(args, ImageSettings)
     with stage(args, inputs=[args.table]) as run:
-        records = read_records(args.table)
+        table = load_records(args.table)  # a row that does not decode is quarantined
+        records = table.records
         metrics, rejected = encode_images(
             records,
             run.output(args.out),
@@ -71,10 +74,12 @@ def _images(args: argparse.Namespace) -> int:
             log=log,
         )
         run.write_json(args.metrics, metrics)
+        rejected = table.rejected + rejected
         run.quarantine(args.out, rejected)
     held = metrics["held_out"] or {}
     log(
-        f"encode images: {metrics['n_encoded']} of {len(records)} structures -> {args.out}; "
+        f"encode images: {metrics['n_encoded']} of {len(records) + len(table.rejected)} "
+        f"structures -> {args.out}; "
         f"{len(rejected)} quarantined; held-out round trip "
         f"{held.get('n_reproduced', 0)}/{held.get('n', 0)} reproduced, mean site error "
         f"{held.get('mean_site_error_A', float('nan')):.3f} A"

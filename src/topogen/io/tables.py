@@ -164,13 +164,34 @@ def decode_structure(text: str) -> Any:
 def iter_records(df: pd.DataFrame, path: str | os.PathLike[str] = "<table>") -> Iterator[Record]:
     """Decode each row; a row that does not decode raises an error naming file, row and id."""
     for i, row in enumerate(df.itertuples(index=False)):
+        column = "structure"
         try:
             structure = decode_structure(row.structure)
+            column = "properties"
             props = json.loads(row.properties)
         except Exception as exc:  # any decoding failure is a schema error for this row
-            raise TableSchemaError(f"{path}: row {i} (id {row.id!r}): {exc}") from exc
+            why = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+            raise TableSchemaError(
+                f"{path}: row {i} (id {row.id!r}): the {column} column does not decode ({why})"
+            ) from exc
         yield Record(id=row.id, source=row.source, structure=structure, properties=props)
 
 
 def read_records(path: str | os.PathLike[str]) -> list[Record]:
     return list(iter_records(read_table(path), path))
+
+
+def load_records(path: str | os.PathLike[str]) -> LoadResult:
+    """Every row of a table that decodes, and the others as :class:`Rejected` (the file, the
+    row, its id, why): for stages that quarantine a broken row instead of stopping."""
+    result = LoadResult()
+    df = read_table(path)
+    for i in range(len(df)):
+        try:
+            (record,) = iter_records(df.iloc[i : i + 1], path)
+        except TableSchemaError as exc:
+            reason = str(exc).split(": ", 2)[-1]  # without the "file: row i (id ...)" prefix
+            result.rejected.append(Rejected(str(path), str(i), str(df["id"].iloc[i]), reason))
+            continue
+        result.records.append(record)
+    return result
