@@ -10,6 +10,7 @@ from conftest import monolayers
 
 from topogen.data.shared import shared_data_root
 from topogen.encode.encoded import encode_table
+from topogen.errors import TopogenError
 from topogen.io.tables import Record, read_records, write_records
 from topogen.models.cgcnn.model import gap_score, load_cgcnn, predict_gaps
 from topogen.models.cgcnn.train import load_graph_set, train_cgcnn
@@ -31,7 +32,7 @@ def test_gap_score_maps_to_unit_interval():
     assert gap_score(torch.tensor([-0.1, 0.0, 0.5, 1.0, 3.0])).tolist() == [0, 0, 0.5, 1, 1]
 
 
-def test_trains_resumes_and_predicts(tmp_path):
+def test_trains_resumes_and_predicts(tmp_path, capsys):
     set_threads(2)
     mono = monolayers()
     from pymatgen.io.ase import AseAtomsAdaptor
@@ -52,6 +53,19 @@ def test_trains_resumes_and_predicts(tmp_path):
     metrics = read_metrics(work)  # both runs' logs kept, one row per epoch
     assert metrics["epoch"].tolist() == [0, 1, 2, 3]
     assert metrics[["train_mae", "val_mae"]].notna().all().all()
+    # fewer epochs than the checkpoint holds: one clear line, nothing trained or moved
+    with pytest.raises(TopogenError, match="already holds 4 epochs, more than the 3 asked for"):
+        train_cgcnn(data, work, tmp_path / "x.ckpt", epochs=3, batch_size=4, hidden=16,
+                    accelerator="cpu")  # fmt: skip
+    assert not (tmp_path / "x.ckpt").exists()
+    # a changed setting: the checkpoint is not resumed; the old work folder is kept aside
+    capsys.readouterr()
+    changed = train_cgcnn(data, work, tmp_path / "lr.ckpt", epochs=1, batch_size=4, hidden=16,
+                          lr=3e-3, accelerator="cpu")  # fmt: skip
+    assert changed["epochs"] == 1 and read_metrics(work)["epoch"].tolist() == [0]
+    assert read_metrics(tmp_path / "work.stale-1")["epoch"].tolist() == [0, 1, 2, 3]
+    said = capsys.readouterr().out
+    assert "trained with other settings (lr)" in said and "work.stale-1" in said
     model = load_cgcnn(out)
     gaps = predict_gaps(model, [r.structure for r in records[:4]])
     assert gaps.shape == (4,) and bool((gaps >= 0).all())

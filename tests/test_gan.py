@@ -486,3 +486,9 @@ def test_sigterm_exits_143_writes_nothing_and_the_rerun_resumes(gan_inputs, tmp_
     second = pd.read_csv(d / "work/logs/version_1/metrics.csv")["epoch"].dropna().unique()
     assert second.tolist() == [done + 1]  # the rerun's only epoch: it resumed, no restart
     assert pd.read_csv(d / "metrics.csv")["epoch"].tolist() == list(range(done + 2))
+    # a new learning rate (e.g. --forcerun after a config change) trains afresh, not resumes
+    res = subprocess.run([*cmd, "--epochs", "1", "--lr", "1e-3"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "trained with other settings (lr); moved to" in res.stderr
+    assert pd.read_csv(d / "metrics.csv")["epoch"].tolist() == [0]
+    assert (d / "work.stale-1/checkpoints/last.ckpt").exists()  # kept, not deleted

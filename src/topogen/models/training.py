@@ -82,10 +82,132 @@ def make_trainer(
     return L.Trainer(**{**options, **kwargs})
 
 
-def resume_path(workdir: str | os.PathLike[str]) -> str | None:
-    """``last.ckpt`` of an earlier, interrupted run in ``workdir``, if any."""
-    last = Path(workdir) / "checkpoints" / "last.ckpt"
-    return str(last) if last.exists() else None
+FINGERPRINT = "fingerprint.json"  # in a work folder: what its checkpoint was trained with
+NOT_FINGERPRINTED = ("epochs",)  # more epochs go on from a checkpoint
+
+
+def data_digest(*items: Any) -> str:
+    """sha256 of tensors, arrays, graphs, dataclasses, mappings and sequences of them (in
+    order), and of plain values by their repr: what a run trains on and starts from."""
+    import dataclasses
+    import hashlib
+
+    import numpy as np
+    import torch
+
+    h = hashlib.sha256()
+
+    def walk(x: Any) -> None:
+        if isinstance(x, torch.Tensor):
+            t = x.detach().cpu().contiguous()
+            h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        elif isinstance(x, np.ndarray):
+            h.update(f"A{x.dtype}{x.shape}".encode() + np.ascontiguousarray(x).tobytes())
+        elif dataclasses.is_dataclass(x) and not isinstance(x, type):
+            walk({f.name: getattr(x, f.name) for f in dataclasses.fields(x)})
+        elif isinstance(x, dict):
+            for k in sorted(x, key=str):
+                h.update(f"K{k}".encode())
+                walk(x[k])
+        elif isinstance(x, list | tuple):
+            h.update(f"L{len(x)}".encode())
+            for v in x:
+                walk(v)
+        elif hasattr(x, "to_dict") and hasattr(x, "edge_index"):  # a torch_geometric Data
+            walk(x.to_dict())
+        else:
+            h.update(f"V{x!r}".encode())
+
+    walk(list(items))
+    return h.hexdigest()
+
+
+def fingerprint(module: L.LightningModule, data: Any, **extra: Any) -> dict[str, Any]:
+    """What a checkpoint in a work folder must have been trained with to be resumed: the
+    module's hyper-parameters (but its epochs), a digest of its initial weights (seed,
+    initial or pretrained model), of ``data`` (what it trains on), and ``extra`` (batch
+    size, loader seed, digests of other inputs)."""
+    import json
+
+    hp = {k: v for k, v in dict(module.hparams).items() if k not in NOT_FINGERPRINTED}
+    return json.loads(
+        json.dumps(
+            {
+                "hparams": hp,
+                "initial_weights": data_digest(module.state_dict()),
+                "data": data_digest(data),
+                **extra,
+            },
+            sort_keys=True,
+            default=str,
+        )
+    )
+
+
+def resume_path(
+    workdir: str | os.PathLike[str],
+    fingerprint: dict[str, Any] | None = None,
+    epochs: int | None = None,
+    log: Any = None,
+) -> str | None:
+    """``last.ckpt`` of an earlier, interrupted run in ``workdir``, if any, to resume from.
+
+    With ``fingerprint`` (:func:`fingerprint`): a checkpoint trained with anything else (a
+    changed setting, other data, another initial model) is not resumed: the whole work
+    folder moves aside to ``<workdir>.stale-N`` (nothing is deleted), ``log`` says so, and
+    training starts afresh; the fingerprint is written for the next call. With ``epochs``: a
+    checkpoint that already holds more epochs than asked for is a clear error, not a
+    Lightning one."""
+    import json
+
+    from topogen.errors import TopogenError
+    from topogen.io.atomic import write_text
+
+    workdir = Path(workdir)
+    last = workdir / "checkpoints" / "last.ckpt"
+    if fingerprint is not None:
+        stamp = workdir / FINGERPRINT
+        try:
+            old = json.loads(stamp.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            old = None
+        if last.exists() and old != fingerprint:
+            n = 1
+            while workdir.with_name(f"{workdir.name}.stale-{n}").exists():
+                n += 1
+            stale = workdir.with_name(f"{workdir.name}.stale-{n}")
+            os.replace(workdir, stale)
+            changed = _differences(old, fingerprint)
+            (log or print)(
+                f"{workdir}: its checkpoint was trained with other {changed}; moved to {stale}, "
+                "training starts afresh"
+            )
+        workdir.mkdir(parents=True, exist_ok=True)
+        write_text(stamp, json.dumps(fingerprint, indent=1, sort_keys=True) + "\n")
+    if not last.exists():
+        return None
+    if epochs is not None:
+        import torch
+
+        done = int(torch.load(last, map_location="cpu", weights_only=True).get("epoch", -1)) + 1
+        if done > epochs:
+            raise TopogenError(
+                f"{last} already holds {done} epochs, more than the {epochs} asked for: ask "
+                f"for at least {done}, or move {workdir} aside to train afresh"
+            )
+    return str(last)
+
+
+def _differences(old: dict[str, Any] | None, new: dict[str, Any]) -> str:
+    """Which parts of two fingerprints differ, in words."""
+    if old is None:
+        return "settings (no fingerprint recorded)"
+    hp_old, hp_new = old.get("hparams", {}), new.get("hparams", {})
+    keys = sorted(k for k in hp_old.keys() | hp_new.keys() if hp_old.get(k) != hp_new.get(k))
+    parts = [f"settings ({', '.join(keys)})"] if keys else []
+    parts += [k.replace("_", " ") for k in sorted(new) if k != "hparams" and old.get(k) != new[k]]
+    return ", ".join(parts) or "settings"
 
 
 def read_metrics(workdir: str | os.PathLike[str]) -> Any:

@@ -20,7 +20,7 @@ from topogen.io.atomic import atomic_path
 from topogen.io.quarantine import Rejected
 from topogen.io.tables import read_table
 from topogen.models.cgcnn.model import CGCNN
-from topogen.models.training import make_trainer, resume_path
+from topogen.models.training import fingerprint, make_trainer, resume_path
 
 
 @dataclass
@@ -90,12 +90,14 @@ def train_cgcnn(
     pick = lambda idx: [data.graphs[i] for i in idx]  # noqa: E731
     g0 = data.graphs[0]
     model = CGCNN(g0.x.shape[1], g0.edge_attr.shape[1], hidden, layers, lr, data.params)
+    stamp = fingerprint(model, data.graphs, batch_size=batch_size, seed=seed)
+    ckpt = resume_path(workdir, stamp, epochs)
     trainer = make_trainer(workdir, epochs, accelerator=accelerator)
     trainer.fit(
         model,
         DataLoader(pick(train_idx), batch_size=batch_size, shuffle=True),
         DataLoader(pick(val_idx), batch_size=batch_size),
-        ckpt_path=resume_path(workdir),
+        ckpt_path=ckpt,
     )
     model.eval()
     with torch.no_grad():

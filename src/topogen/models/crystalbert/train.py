@@ -20,7 +20,7 @@ from topogen.io.atomic import atomic_path
 from topogen.models.crystalbert.data import CLASS_NAMES, LATTICE, ExampleSet
 from topogen.models.crystalbert.model import CrystalBert, Example, collate
 from topogen.models.crystalbert.settings import CrystalBertSettings
-from topogen.models.training import make_trainer, quiet_lightning, resume_path
+from topogen.models.training import fingerprint, make_trainer, quiet_lightning, resume_path
 
 CLASSIFICATION, REGRESSION = "classification", "regression"
 
@@ -164,9 +164,10 @@ def fit(
         generator=torch.Generator().manual_seed(s.seed),
     )
     val_loader = DataLoader(list(val), batch_size=256, collate_fn=collate) if val else None
+    ckpt = resume_path(workdir, fingerprint(module, (train, val)), s.epochs) if resume else None
     with quiet_lightning():
         trainer = make_trainer(workdir, s.epochs, accelerator=accelerator)
-        trainer.fit(module, loader, val_loader, ckpt_path=resume_path(workdir) if resume else None)
+        trainer.fit(module, loader, val_loader, ckpt_path=ckpt)
     if out is not None:
         with atomic_path(out) as tmp:
             trainer.save_checkpoint(tmp, weights_only=True)

@@ -135,7 +135,14 @@ def train_stage(
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
     from topogen.io.atomic import atomic_path
-    from topogen.models.training import make_trainer, quiet_lightning, read_metrics, resume_path
+    from topogen.io.provenance import sha256
+    from topogen.models.training import (
+        fingerprint,
+        make_trainer,
+        quiet_lightning,
+        read_metrics,
+        resume_path,
+    )
 
     settings = settings if settings is not None else GanSettings()
     seed, epochs, patience = settings.seed, settings.epochs, settings.patience
@@ -184,11 +191,22 @@ def train_stage(
                     "stage_metric", mode="max", patience=patience, check_on_train_epoch_end=True
                 )
             )
+    oracle_files = {"autoencoder": autoencoder, "band_gap_model": band_gap_model}
+    oracle_files |= {"topology_model": topology_model, "chgnet_model": settings.oracle.chgnet_model}
+    oracle_files = {k: v for k, v in oracle_files.items() if v is not None and stage == 3}
+    stamp = fingerprint(
+        model,
+        (images, labels),
+        batch_size=settings.batch_size,
+        seed=seed,
+        oracle_files={k: sha256(v) for k, v in oracle_files.items()},
+    )
+    ckpt = resume_path(workdir, stamp, epochs, log)
     with quiet_lightning():
         trainer = make_trainer(
             workdir, epochs, accelerator=accelerator, devices=devices, callbacks=callbacks
         )
-        trainer.fit(model, loader, ckpt_path=resume_path(workdir))
+        trainer.fit(model, loader, ckpt_path=ckpt)
     source = best.best_model_path if best is not None and best.best_model_path else None
     with atomic_path(out) as tmp:
         if source:
