@@ -150,8 +150,10 @@ def resume_path(
     fingerprint: dict[str, Any] | None = None,
     epochs: int | None = None,
     log: Any = None,
+    last: str | os.PathLike[str] | None = None,
 ) -> str | None:
-    """``last.ckpt`` of an earlier, interrupted run in ``workdir``, if any, to resume from.
+    """``last.ckpt`` of an earlier, interrupted run in ``workdir``, if any, to resume from
+    (``last``: its path when not ``<workdir>/checkpoints/last.ckpt``, inside ``workdir``).
 
     With ``fingerprint`` (:func:`fingerprint`): a checkpoint trained with anything else (a
     changed setting, other data, another initial model) is not resumed: the whole work
@@ -165,7 +167,7 @@ def resume_path(
     from topogen.io.atomic import write_text
 
     workdir = Path(workdir)
-    last = workdir / "checkpoints" / "last.ckpt"
+    last = Path(last) if last is not None else workdir / "checkpoints" / "last.ckpt"
     if fingerprint is not None:
         stamp = workdir / FINGERPRINT
         try:

@@ -27,7 +27,7 @@ from topogen.models.autoencoder.crystal import (
     collate_voxels,
     voxelize_all,
 )
-from topogen.models.training import make_trainer, quiet_lightning
+from topogen.models.training import fingerprint, make_trainer, quiet_lightning, resume_path
 from topogen.runtime import set_threads
 
 LAST = "last.ckpt"
@@ -110,6 +110,8 @@ def train_autoencoder(
     )
     model = CrystalAutoencoder(spec.as_dict(), **hparams)
     last = outdir / LAST
+    stamp = fingerprint(model, (train, val), batch_size=batch_size, seed=seed)
+    ckpt = resume_path(outdir, stamp, epochs, last=last) if resume else None
     with quiet_lightning():
         trainer = make_trainer(
             outdir,
@@ -123,7 +125,7 @@ def train_autoencoder(
             log_every_n_steps=max(1, min(50, len(loader))),
             num_sanity_val_steps=0,
         )
-        trainer.fit(model, loader, val_loader, ckpt_path=last if resume and last.exists() else None)
+        trainer.fit(model, loader, val_loader, ckpt_path=ckpt)
         trainer.save_checkpoint(outdir / FINAL, weights_only=True)
     return model.eval()
 
