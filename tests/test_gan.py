@@ -492,3 +492,23 @@ def test_sigterm_exits_143_writes_nothing_and_the_rerun_resumes(gan_inputs, tmp_
     assert "trained with other settings (lr); moved to" in res.stderr
     assert pd.read_csv(d / "metrics.csv")["epoch"].tolist() == [0]
     assert (d / "work.stale-1/checkpoints/last.ckpt").exists()  # kept, not deleted
+
+
+def test_a_second_trainer_in_the_same_work_folder_is_refused(cli, gan_inputs, tmp_path):
+    """After a killed Snakemake and --unlock, an orphan trainer may still run: a second one
+    in its work folder stops at once, naming the first, and writes nothing."""
+    import os
+
+    from topogen.io.locks import folder_lock
+
+    d = tmp_path / "s1"
+    with folder_lock(d / "work"):
+        res = cli(
+            "train", "gan", "--stage", "1", "--images", gan_inputs["images"], "--table",
+            gan_inputs["table"], "--out", d / "model.ckpt", "--metrics", d / "metrics.csv",
+            "--plot", d / "metrics.png", "--workdir", d / "work", *FAST, "--epochs", "1",
+        )  # fmt: skip
+    assert res.returncode == 1
+    (line,) = res.stderr.strip().splitlines()
+    assert f"{d / 'work'}: another topogen process (pid {os.getpid()} on " in line
+    assert not (d / "work").exists() and not (d / "model.ckpt").exists()

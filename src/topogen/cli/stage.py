@@ -16,7 +16,7 @@ import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -91,8 +91,10 @@ def stage(
     command: str | None = None,
 ) -> Iterator[Stage]:
     """Run a command's work as one provenance record (``None`` inputs are left out); a
-    ``--seed`` option is recorded as the run's seed."""
+    ``--seed`` option is recorded as the run's seed. A command with a ``--workdir`` holds
+    its lock (:func:`~topogen.io.locks.folder_lock`) throughout."""
     from topogen.io import provenance
+    from topogen.io.locks import folder_lock
 
     threads = getattr(args, "threads", None)
     if threads:
@@ -102,5 +104,9 @@ def stage(
     name = command or args.command_line
     files = [p for p in inputs if p]
     seeds = {"seed": args.seed} if "seed" in vars(args) else None
-    with provenance.record(name, config(args), inputs=files, seeds=seeds) as run:
+    workdir = getattr(args, "workdir", None)
+    with (
+        folder_lock(workdir) if workdir else nullcontext(),
+        provenance.record(name, config(args), inputs=files, seeds=seeds) as run,
+    ):
         yield Stage(run)
