@@ -501,6 +501,45 @@ def test_run_pw_attempts_kept_and_resumed(tmp_path: Path, fake_family: Path, mon
         run_pw(pw.updated(electrons={"mixing_beta": 3.2}), tmp_path / "bounded", max_attempts=2)
 
 
+KILLED_PW = """#!{python}
+import os, pathlib, signal, sys
+calls = pathlib.Path("../calls")
+calls.write_text(calls.read_text() + "x" if calls.exists() else "x")
+if len(calls.read_text()) <= 2:  # the first two runs die mid-way, as under the OOM killer
+    print("     Program PWSCF v.7.2 starts on ...", flush=True)
+    print("slurmstepd: error: Detected 1 oom_kill event", file=sys.stderr, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+print("!    total energy              =     -15.5 Ry")
+print("     convergence has been achieved in   7 iterations")
+print("   JOB DONE.")
+"""
+
+
+def test_killed_pw_is_retried_by_a_rerun_not_replayed_as_final(
+    tmp_path: Path, fake_family: Path, monkeypatch
+) -> None:
+    """pw.x killed without a message twice: the call gives up (not permanent) naming the exit
+    status and pw.err; the rerun (SLURM's retry) tries again instead of replaying that."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "pw.x"
+    fake.write_text(KILLED_PW.format(python=sys.executable))
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    pw = pw_input(bilayer("Bi", 4.34, 1.73), {"Bi": fake_family / "Bi.upf"})
+    work = tmp_path / "scf"
+    with pytest.raises(PwFailedError) as err:
+        run_pw(pw, work)
+    msg = str(err.value)
+    assert not err.value.permanent and "stopped without a message twice" in msg
+    assert "last exit status -9" in msg and "oom_kill event" in msg
+    again = run_pw(pw, work)  # the retry
+    assert [a.reason for a in again.attempts] == ["incomplete_output"] * 2 + [None]
+    assert again.output.energy is not None and (work / "calls").read_text() == "xxx"
+    meta = json.loads((work / "attempt-02" / "attempt.json").read_text())
+    assert meta["exit_status"] == -9
+
+
 # ---------------------------------------------------------------- Wannier90 pieces
 
 

@@ -27,6 +27,8 @@ reason and the ``pw.out`` to read. It is ``permanent`` (a property of the candid
 as its ``failed`` verdict by the workflow) when the handlers ran out of remedies or attempts;
 not when pw.x failed in a way no handler knows (most likely the set-up: bad input, missing
 files), stopped twice without a message (killed, out of memory) or stopped at its time limit.
+A rerun after such kills (a SLURM retry) tries again, once per rerun, up to ``max_attempts``:
+the give-up of a killed attempt is not replayed as final.
 
 Rerunning :func:`run_pw` on the same folder resumes: a finished successful attempt is
 returned as it is, and failed attempts are replayed through the handlers (without rerunning
@@ -84,6 +86,7 @@ class Attempt:
     action: str | None = None  # what the next attempt changed
     wall_time: float | None = None
     command: list[str] = field(default_factory=list)
+    exit_status: int | None = None  # of the program (negative: killed by that signal)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -93,6 +96,7 @@ class Attempt:
             "action": self.action,
             "wall_time": self.wall_time,
             "command": self.command,
+            "exit_status": self.exit_status,
             "output": str(self.output.path) if self.output.path else None,
         }
 
@@ -174,10 +178,22 @@ def _diagonalization(pw: PwInput, out: PwOutput, attempts: list[Attempt], opts: 
 
 def _incomplete(pw: PwInput, out: PwOutput, attempts: list[Attempt], opts: dict[str, Any]):
     if sum(a.reason == "incomplete_output" for a in attempts) > 1:
+        last = attempts[-1]
         raise _GiveUp(
-            "pw.x stopped without a message twice (killed, out of memory, MPI?)", permanent=False
+            "pw.x stopped without a message twice (killed, out of memory, MPI?); last exit "
+            f"status {last.exit_status}, {last.directory / 'pw.err'}: {_tail(last)}",
+            permanent=False,
         )
     return pw.updated(control={"restart_mode": "from_scratch"}), "same input again"
+
+
+def _tail(attempt: Attempt, lines: int = 3) -> str:
+    """The last lines of an attempt's pw.err, on one line ("empty" if none)."""
+    try:
+        text = (attempt.directory / "pw.err").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "missing"
+    return " | ".join(ln.strip() for ln in text.strip().splitlines()[-lines:]) or "empty"
 
 
 class _GiveUp(Exception):
@@ -314,7 +330,7 @@ def run_pw(
         reason = diagnose(out)
         attempt = Attempt(
             int(d.name.split("-")[1]), d, out, reason, None, meta.get("wall_time"),
-            meta.get("command", []),
+            meta.get("command", []), meta.get("exit_status"),
         )  # fmt: skip
         attempts.append(attempt)
         if reason is None:
@@ -322,6 +338,12 @@ def run_pw(
         try:
             current, attempt.action = next_input(current, out, attempts, min_mixing_beta)
         except PwFailedError as exc:
+            if reason == "incomplete_output" and not exc.permanent and d == existing[-1]:
+                # killed again and again (the machine, not the input): a new job gets a new
+                # try instead of replaying the give-up as final
+                current = current.updated(control={"restart_mode": "from_scratch"})
+                attempt.action = "same input again (a new run after repeated kills)"
+                break
             raise _final(workdir, current, attempts, str(exc), exc.permanent) from None
 
     while True:
@@ -342,7 +364,7 @@ def run_pw(
         reason = diagnose(out)
         if reason is None and run.returncode != 0:
             reason = f"error: exit status {run.returncode}"
-        attempt = Attempt(index, d, out, reason, None, run.wall_time, run.command)
+        attempt = Attempt(index, d, out, reason, None, run.wall_time, run.command, run.returncode)
         attempts.append(attempt)
         if reason is None:
             _write_meta(attempt)
