@@ -512,3 +512,22 @@ def test_a_second_trainer_in_the_same_work_folder_is_refused(cli, gan_inputs, tm
     (line,) = res.stderr.strip().splitlines()
     assert f"{d / 'work'}: another topogen process (pid {os.getpid()} on " in line
     assert not (d / "work").exists() and not (d / "model.ckpt").exists()
+
+
+def test_an_output_folder_that_cannot_be_written_fails_before_training(cli, gan_inputs, tmp_path):
+    """It used to be found only when the finished model was written, after the whole run."""
+    blocker = tmp_path / "results"
+    blocker.write_text("a file where the output folder should be\n")
+    d = tmp_path / "s1"
+    res = cli(
+        "train", "gan", "--stage", "1", "--images", gan_inputs["images"], "--table",
+        gan_inputs["table"], "--out", blocker / "model.ckpt", "--metrics", d / "metrics.csv",
+        "--plot", d / "metrics.png", "--workdir", d / "work", *FAST, "--epochs", "50",
+    )  # fmt: skip
+    assert res.returncode == 1
+    (line,) = res.stderr.strip().splitlines()
+    assert line == (
+        f"topogen: error: {blocker / 'model.ckpt'}: cannot write there ({blocker} is a file, "
+        "not a folder); nothing was run"
+    )
+    assert not (d / "work").exists()

@@ -22,6 +22,8 @@ from typing import Any
 
 from topogen.errors import TopogenError
 
+# Output options of the commands: their folders must be writable before any work starts.
+OUTPUT_OPTIONS = ("out", "out_dir", "metrics", "plot", "summary", "json", "data", "funnel", "dos")
 # Namespace entries that are argparse plumbing, not parameters of the command.
 _PLUMBING = {"func", "debug", "stage", "command", "command_line"}
 
@@ -94,6 +96,7 @@ def stage(
     ``--seed`` option is recorded as the run's seed. A command with a ``--workdir`` holds
     its lock (:func:`~topogen.io.locks.folder_lock`) throughout."""
     from topogen.io import provenance
+    from topogen.io.atomic import check_writable
     from topogen.io.locks import folder_lock
 
     threads = getattr(args, "threads", None)
@@ -104,6 +107,8 @@ def stage(
     name = command or args.command_line
     files = [p for p in inputs if p]
     seeds = {"seed": args.seed} if "seed" in vars(args) else None
+    outputs = [getattr(args, k, None) for k in OUTPUT_OPTIONS]
+    check_writable([p for p in outputs if isinstance(p, str | os.PathLike)])
     workdir = getattr(args, "workdir", None)
     with (
         folder_lock(workdir) if workdir else nullcontext(),

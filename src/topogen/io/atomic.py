@@ -52,3 +52,24 @@ def write_text(target: str | os.PathLike[str], text: str) -> None:
     """Atomically write ``text`` (UTF-8) to ``target``."""
     with atomic_open(target, "w") as fh:
         fh.write(text)
+
+
+def check_writable(paths: Iterator[str | os.PathLike[str]] | list[str | os.PathLike[str]]) -> None:
+    """Raise :class:`~topogen.errors.TopogenError` naming the first path whose folder cannot
+    be created or written (read-only, full, not a folder), by creating and removing a
+    temporary file there: a command checks this before its work, not after it."""
+    from topogen.errors import TopogenError
+
+    for path in paths:
+        folder = Path(path).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".topogen-write-check-", dir=folder)
+            os.close(fd)
+            os.unlink(tmp)
+        except OSError as exc:
+            why = exc.strerror or type(exc).__name__
+            blocker = next((a for a in (folder, *folder.parents) if a.is_file()), None)
+            if blocker is not None:
+                why = f"{blocker} is a file, not a folder"
+            raise TopogenError(f"{path}: cannot write there ({why}); nothing was run") from None
