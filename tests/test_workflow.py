@@ -70,6 +70,12 @@ def test_bad_config_gets_a_clear_message(workdir, override, words):
     assert len(text.splitlines()) < 12, text  # the key and the reason, not the whole schema
 
 
+def test_the_same_structure_as_both_dft_controls_is_refused(workdir):
+    res = snakemake(workdir, "-n", "--config", "dft={'controls':{'qsh':'Bi2','trivial':'Bi2'}}")
+    assert res.returncode != 0
+    assert "dft.controls: qsh and trivial are both 'Bi2'" in res.stdout + res.stderr
+
+
 def test_a_float_where_an_integer_belongs_is_named(workdir):
     """YAML's 4.0 is a float: rejected by the schema check, not a TypeError in a rule file."""
     res = snakemake(workdir, "-n", "--configfile", _override(workdir, "screen: {chunks: 4.0}"))

@@ -250,6 +250,11 @@ DFT_RESOURCES = dict(
     runtime=1440,
 )
 # Control folders (results/dft/control-<name>/) -> control names of topogen.dft.candidates.
+if DFT["controls"].get("qsh") and DFT["controls"].get("qsh") == DFT["controls"].get("trivial"):
+    raise WorkflowError(
+        f"dft.controls: qsh and trivial are both {DFT['controls']['qsh']!r}; the two controls "
+        "check opposite Z2 (1 and 0), so they must be different structures (null skips one)"
+    )
 DFT_CONTROLS = {f"control-{name}": name for name in DFT["controls"].values() if name}
 
 
