@@ -112,6 +112,18 @@ def test_missing_intermediate_is_named(cli, chain):
     assert str(chain["b"]) in res.stderr and "missing" in res.stderr
 
 
+def test_deleted_manifest_of_an_intermediate_is_named_not_called_raw(cli, chain):
+    """An intermediate whose manifest was deleted used to show as a "raw input", exit 0."""
+    provenance.manifest_path(chain["a"]).unlink()
+    res = cli("provenance", chain["m"])
+    assert res.returncode == 1
+    (line,) = res.stderr.strip().splitlines()
+    assert line.startswith(f"topogen: error: {chain['a']}: its manifest (") and "is gone" in line
+    assert "MANIFEST DELETED" in res.stdout
+    raw = next(ln for ln in res.stdout.splitlines() if chain["inputs"]["extxyz"].name in ln)
+    assert "raw input" in raw and "ok" in raw  # a real raw input is still one
+
+
 def test_file_without_manifest_is_an_error(cli, tmp_path):
     plain = tmp_path / "plain.txt"
     plain.write_text("x")

@@ -131,6 +131,7 @@ def _input_entry(path: Path, manifest_dir: Path) -> dict[str, Any]:
         "relpath": os.path.relpath(path.resolve(), manifest_dir.resolve()),
         "sha256": sha256(path),
         "size": path.stat().st_size if path.is_file() else None,
+        "derived": manifest_path(path).exists(),  # made by a command (it had a manifest)
     }
 
 
@@ -230,7 +231,7 @@ class Node:
     """One file in a lineage tree."""
 
     path: Path
-    status: str  # "ok", "modified", "missing"
+    status: str  # "ok", "modified", "missing", "unrecorded" (a derived file lost its manifest)
     sha256: str | None
     expected: str | None
     manifest: dict[str, Any] | None
@@ -259,12 +260,17 @@ class Node:
 
 
 def lineage(
-    path: str | os.PathLike[str], expected: str | None = None, _seen: set[Path] | None = None
+    path: str | os.PathLike[str],
+    expected: str | None = None,
+    _seen: set[Path] | None = None,
+    derived: bool = False,
 ) -> Node:
     """Walk manifests from ``path`` back to raw inputs, re-checking every sha256.
 
     ``expected`` is the checksum a consumer recorded for this file; the file's own manifest,
-    if any, records another. Both must match the file as it is now.
+    if any, records another. Both must match the file as it is now. ``derived``: the consumer
+    recorded that the file had a manifest (a command made it); without one now it is
+    ``unrecorded``, not a raw input.
     """
     path = Path(path)
     seen = _seen if _seen is not None else set()
@@ -274,6 +280,8 @@ def lineage(
     actual = sha256(path)
     wanted = [s for s in (expected, (manifest or {}).get("sha256")) if s]
     status = "ok" if all(s == actual for s in wanted) else "modified"
+    if status == "ok" and manifest is None and derived:
+        status = "unrecorded"
     node = Node(path, status, actual, wanted[0] if wanted else None, manifest)
     key = path.resolve()
     if manifest is None or key in seen:
@@ -281,7 +289,9 @@ def lineage(
     seen.add(key)
     for entry in manifest.get("inputs", []):
         child_path = Path(os.path.normpath(path.parent / entry["relpath"]))
-        node.children.append(lineage(child_path, entry.get("sha256"), seen))
+        node.children.append(
+            lineage(child_path, entry.get("sha256"), seen, bool(entry.get("derived")))
+        )
     return node
 
 
@@ -291,7 +301,9 @@ def format_tree(node: Node) -> str:
 
     def describe(n: Node) -> str:
         short = (n.sha256 or "-")[:12]
-        state = {"ok": "ok", "modified": "MODIFIED", "missing": "MISSING"}[n.status]
+        state = {"ok": "ok", "modified": "MODIFIED", "missing": "MISSING"}.get(
+            n.status, "MANIFEST DELETED"
+        )
         how = (
             f"{n.manifest['command']}  {n.manifest.get('finished', '')}"
             if n.manifest
@@ -319,6 +331,11 @@ def check(path: str | os.PathLike[str]) -> Node:
     if bad is not None:
         if bad.status == "missing":
             raise ProvenanceError(f"{bad.path}: file in the lineage is missing")
+        if bad.status == "unrecorded":
+            raise ProvenanceError(
+                f"{bad.path}: its manifest ({manifest_path(bad.path)}) is gone; a command made "
+                "this file, so the lineage breaks here (rerun the rule that makes it)"
+            )
         raise ProvenanceError(
             f"{bad.path}: checksum no longer matches (recorded {bad.expected}, now {bad.sha256})"
         )
