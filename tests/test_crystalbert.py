@@ -311,6 +311,12 @@ def test_pretrain_classifier_and_topology_step_from_the_command_line(library, cl
     assert metrics["crystals"] == len(labelled) and metrics["folds"] == 3
     assert {row["model"] for row in metrics["cross_validation"]} == {"crystalbert", "majority"}
     assert "accuracy" in res.stderr and "majority" in res.stderr
+    # one progress line per epoch, plain text (no control characters for SLURM logs)
+    epochs = [ln for ln in res.stderr.splitlines() if f"{root / 'tw'}/final: epoch " in ln]
+    counts = [ln.split(": epoch ")[1].split(" ")[0] for ln in epochs]
+    assert counts == [f"{k}/5" for k in range(1, 6)]
+    assert epochs[-1].endswith(tuple("0123456789")) and "~0 s left" in epochs[-1]
+    assert not any(c in res.stderr for c in "\r\x1b")
     # the pretrained encoder was the starting point: a classifier with a different width fails
     res = cli("train", "topology-classifier", "--table", root / "table.parquet", "--pretrained",
               root / "pre.ckpt", "--out", root / "bad.ckpt", "--metrics", root / "bad.json",

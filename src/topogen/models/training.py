@@ -40,6 +40,56 @@ class LastCheckpoint(L.Callback):
             os.replace(part, self.path)
 
 
+class EpochProgress(L.Callback):
+    """One line per training epoch on stderr: epoch k of n, its time, an estimate of the time
+    left, and the epoch's logged scalars (a few, rounded); plain text, no control
+    characters, so a SLURM log reads like a terminal. Resumed runs count from where they
+    resume."""
+
+    SHOWN = 6  # logged values per line
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.start: float | None = None
+        self.first_epoch = 0
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        import time
+
+        self.start = time.monotonic()
+        self.first_epoch = trainer.current_epoch
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        import sys
+        import time
+
+        if trainer.sanity_checking or not trainer.is_global_zero or self.start is None:
+            return
+        done = trainer.current_epoch + 1
+        elapsed = time.monotonic() - self.start
+        per_epoch = elapsed / max(1, done - self.first_epoch)
+        left = per_epoch * max(0, trainer.max_epochs - done)
+        values = []
+        for name, value in trainer.callback_metrics.items():
+            if len(values) < self.SHOWN and getattr(value, "numel", lambda: 0)() == 1:
+                values.append(f"{name} {float(value):.4g}")
+        print(
+            f"{self.label}: epoch {done}/{trainer.max_epochs} ({per_epoch:.2g} s/epoch, "
+            f"~{_duration(left)} left)" + (f": {', '.join(values)}" if values else ""),
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def _duration(seconds: float) -> str:
+    whole = round(seconds)
+    if whole < 120:
+        return f"{whole} s"
+    if whole < 7200:
+        return f"{whole // 60} min"
+    return f"{whole / 3600:.1f} h"
+
+
 def make_trainer(
     workdir: str | os.PathLike[str],
     max_epochs: int,
@@ -49,12 +99,14 @@ def make_trainer(
     *,
     precision: str | None = None,
     last: str | os.PathLike[str] | None = None,
+    progress: str | None = None,
     **kwargs: Any,
 ) -> L.Trainer:
     """The Trainer of every model: CSV logs in ``<workdir>/logs``, ``last`` (default
     ``<workdir>/checkpoints/last.ckpt``) written every epoch, ``precision`` by default
-    :func:`~topogen.runtime.precision_for` the accelerator, no progress bar; ``kwargs``
-    (any ``L.Trainer`` argument) override these settings."""
+    :func:`~topogen.runtime.precision_for` the accelerator, no progress bar but one line per
+    epoch (:class:`EpochProgress`, labelled ``progress``, default the work folder's name);
+    ``kwargs`` (any ``L.Trainer`` argument) override these settings."""
     from lightning.fabric.utilities.warnings import PossibleUserWarning
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
@@ -72,7 +124,7 @@ def make_trainer(
         "devices": devices,
         "precision": precision or precision_for(accelerator),
         "logger": CSVLogger(workdir, name="logs", flush_logs_every_n_steps=1),  # version_N per run
-        "callbacks": [every_epoch, *(callbacks or [])],
+        "callbacks": [every_epoch, EpochProgress(progress or str(workdir)), *(callbacks or [])],
         # Lightning's own ModelCheckpoint only where the caller asks for one (best epoch)
         "enable_checkpointing": any(isinstance(c, ModelCheckpoint) for c in callbacks or []),
         "enable_model_summary": False,

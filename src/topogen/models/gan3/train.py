@@ -204,7 +204,12 @@ def train_stage(
     ckpt = resume_path(workdir, stamp, epochs, log)
     with quiet_lightning():
         trainer = make_trainer(
-            workdir, epochs, accelerator=accelerator, devices=devices, callbacks=callbacks
+            workdir,
+            epochs,
+            accelerator=accelerator,
+            devices=devices,
+            callbacks=callbacks,
+            progress=f"gan stage {stage}",
         )
         trainer.fit(model, loader, ckpt_path=ckpt)
     source = best.best_model_path if best is not None and best.best_model_path else None
