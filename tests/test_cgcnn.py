@@ -139,6 +139,7 @@ def test_screening_uses_the_band_gap_model(cli, tmp_path):
         "-1",
     )
     assert res.returncode == 0, res.stderr
+    assert "band_gap: 2 of 2 pass (" in res.stderr  # a progress line per funnel step
     funnel = pd.read_parquet(tmp_path / "f.parquet").set_index("id")
     assert (funnel["band_gap"] == "pass").all()
     assert funnel["predicted_band_gap"].ge(0).all()

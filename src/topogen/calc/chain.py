@@ -41,16 +41,17 @@ class Chain(Calc):
     previous one returned. Result per structure: ``verdict``, ``reason``, ``structure``
     (the last one reached), ``stopped_at`` (the name of the rejecting step, or None) and
     ``steps`` (name -> that step's result, for the steps that ran). :attr:`seconds` holds
-    each step's wall time in the last call."""
+    each step's wall time in the last call; ``log``, when given, gets a line per step."""
 
     name = "chain"
 
-    def __init__(self, *calcs: Calc) -> None:
+    def __init__(self, *calcs: Calc, log: Any = None) -> None:
         names = [c.name for c in calcs]
         if len(set(names)) != len(names):
             raise ValueError(f"Chain: repeated calculator names {names}")
         self.calcs = list(calcs)
         self.seconds: dict[str, float] = {}
+        self.log = log  # called with one line after each step (progress), when set
 
     def calc_many(self, structures: Sequence[Any]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = [
@@ -74,5 +75,10 @@ class Chain(Calc):
                     still.append(i)
                 else:
                     row["verdict"], row["stopped_at"] = res["verdict"], calc.name
+            if self.log is not None and alive:
+                self.log(
+                    f"{calc.name}: {len(still)} of {len(alive)} pass "
+                    f"({self.seconds[calc.name]:.0f} s)"
+                )
             alive = still
         return out

@@ -240,6 +240,7 @@ def screen(
     relax, rest = funnel_chains(
         opts, model=model, band_gap=band_gap, topology=topology, threads=threads, workers=workers
     )
+    relax.log = rest.log = log
     dos = _chain_steps(cands, relax)
     t0 = time.perf_counter()
     _uniqueness_step(cands, relaxed=True)
