@@ -15,6 +15,8 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 demo: install system-deps  ## the main job end to end on the embedded default config (offline)
 	$(BIN)/snakemake --cores all
+	$(BIN)/snakemake --report results/report.html
+	@echo "the report (figures with captions): $(abspath results/report.html)"
 	@echo "DFT verdicts (candidates and controls): $(abspath results/dft/summary.csv)"
 	@echo "screening funnels (one per generator): $(abspath results/screen)/<generator>/funnel.parquet; timings: results/benchmarks/"
 

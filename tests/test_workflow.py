@@ -274,6 +274,14 @@ def test_default_workflow_builds_the_library_and_runs(workdir, cli):
     for rid, name in selected.items():
         assert summary.at[rid, "status"] in ("ok", "failed"), rid
         assert summary.at[rid, "source"] == name, rid
+    # the report `make demo` ends with: every captioned figure is in it
+    res = snakemake(workdir, "--report", "results/report.html")
+    assert res.returncode == 0, res.stderr[-3000:]
+    lines = (res.stdout + res.stderr).splitlines()
+    added = [ln.split()[1] for ln in lines if ln.startswith("Adding ")]
+    assert added.count("metrics.png") == 3 and added.count("structures.png") == 1, added
+    assert added.count("summary.png") == 1 and added.count("edge_states.png") == len(selected)
+    assert (workdir / "results/report.html").stat().st_size > 100_000
     # rerunning stage 2 plans it and everything after it, nothing before it
     plan = snakemake(workdir, "-n", "--forcerun", "train_gan_stage2").stdout
     for rule in ("train_gan_stage2", "train_gan_stage3", "sample_gan"):
