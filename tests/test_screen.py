@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from pymatgen.core import Lattice, Structure
@@ -549,3 +550,35 @@ def test_chunk_files_end_to_end(model, tmp_path):
     picked = select_file(tmp_path / "survivors.parquet", tmp_path / "selected.parquet", 1, seed=3)
     assert len(picked) == 1 and picked[0].properties["dft_cluster_size"] == 2
     assert [r.id for r in read_records(tmp_path / "selected.parquet")] == [picked[0].id]
+
+
+def test_funnel_counts_per_step_and_the_report_command(cli, tmp_path):
+    """Candidates left after each step: a fail or failed takes one out, a skipped step does
+    not; the command writes the counts and the plot for the report."""
+    from topogen.report.funnels import funnel_counts
+    from topogen.screen.funnel import STEPS
+
+    a = pd.DataFrame(
+        {
+            "id": ["a1", "a2", "a3", "a4"],
+            "validity": ["pass", "pass", "pass", "fail"],
+            "relax": ["pass", "failed", "pass", "skipped"],
+            "phonons": ["fail", "skipped", "pass", "skipped"],
+            "topology": ["skipped", "skipped", "skipped", "skipped"],
+        }
+    )
+    b = pd.DataFrame({"id": ["b1"], "validity": ["pass"], "relax": ["pass"]})
+    counts = funnel_counts({"a": a, "b": b}, STEPS)
+    assert list(counts.index) == ["candidates", "validity", "relax", "phonons", "topology"]
+    assert counts["a"].tolist() == [4, 3, 2, 1, 1] and counts["b"].tolist() == [1, 1, 1, 1, 1]
+    paths = []
+    for name, df in (("gan", a), ("logan", b)):
+        (tmp_path / name).mkdir()
+        df.to_parquet(tmp_path / name / "funnel.parquet")
+        paths.append(tmp_path / name / "funnel.parquet")
+    res = cli("report", "funnels", *paths, "--table", tmp_path / "f.csv", "--plot",
+              tmp_path / "f.png")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    written = pd.read_csv(tmp_path / "f.csv").set_index("after")
+    assert written["gan"].tolist() == [4, 3, 2, 1, 1] and list(written.columns) == ["gan", "logan"]
+    assert "{'gan': 1, 'logan': 1} left after every step" in res.stderr

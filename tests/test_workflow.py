@@ -281,6 +281,11 @@ def test_default_workflow_builds_the_library_and_runs(workdir, cli):
     added = [ln.split()[1] for ln in lines if ln.startswith("Adding ")]
     assert added.count("metrics.png") == 3 and added.count("structures.png") == 1, added
     assert added.count("summary.png") == 1 and added.count("edge_states.png") == len(selected)
+    assert added.count("funnels.png") == 1
+    counts = pd.read_csv(workdir / "results/report/funnels.csv").set_index("after")
+    assert counts.loc["candidates", "gan"] == len(funnel) and counts.loc["topology", "gan"] == (
+        funnel["passed"].sum()
+    )
     assert (workdir / "results/report.html").stat().st_size > 100_000
     # rerunning stage 2 plans it and everything after it, nothing before it
     plan = snakemake(workdir, "-n", "--forcerun", "train_gan_stage2").stdout
@@ -398,8 +403,12 @@ def test_rule_all_is_computed_from_the_config(workdir):
         "train_topology_classifier",
         "score_topology",
         "select_dft",
+        "plot_funnels",
     ):
         assert f"rule {rule}:" in plan, rule
+    funnels = next(ln for ln in plan.splitlines() if "topogen report funnels" in ln)
+    assert "results/screen/gan/funnel.parquet results/screen/logan/funnel.parquet" in funnels
+    assert "--names gan logan" in funnels
     # dft.candidates null: DFT takes the selection of every generator
     block = plan.split("checkpoint dft_candidates:")[1].split("\n\n")[0]
     inputs = block.split("input:")[1].splitlines()[0]
@@ -416,6 +425,7 @@ def test_rule_all_is_computed_from_the_config(workdir):
     )
     plan = snakemake(workdir, "-n", "--configfile", cfg).stdout
     assert "rule sample_gan:" not in plan and "rule screen_chunk:" not in plan
+    assert "rule plot_funnels:" not in plan  # nothing screened: no funnel to plot
     assert "checkpoint dft_candidates:" in plan and "rule dft_controls:" in plan
     # no control configured: the candidates' summary, no controls' check (it would have none)
     cfg = _override(workdir, "dft: {controls: {qsh: null, trivial: null}}")

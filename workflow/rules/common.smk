@@ -398,6 +398,8 @@ def all_targets():
             name=name,
             table=("funnel", "survivors", "selected"),
         )
+    if screened_sets():
+        targets.append("results/report/funnels.png")
     if config.get("dft", {}).get("activate"):
         targets.append("results/dft/summary.csv")
         if DFT_CONTROLS:  # dft.controls all null: no control to check

@@ -21,3 +21,27 @@ rule summarize_structures:
     shell:
         "topogen report table {input:q} --plot {output.plot:q} --summary {output.summary:q}"
         " > {log:q} 2>&1"
+
+
+rule plot_funnels:
+    input:
+        lambda wc: expand("results/screen/{name}/funnel.parquet", name=screened_sets()),
+    output:
+        plot=report(
+            "results/report/funnels.png",
+            caption="../report/funnels.rst",
+            category="Screening",
+        ),
+        table="results/report/funnels.csv",
+    params:
+        names=lambda wc: " ".join(shlex.quote(n) for n in screened_sets()),
+    log:
+        "results/logs/plot_funnels.log",
+    benchmark:
+        "results/benchmarks/plot_funnels.tsv"
+    conda:
+        "../../envs/ml.yaml"
+    threads: 1
+    shell:
+        "topogen report funnels {input:q} --names {params.names} --table {output.table:q}"
+        " --plot {output.plot:q} > {log:q} 2>&1"

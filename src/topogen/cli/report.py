@@ -23,6 +23,27 @@ def _table(args: argparse.Namespace) -> int:
     return 0
 
 
+def _funnels(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from topogen.report.funnels import funnel_counts, plot_funnels
+    from topogen.report.training import write_metrics_csv
+    from topogen.screen.funnel import STEPS
+
+    names = args.names or [Path(f).parent.name for f in args.funnels]
+    if len(names) != len(args.funnels) or len(set(names)) != len(names):
+        raise TopogenError(f"--names: one distinct name per funnel table, got {names}")
+    with stage(args, inputs=args.funnels) as run:
+        counts = funnel_counts(
+            {n: pd.read_parquet(f) for n, f in zip(names, args.funnels, strict=True)}, STEPS
+        )
+        write_metrics_csv(counts.reset_index(), run.output(args.table))
+        plot_funnels(counts, run.output(args.plot))
+    left = {name: int(n) for name, n in counts.iloc[-1].items()}
+    log(f"report funnels: {left} left after every step -> {args.plot}")
+    return 0
+
+
 def _provenance(args: argparse.Namespace) -> int:
     from topogen.io import provenance
 
@@ -37,6 +58,16 @@ def _provenance(args: argparse.Namespace) -> int:
 def register(stages: Subparsers) -> None:
     """Add ``topogen report ...`` and ``topogen provenance``."""
     cmds = group(stages, "report", "summaries and plots of stage outputs", "command", "COMMAND")
+    p = command(
+        cmds,
+        "funnels",
+        _funnels,
+        "the screening funnels side by side: candidates left after each step (CSV + PNG)",
+    )
+    p.add_argument("funnels", nargs="+", metavar="FUNNEL", help="funnel.parquet of each set")
+    p.add_argument("--names", nargs="+", metavar="NAME", help="one per funnel (default: folder)")
+    p.add_argument("--table", required=True, metavar="CSV", help="counts per step and set")
+    p.add_argument("--plot", required=True, metavar="PNG", help="the funnels, one line each")
     p = command(cmds, "table", _table, "summarise a structure table: a JSON summary and a PNG plot")
     table_argument(p)
     p.add_argument("--plot", required=True, metavar="PNG", help="output plot")
