@@ -237,6 +237,21 @@ def test_failed_candidates_get_a_failed_verdict_row(chain_env, cli):
     table = pd.read_csv(root / "summary.csv")
     assert table["verdict"].tolist() == ["failed", "failed"]
     assert table["failed_step"].tolist() == ["relax", "scf"]
+    # the card of a failed candidate says where and why, and still shows the structure
+    card = root / "cards/stuck/card.md"
+    res = cli("dft", "card", root / "dft/stuck/verdict.json", "--candidate", root / "stuck.json",
+              "--relaxed", root / "dft/stuck/relaxed.json", "--edge-plot",
+              root / "dft/stuck/edge.png", "--out", card, "--picture",
+              root / "cards/stuck/structure.png")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    text = card.read_text()
+    assert "- **verdict: failed** (" in text and "2 attempts used" in text
+    assert "| failed at | scf: `" in text and "scf/attempt-02/pw.out" in text
+    assert "## Provenance" in text and "topogen dft invariants" in text
+    assert (root / "cards/stuck/structure.png").stat().st_size > 10_000
+    res = cli("dft", "cards-index", "--verdicts", root / "dft/stuck/verdict.json", "--cards",
+              card, "--out", root / "cards/index.md")  # fmt: skip
+    assert res.returncode == 0 and "| stuck |" in (root / "cards/index.md").read_text()
     # rerunning a failed step hands the failure on without running pw.x again
     calls = len(list((root / "dft/stuck/scf").glob("attempt-*")))
     assert _chain(cli, root, "stuck", env)[1][1] == 0

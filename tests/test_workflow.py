@@ -274,6 +274,14 @@ def test_default_workflow_builds_the_library_and_runs(workdir, cli):
     for rid, name in selected.items():
         assert summary.at[rid, "status"] in ("ok", "failed"), rid
         assert summary.at[rid, "source"] == name, rid
+    # a card per candidate, listed in the index: its verdict, funnel, provenance and pictures
+    index = (workdir / "results/candidates/index.md").read_text()
+    for rid in selected:
+        card = (workdir / f"results/candidates/{rid}/card.md").read_text()
+        assert f"- **verdict: {summary.at[rid, 'verdict']}**" in card, rid
+        assert "| phonons | pass |" in card and "topogen dft invariants" in card, rid
+        assert f"[card]({rid}/card.md)" in index
+        assert (workdir / f"results/candidates/{rid}/structure.png").stat().st_size > 10_000
     # the report `make demo` ends with: every captioned figure is in it
     res = snakemake(workdir, "--report", "results/report.html")
     assert res.returncode == 0, res.stderr[-3000:]

@@ -401,7 +401,7 @@ def all_targets():
     if screened_sets():
         targets.append("results/report/funnels.png")
     if config.get("dft", {}).get("activate"):
-        targets.append("results/dft/summary.csv")
+        targets += ["results/dft/summary.csv", "results/candidates/index.md"]
         if DFT_CONTROLS:  # dft.controls all null: no control to check
             targets.append("results/dft/controls.csv")
     return targets

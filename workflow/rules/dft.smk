@@ -243,6 +243,46 @@ rule edge_states:
         " {params.options} > {log:q} 2>&1"
 
 
+rule candidate_card:
+    input:
+        verdict="results/dft/{cand}/verdict.json",
+        candidate=dft_candidate,
+        relaxed="results/dft/{cand}/relaxed.json",
+        edge_plot="results/dft/{cand}/edge_states.png",
+    output:
+        card="results/candidates/{cand}/card.md",
+        picture="results/candidates/{cand}/structure.png",
+    log:
+        "results/logs/dft/candidate_card_{cand}.log",
+    benchmark:
+        "results/benchmarks/dft/candidate_card_{cand}.tsv"
+    conda:
+        "../../envs/ml.yaml"
+    threads: 1
+    shell:
+        "topogen dft card {input.verdict:q} --candidate {input.candidate:q}"
+        " --relaxed {input.relaxed:q} --edge-plot {input.edge_plot:q} --out {output.card:q}"
+        " --picture {output.picture:q} > {log:q} 2>&1"
+
+
+rule candidate_cards:
+    input:
+        verdicts=lambda wc: dft_results("verdict.json", [*DFT_CONTROLS, *dft_selected(wc)]),
+        cards=lambda wc: expand(
+            "results/candidates/{cand}/card.md", cand=[*DFT_CONTROLS, *dft_selected(wc)]
+        ),
+    output:
+        "results/candidates/index.md",
+    log:
+        "results/logs/dft/candidate_cards.log",
+    conda:
+        "../../envs/ml.yaml"
+    threads: 1
+    shell:
+        "topogen dft cards-index --verdicts {input.verdicts:q} --cards {input.cards:q}"
+        " --out {output:q} > {log:q} 2>&1"
+
+
 rule dft_summary:
     input:
         verdicts=lambda wc: dft_results("verdict.json", [*DFT_CONTROLS, *dft_selected(wc)]),

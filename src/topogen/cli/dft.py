@@ -277,6 +277,39 @@ def _edge_states(args: argparse.Namespace) -> int:
     return 0
 
 
+def _card(args: argparse.Namespace) -> int:
+    """``topogen dft card``: one candidate's card (Markdown + structure picture)."""
+    from topogen.dft.candidates import read_candidate
+    from topogen.dft.cards import write_card
+    from topogen.screen.funnel import STEPS
+
+    record = read_candidate(args.candidate)
+    if args.relaxed and Path(args.relaxed).exists():
+        try:  # the DFT-relaxed structure, when the relax step produced one
+            relaxed = read_candidate(args.relaxed)
+            record.structure = relaxed.structure
+        except TopogenError:
+            pass  # a failure record: the card shows the structure DFT started from
+    inputs = [args.verdict, args.candidate, args.relaxed, args.edge_plot]
+    with stage(args, inputs=[p for p in inputs if p and Path(p).exists()]) as run:
+        row = write_card(
+            args.verdict, record, run.output(args.out), run.output(args.picture),
+            edge_plot=args.edge_plot, steps=STEPS,
+        )  # fmt: skip
+    log(f"dft card {row['candidate']}: {row['verdict']} -> {args.out}")
+    return 0
+
+
+def _cards_index(args: argparse.Namespace) -> int:
+    """``topogen dft cards-index``: the list of candidate cards."""
+    from topogen.dft.cards import write_index
+
+    with stage(args, inputs=[*args.verdicts, *args.cards]) as run:
+        n = write_index(args.verdicts, args.cards, run.output(args.out))
+    log(f"dft cards-index: {n} candidates -> {args.out}")
+    return 0
+
+
 def _summary(args: argparse.Namespace) -> int:
     from topogen.dft.summary import check_controls, plot_summary, summary_table
     from topogen.io.atomic import atomic_path
@@ -470,6 +503,24 @@ def _register_results(cmds: Subparsers) -> None:
     p.add_argument("--plot", required=True, metavar="PNG", help="the spectral density plot")
     p.add_argument("--data", required=True, metavar="NPZ", help="k, energies, surface/bulk DOS")
     edge_options(p)
+
+    p = command(
+        cmds,
+        "card",
+        _card,
+        "one candidate's card: structure, origin, funnel verdicts, DFT verdict, provenance",
+    )
+    p.add_argument("verdict", metavar="JSON", help="the candidate's verdict.json")
+    p.add_argument("--candidate", required=True, metavar="JSON", help="the candidate file")
+    p.add_argument("--relaxed", metavar="JSON", help="the relax step's output (if any)")
+    p.add_argument("--edge-plot", metavar="PNG", help="its edge spectrum (linked)")
+    p.add_argument("--out", required=True, metavar="MD", help="the card")
+    p.add_argument("--picture", required=True, metavar="PNG", help="top and side views")
+
+    p = command(cmds, "cards-index", _cards_index, "one Markdown list of the candidate cards")
+    p.add_argument("--verdicts", nargs="+", required=True, metavar="JSON", help="verdict files")
+    p.add_argument("--cards", nargs="+", required=True, metavar="MD", help="their cards, in order")
+    p.add_argument("--out", required=True, metavar="MD", help="the index")
 
     p = command(cmds, "summary", _summary, "verdicts -> one CSV (and a plot)")
     p.add_argument("verdicts", nargs="+", metavar="JSON", help="verdicts of `dft invariants`")

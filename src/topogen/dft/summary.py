@@ -22,7 +22,7 @@ import pandas as pd
 from topogen.errors import TopogenError
 from topogen.io.atomic import atomic_path
 
-__all__ = ["COLUMNS", "check_controls", "plot_summary", "summary_table"]
+__all__ = ["COLUMNS", "check_controls", "plot_summary", "summary_table", "verdict_row"]
 
 _CHECKS = (
     "dft_gap_direct_eV", "dft_gap_indirect_eV", "wannier_gap_direct_eV",
@@ -35,7 +35,7 @@ COLUMNS = (
 )  # fmt: skip
 
 
-def _row(path: Path) -> dict[str, Any]:
+def verdict_row(path: Path) -> dict[str, Any]:
     try:
         v = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
@@ -71,7 +71,7 @@ def _row(path: Path) -> dict[str, Any]:
 
 def summary_table(verdicts: Sequence[str | os.PathLike[str]]) -> pd.DataFrame:
     """One row per verdict file, in the order given; integer columns stay nullable."""
-    table = pd.DataFrame([_row(Path(p)) for p in verdicts], columns=list(COLUMNS))
+    table = pd.DataFrame([verdict_row(Path(p)) for p in verdicts], columns=list(COLUMNS))
     for col in ("expected_z2", "z2", "z2_k1_loops", "z2_k2_loops"):
         table[col] = table[col].astype("Int64")
     return table

@@ -1,0 +1,180 @@
+"""One card per candidate that reached DFT (``results/candidates/<id>/card.md`` and a
+structure picture): what a scientist wants on one page before believing a verdict.
+
+A card holds the structure (top and side views, formula, space group), where it came from
+(generator, checkpoint and its sha256, sample seed), every funnel verdict with its reason, the
+DFT verdict with its reason and problems, the gaps of the DFT bands and of the Wannier model,
+Z2 in both loop directions and the spin Chern number with its axis, the edge spectrum, and
+the provenance chain of the verdict back to the raw inputs (``topogen provenance``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from topogen.dft.summary import verdict_row
+from topogen.io.atomic import atomic_path, write_text
+
+__all__ = ["plot_structure", "write_card", "write_index"]
+
+
+def plot_structure(structure: Any, path: str | os.PathLike[str], title: str) -> None:
+    """Top view (along c) and side view (along a) of the cell repeated 3 x 3 in plane."""
+    from ase.visualize.plot import plot_atoms
+    from matplotlib.figure import Figure
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    from topogen.errors import TopogenError
+    from topogen.structure.slabs import canonical_slab
+
+    with contextlib.suppress(TopogenError):  # the layer centred, so the side view shows it
+        structure = canonical_slab(structure)
+    atoms = AseAtomsAdaptor.get_atoms(structure).repeat((3, 3, 1))
+    fig = Figure(figsize=(8.0, 4.0), layout="constrained")
+    for k, (rotation, label) in enumerate((("0x,0y,0z", "top"), ("-90x,0y,0z", "side"))):
+        ax = fig.add_subplot(1, 2, k + 1)
+        plot_atoms(atoms, ax, rotation=rotation, radii=0.4)
+        ax.set_axis_off()
+        ax.set_title(f"{label} view (3 x 3 cells)", fontsize=9)
+    from ase.data import atomic_numbers
+    from ase.data.colors import jmol_colors
+    from matplotlib.patches import Patch
+
+    elements = sorted({site.specie.symbol for site in structure})
+    handles = [Patch(color=jmol_colors[atomic_numbers[e]], label=e) for e in elements]
+    fig.legend(handles=handles, loc="lower center", ncols=len(handles), fontsize=8)
+    fig.suptitle(title)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+
+
+def _space_group(structure: Any) -> str:
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    try:
+        sga = SpacegroupAnalyzer(structure, symprec=0.1)
+        return f"{sga.get_space_group_symbol()} (No. {sga.get_space_group_number()})"
+    except Exception as exc:  # spglib gives up on some generated cells
+        return f"not determined ({type(exc).__name__})"
+
+
+def _fmt(value: Any, unit: str = "") -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}{unit}"
+    return f"{value}{unit}"
+
+
+def write_card(
+    verdict: str | os.PathLike[str],
+    candidate: Any,
+    out: str | os.PathLike[str],
+    picture: str | os.PathLike[str],
+    edge_plot: str | os.PathLike[str] | None = None,
+    steps: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Write the card of one candidate (``candidate``: its record, the DFT-relaxed structure
+    when there is one) to ``out`` (Markdown) and its structure picture to ``picture``;
+    ``steps``: the screening funnel's steps in order (those the candidate has are shown);
+    returns the verdict row (:func:`topogen.dft.summary.verdict_row`)."""
+    from topogen.io.provenance import format_tree, lineage
+
+    out, picture, verdict = Path(out), Path(picture), Path(verdict)
+    row = verdict_row(verdict)
+    v = json.loads(verdict.read_text(encoding="utf-8"))
+    props = {**candidate.properties, **(v.get("properties") or {})}
+    s = candidate.structure
+    plot_structure(s, picture, f"{row['candidate']}: {s.composition.reduced_formula}")
+    rel = lambda p: os.path.relpath(Path(p), out.parent)  # noqa: E731
+    inv = v.get("invariants") or {}
+    lines = [
+        f"# {row['candidate']}: {s.composition.reduced_formula}",
+        "",
+        f"![structure]({rel(picture)})",
+        "",
+        f"- **verdict: {row['verdict']}**" + (f" ({row['reason']})" if row["reason"] else ""),
+        f"- formula {s.composition.formula} ({len(s)} atoms), space group {_space_group(s)}",
+        f"- generator: {props.get('generator', row['source'])} (source `{row['source']}`)",
+    ]
+    if props.get("checkpoint"):
+        lines.append(
+            f"- checkpoint `{props['checkpoint']}` (sha256 {props.get('checkpoint_sha256', '-')})"
+            f", sample seed {props.get('seed', '-')}"
+        )
+    lines += ["", "## Screening funnel", "", "| step | verdict | reason |", "|---|---|---|"]
+    for step in steps:
+        if f"screen_{step}" in props:
+            reason = props.get(f"screen_{step}_reason", "")
+            lines.append(f"| {step.replace('_', ' ')} | {props[f'screen_{step}']} | {reason} |")
+    if "topology_score" in props:
+        lines += ["", f"Topology score (CrystalBERT): {_fmt(props['topology_score'])}"]
+    lines += [
+        "",
+        "## DFT (Quantum ESPRESSO + Wannier90)",
+        "",
+        "| quantity | value |",
+        "|---|---|",
+        f"| status | {row['status']} |",
+        f"| trusted | {row['trusted']} |",
+        f"| DFT gap, direct / indirect | {_fmt(row['dft_gap_direct_eV'], ' eV')} / "
+        f"{_fmt(row['dft_gap_indirect_eV'], ' eV')} |",
+        f"| Wannier gap, direct / indirect | {_fmt(row['wannier_gap_direct_eV'], ' eV')} / "
+        f"{_fmt(row['wannier_gap_indirect_eV'], ' eV')} |",
+        f"| Wannier vs DFT bands, max deviation | {_fmt(row['band_max_deviation_eV'], ' eV')} |",
+        f"| Z2 (loops along b1, b2) | {_fmt(row['z2'])} ({_fmt(row['z2_k1_loops'])}, "
+        f"{_fmt(row['z2_k2_loops'])}) |",
+        f"| spin Chern number (axis from x towards z) | {_fmt(row['spin_chern'])} "
+        f"({_fmt(row['spin_phi_deg'], ' deg')}, spin gap {_fmt(row['spin_gap'])}) |",
+        f"| occupied bands | {_fmt(inv.get('n_occupied'))} |",
+    ]
+    if row["failed_step"]:
+        lines.append(f"| failed at | {row['failed_step']}: `{row['failed_output']}` |")
+    if row["problems"]:
+        lines += ["", "Problems: " + row["problems"]]
+    if edge_plot is not None and Path(edge_plot).exists():
+        lines += ["", "## Edge spectrum", "", f"![edge spectrum]({rel(edge_plot)})"]
+    lines += [
+        "",
+        "## Provenance (the verdict back to the raw inputs)",
+        "",
+        "```",
+        format_tree(lineage(verdict)),
+        "```",
+        "",
+    ]
+    write_text(out, "\n".join(lines))
+    return row
+
+
+def write_index(
+    verdicts: Sequence[str | os.PathLike[str]],
+    cards: Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+) -> int:
+    """``out`` (Markdown): one line per candidate, in the order given (verdict, Z2, spin
+    Chern, DFT gap, link to its card); returns the number of candidates."""
+    if len(verdicts) != len(cards):
+        raise ValueError(f"{len(verdicts)} verdicts but {len(cards)} cards")
+    out = Path(out)
+    lines = [
+        "# Candidates that reached DFT",
+        "",
+        "| candidate | source | formula | verdict | Z2 | spin Chern | DFT gap (indirect) | card |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for verdict, card in zip(verdicts, cards, strict=True):
+        r = verdict_row(Path(verdict))
+        link = os.path.relpath(Path(card), out.parent)
+        lines.append(
+            f"| {r['candidate']} | {r['source']} | {r['formula']} | {r['verdict']} | "
+            f"{_fmt(r['z2'])} | {_fmt(r['spin_chern'])} | {_fmt(r['dft_gap_indirect_eV'], ' eV')}"
+            f" | [card]({link}) |"
+        )
+    write_text(out, "\n".join(lines) + "\n")
+    return len(cards)
