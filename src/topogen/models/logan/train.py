@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import pickle
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from topogen.encode.graphs import structure_arrays
 from topogen.models.logan.environments import extract_environments
 from topogen.models.logan.model import LoGAN
 from topogen.models.logan.settings import LoganSettings
-from topogen.models.training import make_trainer, quiet_lightning
+from topogen.models.training import fingerprint, make_trainer, quiet_lightning, resume_path
 from topogen.runtime import set_threads
 
 FINAL = "model.ckpt"
@@ -70,7 +71,8 @@ def train_logan(
     """Train on the environments of ``training`` (pymatgen Structures/Molecules or ASE Atoms)
     for the target atoms ``numbers`` in ``cell`` (3x3, rows; a box for molecules with
     ``pbc`` False); writes ``<outdir>/model.ckpt`` and returns the model (eval mode).
-    Resumes from ``<outdir>/checkpoints/last.ckpt`` when it exists."""
+    Resumes from ``<outdir>/checkpoints/last.ckpt`` when it was trained with the same
+    settings and data (:func:`topogen.models.training.resume_path`)."""
     settings = settings or LoganSettings()
     set_threads(threads)
     outdir = Path(outdir)
@@ -94,7 +96,9 @@ def train_logan(
         f"each), environments {sizes}; target {len(numbers)} atoms, {settings.epochs} epochs "
         f"x {settings.steps} generator steps, descriptor width {model.descriptor.dim}"
     )
-    last = outdir / "checkpoints" / "last.ckpt"
+    run = {k: v for k, v in asdict(settings).items() if k not in ("epochs", "snapshots")}
+    stamp = fingerprint(model, [structure_arrays(s) for s in training], settings=run)
+    ckpt = resume_path(outdir, stamp, settings.epochs, log)
     keep = snapshot_epochs(settings.epochs, settings.snapshots)
     loader = torch.utils.data.DataLoader(range(settings.steps), batch_size=1)
     with quiet_lightning():
@@ -105,7 +109,7 @@ def train_logan(
             devices=1,
             callbacks=[_Snapshots(keep)] if keep else None,
         )
-        trainer.fit(model, loader, ckpt_path=last if last.exists() else None)
+        trainer.fit(model, loader, ckpt_path=ckpt)
         trainer.save_checkpoint(outdir / FINAL, weights_only=True)
     return model.eval()
 
