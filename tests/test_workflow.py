@@ -70,6 +70,24 @@ def test_bad_config_gets_a_clear_message(workdir, override, words):
     assert len(text.splitlines()) < 12, text  # the key and the reason, not the whole schema
 
 
+def test_the_configuration_reference_is_current(repo_root):
+    """docs/configuration.md is generated from the schema and both configs; regenerate it
+    with `topogen report config-reference` after changing any of them."""
+    from topogen.report.config_reference import render
+
+    load = lambda rel: yaml.safe_load((repo_root / rel).read_text())  # noqa: E731
+    text = render(
+        load("workflow/schemas/config.schema.yaml"),
+        load("config/config.yaml"),
+        load("config/paper.yaml"),
+    )
+    assert (repo_root / "docs/configuration.md").read_text() == text, (
+        "docs/configuration.md is stale: run `topogen report config-reference`"
+    )
+    for key in ("seed", "screen.chunks", "dft.top_k", "train.gan.stage3.topology_model"):
+        assert f"| `{key}` |" in text, key
+
+
 def test_the_same_structure_as_both_dft_controls_is_refused(workdir):
     res = snakemake(workdir, "-n", "--config", "dft={'controls':{'qsh':'Bi2','trivial':'Bi2'}}")
     assert res.returncode != 0

@@ -44,6 +44,24 @@ def _funnels(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_reference(args: argparse.Namespace) -> int:
+    import yaml
+
+    from topogen.io.atomic import write_text
+    from topogen.report.config_reference import render
+
+    def load(path: str) -> dict:
+        try:
+            return yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise TopogenError(f"{path}: cannot read ({exc})") from None
+
+    text = render(load(args.schema), load(args.default), load(args.paper))
+    write_text(args.out, text)
+    log(f"report config-reference: {text.count(chr(10)) - 10} keys -> {args.out}")
+    return 0
+
+
 def _provenance(args: argparse.Namespace) -> int:
     from topogen.io import provenance
 
@@ -58,6 +76,17 @@ def _provenance(args: argparse.Namespace) -> int:
 def register(stages: Subparsers) -> None:
     """Add ``topogen report ...`` and ``topogen provenance``."""
     cmds = group(stages, "report", "summaries and plots of stage outputs", "command", "COMMAND")
+    p = command(
+        cmds,
+        "config-reference",
+        _config_reference,
+        "the configuration reference (Markdown) from the schema and the two configs",
+    )
+    p.add_argument("--schema", default="workflow/schemas/config.schema.yaml", metavar="YAML")
+    p.add_argument("--default", default="config/config.yaml", metavar="YAML")
+    p.add_argument("--paper", default="config/paper.yaml", metavar="YAML")
+    p.add_argument("--out", default="docs/configuration.md", metavar="MD", help="the reference")
+
     p = command(
         cmds,
         "funnels",
