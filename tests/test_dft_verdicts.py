@@ -242,13 +242,16 @@ def test_failed_candidates_get_a_failed_verdict_row(chain_env, cli):
     res = cli("dft", "card", root / "dft/stuck/verdict.json", "--candidate", root / "stuck.json",
               "--relaxed", root / "dft/stuck/relaxed.json", "--edge-plot",
               root / "dft/stuck/edge.png", "--out", card, "--picture",
-              root / "cards/stuck/structure.png")  # fmt: skip
+              root / "cards/stuck/structure.png", "--flow",
+              root / "cards/stuck/flow.png")  # fmt: skip
     assert res.returncode == 0, res.stderr
     text = card.read_text()
     assert "- **verdict: failed** (" in text and "2 attempts used" in text
     assert "| failed at | scf: `" in text and "scf/attempt-02/pw.out" in text
     assert "## Provenance" in text and "topogen dft invariants" in text
     assert (root / "cards/stuck/structure.png").stat().st_size > 10_000
+    assert (root / "cards/stuck/flow.png").stat().st_size > 1000  # a note: no Wannier model
+    assert "![flow](flow.png)" in text
     res = cli("dft", "cards-index", "--verdicts", root / "dft/stuck/verdict.json", "--cards",
               card, "--out", root / "cards/index.md")  # fmt: skip
     assert res.returncode == 0 and "| stuck |" in (root / "cards/index.md").read_text()

@@ -308,6 +308,7 @@ def test_default_workflow_builds_the_library_and_runs(workdir, cli):
     assert added.count("metrics.png") == 3 and added.count("structures.png") == 1, added
     assert added.count("summary.png") == 1 and added.count("edge_states.png") == len(selected)
     assert added.count("funnels.png") == 1
+    assert added.count("wannier_flow.png") == added.count("structure.png") == len(selected)
     counts = pd.read_csv(workdir / "results/report/funnels.csv").set_index("after")
     assert counts.loc["candidates", "gan"] == len(funnel) and counts.loc["topology", "gan"] == (
         funnel["passed"].sum()

@@ -251,7 +251,18 @@ rule candidate_card:
         edge_plot="results/dft/{cand}/edge_states.png",
     output:
         card="results/candidates/{cand}/card.md",
-        picture="results/candidates/{cand}/structure.png",
+        picture=report(
+            "results/candidates/{cand}/structure.png",
+            caption="../report/candidate_structure.rst",
+            category="Candidates",
+            subcategory="structures",
+        ),
+        flow=report(
+            "results/candidates/{cand}/wannier_flow.png",
+            caption="../report/wannier_flow.rst",
+            category="DFT validation",
+            subcategory="Wannier-centre flow",
+        ),
     log:
         "results/logs/dft/candidate_card_{cand}.log",
     benchmark:
@@ -262,7 +273,7 @@ rule candidate_card:
     shell:
         "topogen dft card {input.verdict:q} --candidate {input.candidate:q}"
         " --relaxed {input.relaxed:q} --edge-plot {input.edge_plot:q} --out {output.card:q}"
-        " --picture {output.picture:q} > {log:q} 2>&1"
+        " --picture {output.picture:q} --flow {output.flow:q} > {log:q} 2>&1"
 
 
 rule candidate_cards:

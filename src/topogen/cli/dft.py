@@ -295,6 +295,7 @@ def _card(args: argparse.Namespace) -> int:
         row = write_card(
             args.verdict, record, run.output(args.out), run.output(args.picture),
             edge_plot=args.edge_plot, steps=STEPS,
+            flow=run.output(args.flow) if args.flow else None,
         )  # fmt: skip
     log(f"dft card {row['candidate']}: {row['verdict']} -> {args.out}")
     return 0
@@ -516,6 +517,7 @@ def _register_results(cmds: Subparsers) -> None:
     p.add_argument("--edge-plot", metavar="PNG", help="its edge spectrum (linked)")
     p.add_argument("--out", required=True, metavar="MD", help="the card")
     p.add_argument("--picture", required=True, metavar="PNG", help="top and side views")
+    p.add_argument("--flow", metavar="PNG", help="Wannier-centre flow of its Wannier model")
 
     p = command(cmds, "cards-index", _cards_index, "one Markdown list of the candidate cards")
     p.add_argument("--verdicts", nargs="+", required=True, metavar="JSON", help="verdict files")

@@ -53,6 +53,28 @@ def plot_structure(structure: Any, path: str | os.PathLike[str], title: str) -> 
         fig.savefig(tmp, dpi=110, format="png")
 
 
+def plot_flow(verdict: dict[str, Any], path: str | os.PathLike[str], row: dict[str, Any]) -> None:
+    """The Wannier-centre flow of the candidate's Wannier model (the occupied bands of its
+    invariants), or a figure saying why there is none."""
+    from topogen.topology.analysis import plot_wannier_flow
+    from topogen.topology.hr import read_hr
+
+    hr = (verdict.get("paths") or {}).get("hr")
+    nocc = (verdict.get("invariants") or {}).get("n_occupied")
+    if hr and nocc and Path(hr).exists():
+        model = read_hr(hr)
+        title = f"{row['candidate']}: {nocc} occupied bands, Z2 {_fmt(row['z2'])}"
+        plot_wannier_flow(model, int(nocc), path, title=title)
+        return
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.0, 1.5))
+    why = f"{row['candidate']}: no Wannier model ({row['verdict']}: {row['reason']})"
+    fig.text(0.02, 0.5, why[:300], va="center", wrap=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=80, format="png")
+
+
 def _space_group(structure: Any) -> str:
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
@@ -78,11 +100,13 @@ def write_card(
     picture: str | os.PathLike[str],
     edge_plot: str | os.PathLike[str] | None = None,
     steps: Sequence[str] = (),
+    flow: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Write the card of one candidate (``candidate``: its record, the DFT-relaxed structure
     when there is one) to ``out`` (Markdown) and its structure picture to ``picture``;
     ``steps``: the screening funnel's steps in order (those the candidate has are shown);
-    returns the verdict row (:func:`topogen.dft.summary.verdict_row`)."""
+    ``flow``: where to draw the Wannier-centre flow of its model (a note saying why when it
+    has none); returns the verdict row (:func:`topogen.dft.summary.verdict_row`)."""
     from topogen.io.provenance import format_tree, lineage
 
     out, picture, verdict = Path(out), Path(picture), Path(verdict)
@@ -137,6 +161,9 @@ def write_card(
         lines.append(f"| failed at | {row['failed_step']}: `{row['failed_output']}` |")
     if row["problems"]:
         lines += ["", "Problems: " + row["problems"]]
+    if flow is not None:
+        plot_flow(v, flow, row)
+        lines += ["", "## Wannier-centre flow (Wilson loops)", "", f"![flow]({rel(flow)})"]
     if edge_plot is not None and Path(edge_plot).exists():
         lines += ["", "## Edge spectrum", "", f"![edge spectrum]({rel(edge_plot)})"]
     lines += [
