@@ -41,3 +41,48 @@ def accelerator_devices(gpus: str | int | None) -> tuple[str, int]:
     if torch.cuda.device_count() < n:
         raise RuntimeError(f"{n} GPU(s) requested, torch sees {torch.cuda.device_count()}")
     return "gpu", n
+
+
+class Progress:
+    """Progress of ``total`` units of work as plain lines on stderr (readable in a terminal
+    and in a SLURM log): ``label: done/total (pct%), elapsed, ~time left``, at the first and
+    last unit, at each tenth of the total, and at least every ``every`` seconds between."""
+
+    def __init__(self, label: str, total: int, every: float = 30.0, out: object = None) -> None:
+        import sys
+        import time
+
+        self.label, self.total, self.every = label, max(0, int(total)), every
+        self.out = out if out is not None else sys.stderr
+        self.start = self.last = time.monotonic()
+        self.tenth = -1
+
+    def update(self, done: int) -> None:
+        import time
+
+        now = time.monotonic()
+        tenth = 10 * done // self.total if self.total else 10
+        if done not in (1, self.total) and tenth <= self.tenth and now - self.last < self.every:
+            return
+        self.last, self.tenth = now, max(self.tenth, tenth)
+        elapsed = now - self.start
+        left = elapsed / done * (self.total - done) if done else float("nan")
+        pct = f" ({100 * done // self.total}%)" if self.total else ""
+        tail = f", ~{duration(left)} left" if done < self.total and done else ""
+        print(
+            f"{self.label}: {done}/{self.total}{pct}, {duration(elapsed)}{tail}",
+            file=self.out,
+            flush=True,
+        )
+
+
+def duration(seconds: float) -> str:
+    """``42 s``, ``17 min``, ``2.5 h``."""
+    if seconds != seconds:
+        return "?"
+    whole = round(seconds)
+    if whole < 120:
+        return f"{whole} s"
+    if whole < 7200:
+        return f"{whole // 60} min"
+    return f"{whole / 3600:.1f} h"

@@ -69,9 +69,14 @@ def _prototypes(args: argparse.Namespace) -> int:
     from topogen.calc.relax import RelaxSettings
     from topogen.data.prototypes import build_library, labels_for
     from topogen.io.tables import LoadResult
+    from topogen.runtime import Progress
+
+    meter: list[Progress] = []
 
     def progress(done: int, total: int) -> None:
-        log(f"prototypes: relaxed {done}/{total}")
+        if not meter:
+            meter.append(Progress("prototypes relaxed", total))
+        meter[0].update(done)
 
     with stage(args, inputs=[args.labels]) as run:
         records, rejected = build_library(

@@ -17,6 +17,7 @@ import torch
 from topogen.encode.store import save_encoded
 from topogen.io.quarantine import Rejected
 from topogen.io.tables import Record
+from topogen.runtime import Progress
 
 RowEncoder = Callable[[Any], dict[str, torch.Tensor]]
 GRAPH_FIELDS = ("x", "z", "pos", "cell", "edge_index", "edge_offset", "edge_distance", "edge_attr")
@@ -80,6 +81,7 @@ def encode_table(
     ids: list[str] = []
     rows: list[dict[str, torch.Tensor]] = []
     rejected: list[Rejected] = []
+    meter = Progress(f"encode {kind}", len(records))
     for i, rec in enumerate(records):
         try:
             rows.append(encode(rec.structure))
@@ -87,6 +89,7 @@ def encode_table(
         except Exception as exc:  # the reason goes to quarantine; the table continues
             reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
             rejected.append(Rejected(str(source), str(i), rec.id, reason))
+        meter.update(i + 1)
     names = rows[0].keys() if rows else ()
     tensors: dict[str, torch.Tensor | list[torch.Tensor]] = {
         name: torch.stack([r[name] for r in rows]) if stacked else [r[name] for r in rows]

@@ -17,7 +17,7 @@ from typing import Any
 
 import lightning as L
 
-from topogen.runtime import precision_for
+from topogen.runtime import duration, precision_for
 
 
 class LastCheckpoint(L.Callback):
@@ -75,19 +75,10 @@ class EpochProgress(L.Callback):
                 values.append(f"{name} {float(value):.4g}")
         print(
             f"{self.label}: epoch {done}/{trainer.max_epochs} ({per_epoch:.2g} s/epoch, "
-            f"~{_duration(left)} left)" + (f": {', '.join(values)}" if values else ""),
+            f"~{duration(left)} left)" + (f": {', '.join(values)}" if values else ""),
             file=sys.stderr,
             flush=True,
         )
-
-
-def _duration(seconds: float) -> str:
-    whole = round(seconds)
-    if whole < 120:
-        return f"{whole} s"
-    if whole < 7200:
-        return f"{whole // 60} min"
-    return f"{whole / 3600:.1f} h"
 
 
 def make_trainer(
