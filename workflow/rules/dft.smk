@@ -286,6 +286,8 @@ rule candidate_cards:
         "results/candidates/index.md",
     log:
         "results/logs/dft/candidate_cards.log",
+    benchmark:
+        "results/benchmarks/dft/candidate_cards.tsv"
     conda:
         "../../envs/ml.yaml"
     threads: 1
