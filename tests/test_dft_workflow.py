@@ -181,6 +181,15 @@ def test_snakemake_runs_the_controls(controls_run, cli) -> None:
         assert (wf / f"results/dft/{name}/edge_states.png").stat().st_size > 10_000
         for step in ("scf", "nscf"):
             assert (wf / f"results/dft/{name}/{step}/attempt-01/pw.out").exists()
+        # the standalone command on the control's own Wannier model gives the chain's answer
+        out = wf / f"results/dft/{name}/standalone.json"
+        n_occ = verdict["invariants"]["n_occupied"]
+        res = cli("topology", "invariants", verdict["paths"]["hr"], "--occupied", n_occ,
+                  "--json", out, cwd=wf)  # fmt: skip
+        assert res.returncode == 0, res.stderr
+        alone = json.loads(out.read_text())
+        assert alone["z2"] == row["z2"] and alone["time_reversal"], alone
+        assert alone["spin_order"] == "interleaved" and alone["spin_chern"] == row["spin_chern"]
     lineage = cli("provenance", "results/dft/controls.csv", cwd=wf)
     assert lineage.returncode == 0, lineage.stderr
     for command in ("dft pseudos", "dft control", "dft relax", "dft wannierize", "invariants"):

@@ -80,6 +80,7 @@ def _invariants(args: argparse.Namespace) -> int:
         n_k=args.nk,
         n_loop=args.nloop,
         n_chern=args.nchern,
+        trs_tol=args.trs_tol,
     )
     if args.plot and (result["gap_direct"] is None or result["gap_direct"] < GAP_TOL):
         raise TopogenError(
@@ -192,6 +193,13 @@ def register(stages: Subparsers) -> None:
     p.add_argument("--nk", type=int, default=48, help="k points per Wilson loop")
     p.add_argument("--nloop", type=int, default=21, help="loops from 0 to 1/2 (Z2), refined")
     p.add_argument("--nchern", type=int, default=36, help="k grid side of the Chern numbers")
+    p.add_argument(
+        "--trs-tol",
+        type=float,
+        default=1e-3,
+        metavar="EV",
+        help="time reversal holds when Kramers splittings and E(k) - E(-k) stay below this",
+    )
 
     p = command(
         cmds,
