@@ -21,7 +21,8 @@ For a model and a filling (``nocc`` occupied bands) :func:`analyse` gives:
   :data:`ORDER_TOL`: DFT Wannier models miss by about 1 meV, a wrong order by eV). ``auto``
   takes the order that fits; an explicit order that does not fit while the other does is an
   error naming the fix (it would give a wrong spin Chern number without any sign of it);
-  where neither fits, the orbitals are not spin pairs and the spin Chern number is ``None`` with the reason.
+  where neither fits, the orbitals are not spin pairs and the spin Chern number is ``None``
+  with the reason.
   A model that breaks time reversal cannot be checked this way: the spin Chern number (still
   defined) is computed only in an order the user names (``spin_order_checked`` false).
 """
