@@ -8,10 +8,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.topogen-installed
 DEB_PACKAGES := quantum-espresso wannier90 slurm-wlm munge libpmix-dev
+TEST_DEB_PACKAGES := chromium  # the report test renders results/report.html in it
 PYTEST_ARGS ?=
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: demo test test-fast lint install install-profile system-deps clean
+.PHONY: demo test test-fast lint install install-profile system-deps test-deps clean
 
 demo: install system-deps  ## the main job end to end on the embedded default config (offline)
 	$(BIN)/snakemake --cores all
@@ -20,7 +21,7 @@ demo: install system-deps  ## the main job end to end on the embedded default co
 	@echo "DFT verdicts (candidates and controls): $(abspath results/dft/summary.csv)"
 	@echo "screening funnels (one per generator): $(abspath results/screen)/<generator>/funnel.parquet; timings: results/benchmarks/"
 
-test: install system-deps lint  ## ruff + import contracts, then the whole test suite (slow included)
+test: install system-deps test-deps lint  ## ruff + import contracts, then the whole test suite (slow included)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-fast: install  ## the test suite without the slow integration tests
@@ -50,6 +51,9 @@ system-deps:
 	  echo "note: not root (or no apt-get): skipping Debian packages$$missing;" \
 	       "the DFT and SLURM steps and their tests will be skipped"; \
 	fi
+
+test-deps:
+	@$(MAKE) --no-print-directory system-deps DEB_PACKAGES="$(TEST_DEB_PACKAGES)"
 
 install-profile:  ## let `snakemake --profile slurm` find profiles/slurm
 	mkdir -p $${XDG_CONFIG_HOME:-$$HOME/.config}/snakemake

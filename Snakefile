@@ -4,9 +4,20 @@
 # the generators to run are listed in the config's `generators:`.
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version
 
+from topogen.config_schema import load_config
+from topogen.errors import TopogenError
+
 min_version("9.0")
+
+
+# Snakemake's own message for a YAML syntax error names neither file nor line: check first.
+try:
+    load_config(Path(workflow.basedir) / "config/config.yaml")
+except TopogenError as _error:
+    raise WorkflowError(str(_error)) from None
 
 
 configfile: "config/config.yaml"

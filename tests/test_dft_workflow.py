@@ -18,18 +18,23 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import copy_workflow, monolayers, run
+from PIL import Image
 from test_dft import DEBIAN_SI, _si, needs_qe
+from test_spin_chern import _winding
 
 from topogen.dft.candidates import CONTROLS, read_candidate, unique_names, write_candidate
+from topogen.dft.cards import verdict_model
 from topogen.dft.qe.handlers import PwFailedError, run_pw
 from topogen.dft.qe.namelists import parse_namelists
 from topogen.dft.qe.pwinput import pw_input
 from topogen.dft.summary import check_controls, summary_table
 from topogen.errors import TopogenError
 from topogen.io.tables import Record, write_records
+from topogen.topology.invariants import spin_resolved_centres
 
 
 def _snakemake(workdir: Path, *args: str):
@@ -93,9 +98,18 @@ def test_summary_and_controls_check(tmp_path: Path, cli) -> None:
         "topogen: error: control(s) failed, so no verdict of this chain can be trusted: "
         "control-Sb2: topological, Z2 = 1 (expected 0), spin Chern 1, trusted = True"
     )
-    res = cli("dft", "summary", bi, cand, "--out", tmp_path / "s.csv", "--plot", tmp_path / "s.png")
+    res = cli("dft", "summary", bi, cand, "--out", tmp_path / "s.csv", "--plot", tmp_path / "s.png",
+              "--html", tmp_path / "s.html")  # fmt: skip
     assert res.returncode == 0, res.stderr
     assert len(pd.read_csv(tmp_path / "s.csv")) == 2 and (tmp_path / "s.png.prov.json").exists()
+    page = pd.read_html(tmp_path / "s.html", keep_default_na=False)[0]  # the report's table
+    assert page["candidate"].tolist() == ["control-Bi2 (control)", "x"]
+    assert page["verdict"].tolist() == ["topological", "untrusted"]
+    assert page["z2"].tolist() == ["1", "-"] and page["dft_gap_direct_eV"].tolist() == [0.5] * 2
+    assert (
+        "DFT verdicts of 2 candidates (topological: 1, untrusted: 1)"
+        in (tmp_path / "s.html").read_text()
+    )
 
 
 def test_checkpoint_expands_selected_candidates(repo_root: Path, tmp_path: Path) -> None:
@@ -190,6 +204,21 @@ def test_snakemake_runs_the_controls(controls_run, cli) -> None:
         alone = json.loads(out.read_text())
         assert alone["z2"] == row["z2"] and alone["time_reversal"], alone
         assert alone["spin_order"] == "interleaved" and alone["spin_chern"] == row["spin_chern"]
+        # the spin-resolved flow of the card winds as the verdict's spin Chern number
+        model, nocc = verdict_model(verdict)
+        phi = np.radians(row["spin_phi_deg"])
+        _, up, down = spin_resolved_centres(model, nocc, phi, n_k=24, n_loop=31)
+        assert np.isclose(-(_winding(up) - _winding(down)) / 2, row["spin_chern"], atol=1e-6)
+        card = wf / f"cards/{name}"
+        res = cli("dft", "card", f"results/dft/{name}/verdict.json", "--candidate",
+                  f"results/dft/controls/{name}.json", "--out", card / "card.md", "--picture",
+                  card / "structure.png", "--bands", card / "bands.png", "--spin",
+                  card / "spin.png", cwd=wf)  # fmt: skip
+        assert res.returncode == 0, res.stderr
+        text = (card / "card.md").read_text()
+        assert "## DFT vs Wannier bands" in text and "## Spin-resolved Wannier-centre" in text
+        for figure in ("bands.png", "spin.png"):  # drawn, not the one-line "no model" note
+            assert Image.open(card / figure).size[1] > 400, figure
     lineage = cli("provenance", "results/dft/controls.csv", cwd=wf)
     assert lineage.returncode == 0, lineage.stderr
     for command in ("dft pseudos", "dft control", "dft relax", "dft wannierize", "invariants"):

@@ -3,6 +3,7 @@ chunk files, and the diverse selection for DFT."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -582,3 +583,37 @@ def test_funnel_counts_per_step_and_the_report_command(cli, tmp_path):
     written = pd.read_csv(tmp_path / "f.csv").set_index("after")
     assert written["gan"].tolist() == [4, 3, 2, 1, 1] and list(written.columns) == ["gan", "logan"]
     assert "{'gan': 1, 'logan': 1} left after every step" in res.stderr
+
+
+def test_inspect_relaxes_from_the_generated_structure_as_the_funnel_does(model, cli, tmp_path):
+    """`topogen screen inspect` (a candidate's CHGNet figure): it starts from the generator's
+    row of the candidate, relaxes with the funnel's settings to the funnel's energy, and
+    gives the funnel's phonon verdict with a dispersion on the hexagonal path."""
+    from topogen.dft.candidates import write_candidate
+
+    generated = P.rattle(mos2(), 0.05, 0, "x")
+    write_records([Record("MoS2-7", "gan", generated)], tmp_path / "gan.parquet")
+    funnel = F.screen([("MoS2-7", generated)], model=model, threads=THREADS)
+    row = funnel.rows[0]
+    assert row["phonons"] == "pass", row
+    relaxed = funnel.records[0].structure  # what select_dft hands to DFT
+    write_candidate(Record("MoS2-7", "gan", relaxed), tmp_path / "cand.json")
+    res = cli("screen", "inspect", tmp_path / "cand.json", "--generated", tmp_path / "gan.parquet",
+              "--out", tmp_path / "chgnet.json", "--plot", tmp_path / "chgnet.png",
+              "--threads", THREADS)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    data = json.loads((tmp_path / "chgnet.json").read_text())
+    assert data["start"] == f"{tmp_path / 'gan.parquet'} (row MoS2-7)"
+    relax = data["relax"]
+    assert relax["converged"] and relax["steps"] == row["relax_steps"] > 0
+    assert len(relax["energy_per_step"]) == relax["steps"] + 1
+    assert relax["energy_per_step"][-1] == pytest.approx(row["energy_per_atom"], abs=1e-4)
+    assert relax["energy_per_step"][0] > relax["energy_per_step"][-1]
+    assert relax["fmax_per_step"][-1] < relax["fmax_limit"] < relax["fmax_per_step"][0]
+    ph = data["phonons"]
+    assert ph["stable"] and ph["labels"] == ["G", "M", "K", "G"]
+    freqs = np.array(ph["frequencies"])
+    assert freqs.shape == (len(ph["distance"]), 9)  # 3 atoms
+    np.testing.assert_allclose(freqs[0, :3], 0.0, atol=0.5)  # acoustic modes at Gamma
+    assert freqs.max() > 5.0 and len(ph["dos"]) == len(ph["dos_frequencies"]) > 10
+    assert "screen inspect MoS2-7: relaxing from" in res.stderr

@@ -18,6 +18,8 @@ from topogen.topology import (
     spin_chern_number,
     z2_invariant,
 )
+from topogen.topology.analysis import plot_spin_flow
+from topogen.topology.invariants import spin_resolved_centres
 from topogen.topology.models import bhz_pair
 
 
@@ -81,3 +83,31 @@ def test_known_models_keep_their_answers_with_the_axis_chooser(model, nocc, z2, 
     assert result.value == cs
     assert np.isclose(result.phi, np.pi / 2)  # S_z conserved (or nearly): z has the largest gap
     assert z2_invariant(model, nocc).z2 == z2 == abs(int(cs)) % 2
+
+
+def _winding(wcc: np.ndarray) -> float:
+    """Net winding of a set of Wannier centres over the pump (their sum is continuous)."""
+    total = np.unwrap(2 * np.pi * wcc.sum(axis=1))
+    return (total[-1] - total[0]) / (2 * np.pi)
+
+
+@pytest.mark.parametrize(
+    ("model", "cs"),
+    [
+        (kane_mele(lambda_v=0.1), -1.0),
+        (kane_mele(lambda_so=-0.06), 1.0),
+        (kane_mele(lambda_v=0.5), 0.0),
+        (kane_mele(lambda_r=0.05), -1.0),  # S_z not conserved: the P S P sectors still wind
+        (bhz(m=1.0, delta=0.3), 1.0),
+    ],
+)
+def test_spin_resolved_flow_winds_as_the_spin_chern_number(model, cs, tmp_path):
+    pump, plus, minus = spin_resolved_centres(model, 2)
+    assert pump[0] == 0.0 and pump[-1] == 1.0 and plus.shape == minus.shape == (41, 1)
+    up, down = _winding(plus), _winding(minus)
+    assert np.isclose(up, round(up), atol=1e-6) and np.isclose(up, -down, atol=1e-6)
+    assert np.isclose(-(up - down) / 2, cs) and spin_chern_number(model, 2) == cs
+    plot_spin_flow(model, 2, tmp_path / "flow.png", title="a model")
+    from PIL import Image
+
+    assert Image.open(tmp_path / "flow.png").size == (720, 480)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -13,6 +14,8 @@ import pytest
 import yaml
 from conftest import copy_workflow, run
 from pymatgen.core import Composition
+from report_browser import CHROMIUM, broken_links
+from report_browser import render as render_report
 
 from topogen.encode.store import load_encoded
 from topogen.io.quarantine import read_quarantine
@@ -101,6 +104,26 @@ def test_a_float_where_an_integer_belongs_is_named(workdir):
     assert "screen.chunks: 4.0 is not of type 'integer'" in res.stderr + res.stdout
 
 
+def test_a_yaml_syntax_error_names_the_file_and_line(workdir, cli):
+    """In the workflow's own config, the workflow says where; in a --configfile Snakemake
+    reads it first and says neither, so `topogen config check` (named in the README) does."""
+    bad = _override(workdir, "screen:\n  chunks: [2\ndft: {top_k: 3}\n")
+    res = cli("config", "check", bad, cwd=workdir)
+    assert res.returncode == 1 and res.stdout == ""
+    assert res.stderr.startswith(f"topogen: error: {bad}:3:4: YAML syntax error: "), res.stderr
+    assert len(res.stderr.splitlines()) == 1
+    res = cli("config", "check", _override(workdir, "screen: {chunks: 4.0}"), cwd=workdir)
+    assert "screen.chunks: 4.0 is not of type 'integer'" in res.stderr and res.returncode == 1
+    res = cli("config", "check", "config/paper.yaml", cwd=workdir)
+    assert res.returncode == 0, res.stderr
+    own = workdir / "config/config.yaml"
+    own.write_text(own.read_text() + "extra: [unclosed\n")
+    res = snakemake(workdir, "-n")
+    assert res.returncode != 0
+    text = res.stdout + res.stderr
+    assert re.search(r"config/config\.yaml:\d+:\d+: YAML syntax error", text), text
+
+
 def test_paper_config_validates_and_plans_c2db(workdir):
     """paper.yaml merged on the default passes the schema and plans the C2DB pair."""
     res = snakemake(workdir, "-n", "--configfile", "config/paper.yaml")
@@ -177,6 +200,23 @@ def _min_distance(structure) -> float:
     dmat = structure.distance_matrix + np.diag([np.inf] * len(structure))
     images = min(structure.lattice.abc)  # an atom and its own periodic image
     return float(min(dmat.min(), images))
+
+
+def _check_rendered_report(report: Path, scratch: Path) -> None:
+    """The report as a reader sees it in Chromium: every result opens, every figure shows
+    a decoded, non-empty image, every caption is there, and no link leads nowhere."""
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing in CI (make test installs it as root)")
+        pytest.skip("chromium is not installed (make test installs it as root)")
+    view = render_report(report, scratch)
+    assert view["results"], "no result in the report"
+    for path, seen in view["results"].items():
+        assert seen["caption"] > 0, path
+        if seen["mime"].startswith("image/"):
+            assert seen["shown"] and seen["natural_width"] > 100, (path, seen)
+            assert seen["width"] > 100 and seen["height"] > 50, (path, seen)
+    assert broken_links(view["links"], report.parent) == []
 
 
 @pytest.mark.slow
@@ -306,14 +346,29 @@ def test_default_workflow_builds_the_library_and_runs(workdir, cli):
     lines = (res.stdout + res.stderr).splitlines()
     added = [ln.split()[1] for ln in lines if ln.startswith("Adding ")]
     assert added.count("metrics.png") == 3 and added.count("structures.png") == 1, added
-    assert added.count("summary.png") == 1 and added.count("edge_states.png") == len(selected)
+    assert added.count("summary.png") == added.count("summary.html") == 1, added
     assert added.count("funnels.png") == 1
-    assert added.count("wannier_flow.png") == added.count("structure.png") == len(selected)
+    per_candidate = ("edge_states.png", "wannier_flow.png", "structure.png", "bands.png")
+    for figure in (*per_candidate, "spin_flow.png", "chgnet.png"):
+        assert added.count(figure) == len(selected), figure
+    trained = ["autoencoder", "cgcnn", "crystalbert-pretrain", "crystalbert-topology"]
+    trained += [f"logan-{t}-s{s}-h{k}" for t in logan["targets"] for s in logan["members"]["seeds"]
+                for k in range(len(logan["members"]["sets"]))]  # fmt: skip
+    assert sorted(n for n in added if n.endswith(".png") and n[:-4] in trained) == sorted(
+        f"{n}.png" for n in trained
+    )
     counts = pd.read_csv(workdir / "results/report/funnels.csv").set_index("after")
     assert counts.loc["candidates", "gan"] == len(funnel) and counts.loc["topology", "gan"] == (
         funnel["passed"].sum()
     )
-    assert (workdir / "results/report.html").stat().st_size > 100_000
+    # each candidate's CHGNet record: relaxed from the generator's own structure, with the
+    # funnel's phonon verdict (it passed the phonon step) and a dispersion on the 2D path
+    for rid in selected:
+        chg = json.loads((workdir / f"results/candidates/{rid}/chgnet.json").read_text())
+        assert chg["start"].startswith("results/generate/") and chg["relax"]["converged"], rid
+        assert chg["phonons"]["stable"] and chg["phonons"]["labels"][0] == "G", rid
+        assert len(chg["phonons"]["frequencies"]) == len(chg["phonons"]["distance"]), rid
+    _check_rendered_report(workdir / "results/report.html", workdir)
     # rerunning stage 2 plans it and everything after it, nothing before it
     plan = snakemake(workdir, "-n", "--forcerun", "train_gan_stage2").stdout
     for rule in ("train_gan_stage2", "train_gan_stage3", "sample_gan"):

@@ -5,39 +5,12 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from topogen.config_schema import config_problems
+
 SCHEMA = Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
 
 
-def config_problems(cfg, schema_path=SCHEMA, limit=10):
-    """One line per schema violation: the key path, the reason (instances cut short) and,
-    for an unknown key, the closest known one. Integers must be integers (4.0 is not)."""
-    import difflib
-
-    import jsonschema
-    import yaml
-
-    schema = yaml.safe_load(schema_path.read_text())
-    base = jsonschema.Draft202012Validator
-    strict = base.TYPE_CHECKER.redefine(
-        "integer", lambda _, x: isinstance(x, int) and not isinstance(x, bool)
-    )
-    validator = jsonschema.validators.extend(base, type_checker=strict)(schema)
-    lines = []
-    for err in sorted(validator.iter_errors(cfg), key=lambda e: [str(p) for p in e.path]):
-        where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
-        reason = err.message if len(err.message) <= 160 else err.message[:157] + "..."
-        if err.validator == "additionalProperties" and isinstance(err.instance, dict):
-            known = sorted(err.schema.get("properties", {}))
-            for key in sorted(set(err.instance) - set(known)):
-                close = difflib.get_close_matches(key, known, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known)}"
-                lines.append(f"  {where}: unknown key {key!r}{hint}")
-            continue
-        lines.append(f"  {where}: {reason}")
-    return lines[:limit] + ([f"  ... and {len(lines) - limit} more"] if len(lines) > limit else [])
-
-
-_problems = config_problems(config)
+_problems = config_problems(config, SCHEMA)
 if _problems:
     raise WorkflowError(
         "the configuration (config/config.yaml plus any --configfile/--config overrides) "
@@ -379,6 +352,38 @@ def finetune_trajectories(wildcards):
 
 
 # --- rule all ---
+# --- training curves (report.smk): every model the config trains besides the GAN stages,
+# which plot their own; name -> (checkpoint, work folder)
+def trained_models():
+    crystalbert = "results/models/crystalbert/{}.ckpt"
+    used = {SCREEN.get("band_gap_model"), SCREEN["topology"].get("model")}
+    used.add(GAN.get("stage3", {}).get("topology_model"))
+    models = {
+        "autoencoder": (
+            "results/models/autoencoder/autoencoder.ckpt",
+            "results/models/autoencoder/work",
+        )
+    }
+    if "results/models/cgcnn/model.ckpt" in used:
+        models["cgcnn"] = ("results/models/cgcnn/model.ckpt", "results/models/cgcnn/work")
+    if crystalbert.format("topology") in used:
+        if crystalbert_pretrained(None):
+            models["crystalbert-pretrain"] = (
+                crystalbert.format("pretrained"),
+                "results/models/crystalbert/work/pretrain",
+            )
+        models["crystalbert-topology"] = (
+            crystalbert.format("topology"),
+            "results/models/crystalbert/work/topology",
+        )
+    if "logan" in GENERATORS:
+        for model in logan_models(None):
+            folder = str(Path(model).parent)
+            name = "-".join(Path(folder).relative_to("results/models").parts)
+            models[name] = (model, f"{folder}/work")
+    return models
+
+
 def all_targets():
     """What `snakemake` builds by default, from the config: the data, the encodings, and per
     generator its candidates and screening funnel; the DFT chain when dft.activate is set
@@ -400,6 +405,7 @@ def all_targets():
         )
     if screened_sets():
         targets.append("results/report/funnels.png")
+    targets += expand("results/report/training/{name}.png", name=trained_models())
     if config.get("dft", {}).get("activate"):
         targets += ["results/dft/summary.csv", "results/candidates/index.md"]
         if DFT_CONTROLS:  # dft.controls all null: no control to check

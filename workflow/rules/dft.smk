@@ -243,12 +243,45 @@ rule edge_states:
         " {params.options} > {log:q} 2>&1"
 
 
+rule candidate_chgnet:
+    input:
+        unpack(screen_models),
+        candidate=dft_candidate,
+        generated=lambda wc: expand("results/generate/{g}/candidates.parquet", g=GENERATORS),
+    output:
+        data="results/candidates/{cand}/chgnet.json",
+        plot=report(
+            "results/candidates/{cand}/chgnet.png",
+            caption="../report/candidate_chgnet.rst",
+            category="Candidates",
+            subcategory="CHGNet relaxation and phonons",
+        ),
+    params:
+        options=lambda wc: cli_options(**SCREEN["funnel"]),
+        model=lambda wc, input: cli_options(chgnet_model=input.get("chgnet_model")),
+    log:
+        "results/logs/dft/candidate_chgnet_{cand}.log",
+    benchmark:
+        "results/benchmarks/dft/candidate_chgnet_{cand}.tsv"
+    conda:
+        "../../envs/ml.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        "topogen screen inspect {input.candidate:q} --generated {input.generated:q}"
+        " --out {output.data:q} --plot {output.plot:q} --threads {threads} {params.model}"
+        " {params.options} > {log:q} 2>&1"
+
+
 rule candidate_card:
     input:
         verdict="results/dft/{cand}/verdict.json",
         candidate=dft_candidate,
         relaxed="results/dft/{cand}/relaxed.json",
         edge_plot="results/dft/{cand}/edge_states.png",
+        chgnet_plot="results/candidates/{cand}/chgnet.png",
     output:
         card="results/candidates/{cand}/card.md",
         picture=report(
@@ -263,6 +296,18 @@ rule candidate_card:
             category="DFT validation",
             subcategory="Wannier-centre flow",
         ),
+        bands=report(
+            "results/candidates/{cand}/bands.png",
+            caption="../report/dft_wannier_bands.rst",
+            category="DFT validation",
+            subcategory="DFT vs Wannier bands",
+        ),
+        spin=report(
+            "results/candidates/{cand}/spin_flow.png",
+            caption="../report/spin_flow.rst",
+            category="DFT validation",
+            subcategory="spin-Chern spectra",
+        ),
     log:
         "results/logs/dft/candidate_card_{cand}.log",
     benchmark:
@@ -273,7 +318,8 @@ rule candidate_card:
     shell:
         "topogen dft card {input.verdict:q} --candidate {input.candidate:q}"
         " --relaxed {input.relaxed:q} --edge-plot {input.edge_plot:q} --out {output.card:q}"
-        " --picture {output.picture:q} --flow {output.flow:q} > {log:q} 2>&1"
+        " --picture {output.picture:q} --flow {output.flow:q} --bands {output.bands:q}"
+        " --spin {output.spin:q} --chgnet-plot {input.chgnet_plot:q} > {log:q} 2>&1"
 
 
 rule candidate_cards:
@@ -309,6 +355,11 @@ rule dft_summary:
             caption="../report/dft_summary.rst",
             category="DFT validation",
         ),
+        html=report(
+            "results/dft/summary.html",
+            caption="../report/dft_table.rst",
+            category="DFT validation",
+        ),
     log:
         "results/logs/dft/dft_summary.log",
     benchmark:
@@ -318,7 +369,7 @@ rule dft_summary:
     threads: 1
     shell:
         "topogen dft summary {input.verdicts:q} --out {output.table:q} --plot {output.plot:q}"
-        " > {log:q} 2>&1"
+        " --html {output.html:q} > {log:q} 2>&1"
 
 
 rule dft_controls:

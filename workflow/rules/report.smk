@@ -45,3 +45,27 @@ rule plot_funnels:
     shell:
         "topogen report funnels {input:q} --names {params.names} --table {output.table:q}"
         " --plot {output.plot:q} > {log:q} 2>&1"
+
+
+rule plot_training:
+    input:
+        lambda wc: trained_models()[wc.name][0],
+    output:
+        report(
+            "results/report/training/{name}.png",
+            caption="../report/training.rst",
+            category="Training",
+            subcategory="{name}",
+        ),
+    params:
+        workdir=lambda wc: trained_models()[wc.name][1],
+    log:
+        "results/logs/plot_training/{name}.log",
+    benchmark:
+        "results/benchmarks/plot_training/{name}.tsv"
+    conda:
+        "../../envs/ml.yaml"
+    threads: 1
+    shell:
+        "topogen report training {params.workdir:q} --model {input:q} --title {wildcards.name:q}"
+        " --plot {output:q} > {log:q} 2>&1"

@@ -50,6 +50,7 @@ from typing import Any
 
 import numpy as np
 
+from topogen.brillouin import KPath, path_2d
 from topogen.calc.relax import evaluate_graphs, load_model
 from topogen.calc.stability import (  # noqa: F401  (re-exported: the phonons' criterion)
     GAMMA_RADIUS,
@@ -87,6 +88,8 @@ class PhononResult:
     worst_q: tuple[float, float, float] | None = None
     dos_frequencies: np.ndarray = field(default_factory=lambda: np.zeros(0))  # THz
     dos: np.ndarray = field(default_factory=lambda: np.zeros(0))  # states / THz / cell
+    band_path: KPath | None = None  # with dispersion=True: the path of band_frequencies
+    band_frequencies: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # THz
     rebuilt_graphs: int = 0  # displacements whose graph had to be built afresh
     seconds: float = 0.0
     error: str | None = None
@@ -304,6 +307,7 @@ def phonons(
     reuse_topology: bool = True,
     batch_size: int = 1,
     dos: bool = True,
+    dispersion: bool = False,
 ) -> PhononResult:
     """Phonons of one relaxed structure (pymatgen) with CHGNet forces; raises on failure.
 
@@ -346,8 +350,15 @@ def phonons(
     stab, freq, dens = analyse(
         ph, mesh, tol=tol, gamma_tol=gamma_tol, gamma_radius=gamma_radius, dos=dos
     )
+    path, bands = None, np.zeros((0, 0))
+    if dispersion:
+        path = path_2d(ph.primitive.cell)
+        ph.run_qpoints(path.kpoints)
+        bands = np.asarray(ph.get_qpoints_dict()["frequencies"])
     return PhononResult(
         supercell=(int(sc[0]), int(sc[1]), int(sc[2])),
+        band_path=path,
+        band_frequencies=bands,
         n_displacements=len(disps),
         n_evaluations=len(graphs),
         stable=stab.stable,

@@ -23,7 +23,7 @@ import os
 import pickle
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -55,6 +55,7 @@ class RelaxResult:
     steps: int
     converged: bool
     error: str | None = None
+    history: tuple[tuple[float, float], ...] = ()  # (eV/atom, fmax eV/A) per FIRE step
 
 
 def load_model(path: str | os.PathLike[str] | None = None) -> Any:
@@ -134,6 +135,7 @@ class _Job:
     steps: int = 0
     energy: float | None = None
     fmax: float | None = None
+    history: list[tuple[float, float]] = field(default_factory=list)
 
 
 def _to_structure(atoms: Any) -> Any:
@@ -245,7 +247,13 @@ def relax_batch(
         except Exception:  # non-finite coordinates: keep the input for the record
             final = structures[job.index]
         results[job.index] = RelaxResult(
-            final, job.energy, job.fmax, job.steps, converged and error is None, error
+            final,
+            job.energy,
+            job.fmax,
+            job.steps,
+            converged and error is None,
+            error,
+            tuple(job.history),
         )
         done += 1
         if progress is not None:
@@ -294,6 +302,7 @@ def relax_batch(
             )
             f = job.filt.get_forces()
             job.fmax = float(np.sqrt((f**2).sum(axis=1).max()))
+            job.history.append((float(e_atom), job.fmax))
             if job.fmax < fmax:
                 finish(job, True)
                 continue

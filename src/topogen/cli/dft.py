@@ -290,12 +290,13 @@ def _card(args: argparse.Namespace) -> int:
             record.structure = relaxed.structure
         except TopogenError:
             pass  # a failure record: the card shows the structure DFT started from
-    inputs = [args.verdict, args.candidate, args.relaxed, args.edge_plot]
+    inputs = [args.verdict, args.candidate, args.relaxed, args.edge_plot, args.chgnet_plot]
+    figure = lambda p: run.output(p) if p else None  # noqa: E731
     with stage(args, inputs=[p for p in inputs if p and Path(p).exists()]) as run:
         row = write_card(
             args.verdict, record, run.output(args.out), run.output(args.picture),
-            edge_plot=args.edge_plot, steps=STEPS,
-            flow=run.output(args.flow) if args.flow else None,
+            edge_plot=args.edge_plot, steps=STEPS, flow=figure(args.flow),
+            bands=figure(args.bands), spin=figure(args.spin), chgnet_plot=args.chgnet_plot,
         )  # fmt: skip
     log(f"dft card {row['candidate']}: {row['verdict']} -> {args.out}")
     return 0
@@ -312,7 +313,7 @@ def _cards_index(args: argparse.Namespace) -> int:
 
 
 def _summary(args: argparse.Namespace) -> int:
-    from topogen.dft.summary import check_controls, plot_summary, summary_table
+    from topogen.dft.summary import check_controls, plot_summary, summary_html, summary_table
     from topogen.io.atomic import atomic_path
 
     table = summary_table(args.verdicts)
@@ -323,6 +324,8 @@ def _summary(args: argparse.Namespace) -> int:
             table.to_csv(tmp, index=False)
         if args.plot:
             plot_summary(table, run.output(args.plot))
+        if args.html:
+            summary_html(table, run.output(args.html))
     counts = table["verdict"].fillna("none").value_counts()
     log(
         f"dft summary: {len(table)} verdicts ("
@@ -518,6 +521,11 @@ def _register_results(cmds: Subparsers) -> None:
     p.add_argument("--out", required=True, metavar="MD", help="the card")
     p.add_argument("--picture", required=True, metavar="PNG", help="top and side views")
     p.add_argument("--flow", metavar="PNG", help="Wannier-centre flow of its Wannier model")
+    p.add_argument("--bands", metavar="PNG", help="its Wannier bands against the DFT bands")
+    p.add_argument("--spin", metavar="PNG", help="its spin-resolved Wannier-centre flow")
+    p.add_argument(
+        "--chgnet-plot", metavar="PNG", help="its CHGNet relaxation and phonons (linked)"
+    )
 
     p = command(cmds, "cards-index", _cards_index, "one Markdown list of the candidate cards")
     p.add_argument("--verdicts", nargs="+", required=True, metavar="JSON", help="verdict files")
@@ -528,6 +536,7 @@ def _register_results(cmds: Subparsers) -> None:
     p.add_argument("verdicts", nargs="+", metavar="JSON", help="verdicts of `dft invariants`")
     p.add_argument("--out", required=True, metavar="CSV", help="one row per candidate")
     p.add_argument("--plot", metavar="PNG", help="gaps and Z2 per candidate")
+    p.add_argument("--html", metavar="HTML", help="the table of verdicts as a web page")
     p.add_argument(
         "--check-controls",
         action="store_true",

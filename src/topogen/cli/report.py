@@ -44,6 +44,22 @@ def _funnels(args: argparse.Namespace) -> int:
     return 0
 
 
+def _training(args: argparse.Namespace) -> int:
+    from topogen.models.training import read_metrics
+    from topogen.report.training import plot_training
+
+    df = read_metrics(args.folder)
+    if df.empty:
+        raise TopogenError(
+            f"{args.folder}: no training log (logs/version_*/metrics.csv); was the model "
+            "trained here?"
+        )
+    with stage(args, inputs=[args.model]) as run:
+        plot_training(df, run.output(args.plot), args.title or Path(args.folder).parent.name)
+    log(f"report training: {len(df)} epochs of {args.folder} -> {args.plot}")
+    return 0
+
+
 def _config_reference(args: argparse.Namespace) -> int:
     import yaml
 
@@ -97,6 +113,18 @@ def register(stages: Subparsers) -> None:
     p.add_argument("--names", nargs="+", metavar="NAME", help="one per funnel (default: folder)")
     p.add_argument("--table", required=True, metavar="CSV", help="counts per step and set")
     p.add_argument("--plot", required=True, metavar="PNG", help="the funnels, one line each")
+    p = command(
+        cmds,
+        "training",
+        _training,
+        "training curves of a model: losses and metrics per epoch (PNG)",
+        "Reads Lightning's logs/version_*/metrics.csv in WORKDIR (every run, a resumed one\n"
+        "included) and plots the losses and the other logged metrics per epoch.",
+    )
+    p.add_argument("folder", metavar="WORKDIR", help="the model's work folder (--workdir)")
+    p.add_argument("--model", metavar="CKPT", help="the trained model (recorded as input)")
+    p.add_argument("--title", help="plot title (default: the model's folder)")
+    p.add_argument("--plot", required=True, metavar="PNG", help="the curves")
     p = command(cmds, "table", _table, "summarise a structure table: a JSON summary and a PNG plot")
     table_argument(p)
     p.add_argument("--plot", required=True, metavar="PNG", help="output plot")

@@ -160,6 +160,41 @@ def _select(args: argparse.Namespace) -> int:
     return 0
 
 
+def _inspect(args: argparse.Namespace) -> int:
+    from topogen.calc.relax import load_model
+    from topogen.dft.candidates import read_candidate
+    from topogen.io.tables import read_records
+    from topogen.report.candidates import plot_relax_phonons
+    from topogen.screen.funnel import FunnelOptions
+    from topogen.screen.inspect import inspect_structure
+
+    with stage(args, inputs=[args.candidate, *args.generated, args.chgnet_model]) as run:
+        record = read_candidate(args.candidate)
+        start, origin = record.structure, args.candidate
+        for table in args.generated:  # the generator's own output, before any relaxation
+            found = [r for r in read_records(table) if r.id == record.id]
+            if found and found[0].structure is not None:
+                start, origin = found[0].structure, f"{table} (row {record.id})"
+                break
+        log(f"screen inspect {record.id}: relaxing from {origin}")
+        data = inspect_structure(
+            start,
+            read_options(args, FunnelOptions, exclude=NOT_IN_CHUNKS),
+            model=load_model(args.chgnet_model) if args.chgnet_model else None,
+            threads=args.threads,
+        )
+        data = {"id": record.id, "start": origin, **data}
+        run.write_json(args.out, data)
+        title = f"{record.id} ({record.formula}): CHGNet"
+        plot_relax_phonons(data, run.output(args.plot), title)
+    relax, ph = data["relax"], data["phonons"] or {}
+    log(
+        f"screen inspect {record.id}: relax {relax['steps']} steps, "
+        f"converged {relax['converged']}; phonons {ph.get('reason') or ph.get('error')}"
+    )
+    return 0
+
+
 def register(stages: Subparsers) -> None:
     """Add ``topogen screen ...``."""
     cmds = group(
@@ -197,6 +232,25 @@ def register(stages: Subparsers) -> None:
         help="CGCNN from `topogen train cgcnn` (none: the band-gap step is skipped)",
     )
     p.add_argument("--workers", type=int, default=1, help="CHGNet worker processes")
+    threads_option(p)
+    later(p, _funnel_options)
+
+    p = command(
+        cmds,
+        "inspect",
+        _inspect,
+        "one candidate's CHGNet relaxation and phonon dispersion, with a figure",
+        "Relaxes the candidate from its generated structure (the row of its id in a\n"
+        "--generated table; else the candidate's own structure) with the funnel's settings,\n"
+        "then computes its phonons with the dispersion along the 2D high-symmetry path.",
+    )
+    p.add_argument("candidate", help="candidate file (`topogen dft candidates`)")
+    p.add_argument(
+        "--generated", nargs="*", default=[], help="generator tables to find its start in"
+    )
+    p.add_argument("--chgnet-model", metavar="PT", help="the force field (none: pretrained)")
+    p.add_argument("--out", required=True, help="the numbers (JSON)")
+    p.add_argument("--plot", required=True, help="the figure (PNG)")
     threads_option(p)
     later(p, _funnel_options)
 

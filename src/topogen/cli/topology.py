@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from topogen.cli.parser import Subparsers, command, group
+from topogen.cli.parser import Subparsers, command, group, later
 from topogen.cli.stage import log, stage
 from topogen.errors import TopogenError
 
@@ -163,6 +163,30 @@ def edge_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eta", type=float, default=0.01, help="eV, broadening")
 
 
+def _analysis_options(p: argparse.ArgumentParser) -> None:
+    """The resolutions and tolerance of :func:`topogen.topology.analysis.analyse`, with its
+    defaults (the one place they live)."""
+    import inspect
+
+    from topogen.topology.analysis import analyse
+
+    default = {k: v.default for k, v in inspect.signature(analyse).parameters.items()}
+    p.add_argument("--nk", type=int, default=default["n_k"], help="k points per Wilson loop")
+    p.add_argument(
+        "--nloop", type=int, default=default["n_loop"], help="loops from 0 to 1/2 (Z2), refined"
+    )
+    p.add_argument(
+        "--nchern", type=int, default=default["n_chern"], help="k grid side of the Chern numbers"
+    )
+    p.add_argument(
+        "--trs-tol",
+        type=float,
+        default=default["trs_tol"],
+        metavar="EV",
+        help="time reversal holds when Kramers splittings and E(k) - E(-k) stay below this",
+    )
+
+
 def register(stages: Subparsers) -> None:
     """Add ``topogen topology invariants`` and ``topogen topology edges``."""
     cmds = group(
@@ -190,16 +214,7 @@ def register(stages: Subparsers) -> None:
     p.add_argument("--json", metavar="JSON", help="write the result here")
     p.add_argument("--plot", metavar="PNG", help="Wannier-centre flow of both loop directions")
     p.add_argument("--print-json", action="store_true", help="also print the JSON")
-    p.add_argument("--nk", type=int, default=48, help="k points per Wilson loop")
-    p.add_argument("--nloop", type=int, default=21, help="loops from 0 to 1/2 (Z2), refined")
-    p.add_argument("--nchern", type=int, default=36, help="k grid side of the Chern numbers")
-    p.add_argument(
-        "--trs-tol",
-        type=float,
-        default=1e-3,
-        metavar="EV",
-        help="time reversal holds when Kramers splittings and E(k) - E(-k) stay below this",
-    )
+    later(p, _analysis_options)
 
     p = command(
         cmds,

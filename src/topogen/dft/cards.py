@@ -17,10 +17,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from topogen.dft.summary import verdict_row
+from topogen.errors import TopogenError
 from topogen.io.atomic import atomic_path, write_text
 
-__all__ = ["plot_structure", "write_card", "write_index"]
+__all__ = [
+    "plot_bands",
+    "plot_flow",
+    "plot_spin",
+    "plot_structure",
+    "verdict_model",
+    "write_card",
+    "write_index",
+]
 
 
 def plot_structure(structure: Any, path: str | os.PathLike[str], title: str) -> None:
@@ -57,15 +68,18 @@ def plot_flow(verdict: dict[str, Any], path: str | os.PathLike[str], row: dict[s
     """The Wannier-centre flow of the candidate's Wannier model (the occupied bands of its
     invariants), or a figure saying why there is none."""
     from topogen.topology.analysis import plot_wannier_flow
-    from topogen.topology.hr import read_hr
 
-    hr = (verdict.get("paths") or {}).get("hr")
-    nocc = (verdict.get("invariants") or {}).get("n_occupied")
-    if hr and nocc and Path(hr).exists():
-        model = read_hr(hr)
-        title = f"{row['candidate']}: {nocc} occupied bands, Z2 {_fmt(row['z2'])}"
-        plot_wannier_flow(model, int(nocc), path, title=title)
+    found = verdict_model(verdict)
+    if found is None:
+        _no_model(path, row)
         return
+    model, nocc = found
+    title = f"{row['candidate']}: {nocc} occupied bands, Z2 {_fmt(row['z2'])}"
+    plot_wannier_flow(model, nocc, path, title=title)
+
+
+def _no_model(path: str | os.PathLike[str], row: dict[str, Any]) -> None:
+    """A figure saying why the candidate has no Wannier model."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6.0, 1.5))
@@ -73,6 +87,88 @@ def plot_flow(verdict: dict[str, Any], path: str | os.PathLike[str], row: dict[s
     fig.text(0.02, 0.5, why[:300], va="center", wrap=True)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=80, format="png")
+
+
+def verdict_model(verdict: dict[str, Any]) -> tuple[Any, int] | None:
+    """The candidate's Wannier model (with Wannier90's WS-distance correction when it wrote
+    one) and its occupied bands, or None."""
+    from topogen.topology.hr import apply_ws_distance, read_hr
+
+    hr = (verdict.get("paths") or {}).get("hr")
+    nocc = (verdict.get("invariants") or {}).get("n_occupied")
+    if not (hr and nocc and Path(hr).exists()):
+        return None
+    model = read_hr(hr)
+    wsvec = Path(hr).with_name(Path(hr).name.replace("_hr.dat", "_wsvec.dat"))
+    if wsvec.exists():
+        model = apply_ws_distance(model, wsvec)
+    return model, int(nocc)
+
+
+def plot_spin(verdict: dict[str, Any], path: str | os.PathLike[str], row: dict[str, Any]) -> None:
+    """The spin-resolved Wannier-centre flow along the spin axis of the candidate's spin
+    Chern number, or a figure saying why there is none."""
+    from topogen.topology.analysis import plot_spin_flow
+
+    found = verdict_model(verdict)
+    phi = row.get("spin_phi_deg")
+    if found is None or phi is None or phi != phi:
+        _no_model(path, row)
+        return
+    model, nocc = found
+    title = f"{row['candidate']}: spin Chern {_fmt(row['spin_chern'])}"
+    try:
+        plot_spin_flow(model, nocc, path, phi=float(np.radians(phi)), title=title)
+    except TopogenError as exc:  # P S P without a fixed split: say so
+        _no_model(path, {**row, "reason": str(exc)})
+
+
+def plot_bands(verdict: dict[str, Any], path: str | os.PathLike[str], row: dict[str, Any]) -> None:
+    """DFT against Wannier bands: the model's bands along the 2D high-symmetry path, and at
+    every k point of the SCF run (off the Wannier mesh, the check of the band agreement)
+    DFT and Wannier energies side by side; energies from the reference (VBM or Fermi level)."""
+    from matplotlib.figure import Figure
+
+    from topogen.brillouin import path_2d
+    from topogen.dft.qe.output import parse_pw_output
+    from topogen.topology.cell_files import read_lattice
+    from topogen.topology.hr import hamiltonian
+
+    found = verdict_model(verdict)
+    paths, w = verdict.get("paths") or {}, verdict.get("wannier") or {}
+    if found is None or not paths.get("win") or w.get("reference_eV") is None:
+        _no_model(path, row)
+        return
+    model, _ = found
+    ref, first = float(w["reference_eV"]), int(w.get("n_excluded") or 0)
+    kpath = path_2d(read_lattice(paths["win"]))
+    fig = Figure(figsize=(11.0, 4.5), layout="constrained")
+    ax_p, ax_k = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.4, 1]}, sharey=True)
+    bands = np.linalg.eigvalsh(hamiltonian(model, kpath.kpoints)) - ref
+    ax_p.plot(kpath.distance, bands, color="C0", lw=1)
+    for x in kpath.ticks:
+        ax_p.axvline(x, color="0.7", lw=0.6)
+    ax_p.set_xticks(kpath.ticks, [{"G": "Γ"}.get(s, s) for s in kpath.labels])
+    ax_p.set(xlim=(kpath.ticks[0], kpath.ticks[-1]), ylabel="E - reference (eV)")
+    ax_p.set_title("Wannier bands", fontsize=9)
+    scf = parse_pw_output(paths["scf_output"]) if paths.get("scf_output") else None
+    if scf is not None and scf.eigenvalues is not None and scf.kpoints is not None:
+        k = np.asarray(scf.kpoints, dtype=float).reshape(-1, 3)
+        ew = np.linalg.eigvalsh(hamiltonian(model, k)) - ref
+        ed = np.asarray(scf.eigenvalues)[:, first : first + model.num_wann] - ref
+        x = np.arange(len(k))
+        ax_k.plot(x, ed, "o", mfc="none", color="k", ms=6)
+        ax_k.plot(x, ew[:, : ed.shape[1]], "x", color="C3", ms=5)
+        ax_k.legend(ax_k.lines[:: ed.shape[1]][:1] + ax_k.lines[ed.shape[1] :][:1],
+                    ["DFT (SCF)", "Wannier"], fontsize=8)  # fmt: skip
+        ax_k.set_xticks(x, [" ".join(f"{c:.2f}" for c in kk[:2]) for kk in k], rotation=60)
+        ax_k.set_xlabel("SCF k point (reduced k1 k2)")
+    dev = (w.get("band_check") or {}).get("max_eV")
+    ax_k.set_title(f"at the SCF k points: max deviation {_fmt(dev, ' eV')}", fontsize=9)
+    ax_p.set_ylim(-3.0, 3.0)
+    fig.suptitle(f"{row['candidate']}: DFT vs Wannier bands")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
 
 
 def _space_group(structure: Any) -> str:
@@ -101,12 +197,17 @@ def write_card(
     edge_plot: str | os.PathLike[str] | None = None,
     steps: Sequence[str] = (),
     flow: str | os.PathLike[str] | None = None,
+    bands: str | os.PathLike[str] | None = None,
+    spin: str | os.PathLike[str] | None = None,
+    chgnet_plot: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Write the card of one candidate (``candidate``: its record, the DFT-relaxed structure
     when there is one) to ``out`` (Markdown) and its structure picture to ``picture``;
     ``steps``: the screening funnel's steps in order (those the candidate has are shown);
-    ``flow``: where to draw the Wannier-centre flow of its model (a note saying why when it
-    has none); returns the verdict row (:func:`topogen.dft.summary.verdict_row`)."""
+    ``flow``, ``bands``, ``spin``: where to draw the Wannier-centre flow of its model, its
+    bands against DFT's, and its spin-resolved flow (a note saying why when it has no
+    model); ``chgnet_plot``: its CHGNet relaxation and phonons (`topogen screen inspect`),
+    linked when it exists; returns the verdict row (:func:`topogen.dft.summary.verdict_row`)."""
     from topogen.io.provenance import format_tree, lineage
 
     out, picture, verdict = Path(out), Path(picture), Path(verdict)
@@ -161,9 +262,17 @@ def write_card(
         lines.append(f"| failed at | {row['failed_step']}: `{row['failed_output']}` |")
     if row["problems"]:
         lines += ["", "Problems: " + row["problems"]]
-    if flow is not None:
-        plot_flow(v, flow, row)
-        lines += ["", "## Wannier-centre flow (Wilson loops)", "", f"![flow]({rel(flow)})"]
+    if chgnet_plot is not None and Path(chgnet_plot).exists():
+        lines += ["", "## CHGNet relaxation and phonons", "", f"![chgnet]({rel(chgnet_plot)})"]
+    figures = (
+        (bands, plot_bands, "DFT vs Wannier bands"),
+        (flow, plot_flow, "Wannier-centre flow (Wilson loops)"),
+        (spin, plot_spin, "Spin-resolved Wannier-centre flow (spin Chern number)"),
+    )
+    for target, draw, heading in figures:
+        if target is not None:
+            draw(v, target, row)
+            lines += ["", f"## {heading}", "", f"![{heading}]({rel(target)})"]
     if edge_plot is not None and Path(edge_plot).exists():
         lines += ["", "## Edge spectrum", "", f"![edge spectrum]({rel(edge_plot)})"]
     lines += [

@@ -20,9 +20,16 @@ from typing import Any
 import pandas as pd
 
 from topogen.errors import TopogenError
-from topogen.io.atomic import atomic_path
+from topogen.io.atomic import atomic_path, write_text
 
-__all__ = ["COLUMNS", "check_controls", "plot_summary", "summary_table", "verdict_row"]
+__all__ = [
+    "COLUMNS",
+    "check_controls",
+    "plot_summary",
+    "summary_html",
+    "summary_table",
+    "verdict_row",
+]
 
 _CHECKS = (
     "dft_gap_direct_eV", "dft_gap_indirect_eV", "wannier_gap_direct_eV",
@@ -126,3 +133,38 @@ def plot_summary(table: pd.DataFrame, path: str | os.PathLike[str]) -> None:
     )
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
+
+
+# The columns of the report's table (every column: summary.csv).
+HTML_COLUMNS = (
+    "candidate", "source", "formula", "verdict", "trusted", "z2", "spin_chern",
+    "dft_gap_direct_eV", "dft_gap_indirect_eV", "wannier_gap_indirect_eV",
+    "band_max_deviation_eV", "reason",
+)  # fmt: skip
+
+
+def summary_html(table: pd.DataFrame, path: str | os.PathLike[str]) -> None:
+    """The final table of candidates as one HTML page (for the report): verdict,
+    invariants and gaps per candidate, controls marked; numbers to 3 decimals."""
+    from html import escape
+
+    view = table.loc[:, list(HTML_COLUMNS)].copy()
+    view["candidate"] = [
+        f"{c} (control)" if ctl else c
+        for c, ctl in zip(view["candidate"], table["control"], strict=True)
+    ]
+    for col in ("z2", "spin_chern"):  # invariants as whole numbers
+        view[col] = ["-" if pd.isna(v) else f"{float(v):g}" for v in view[col]]
+    body = view.to_html(index=False, na_rep="-", float_format=lambda x: f"{x:.3f}", border=0)
+    n = len(view)
+    tally = view["verdict"].fillna("none").value_counts()
+    counts = ", ".join(f"{k}: {v}" for k, v in tally.items())
+    page = (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>DFT verdicts</title>'
+        "<style>body{font-family:sans-serif;font-size:13px}table{border-collapse:collapse}"
+        "td,th{padding:3px 8px;border-bottom:1px solid #ddd;text-align:left}</style></head>"
+        f"<body><h3>DFT verdicts of {n} candidates ({escape(counts)})</h3>\n{body}\n"
+        "<p>Every column, with the paths of the QE and Wannier90 outputs: "
+        "results/dft/summary.csv and each candidate's verdict.json.</p></body></html>\n"
+    )
+    write_text(path, page)

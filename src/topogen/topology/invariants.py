@@ -35,6 +35,7 @@ __all__ = [
     "spin_axis_operator",
     "spin_chern",
     "spin_chern_number",
+    "spin_resolved_centres",
     "wannier_centres",
     "z2_invariant",
 ]
@@ -200,17 +201,27 @@ def _wcc_lines(
     pump: np.ndarray,
     positions: np.ndarray | None,
     gap_tol: float,
+    sector: tuple[np.ndarray, int] | None = None,
 ) -> np.ndarray:
-    """Sorted WCCs ``(len(pump), nocc)`` of Wilson loops along k_direction at k_other = pump."""
+    """Sorted WCCs ``(len(pump), n)`` of Wilson loops along k_direction at k_other = pump;
+    n = nocc, or with ``sector`` = (S, +1 or -1) the size of that eigen-subspace of P S P."""
     k = np.zeros((len(pump), n_k, 3))
     k[:, :, direction] = np.arange(n_k) / n_k
     k[:, :, 1 - direction] = np.asarray(pump)[:, None]
     states = _occupied(hk, k, nocc, gap_tol)  # (lines, n_k, nw, nocc)
+    if sector is not None:
+        values, vectors = _projected_spin(states, sector[0])
+        n_minus = (values < 0).sum(axis=-1)
+        if (n_minus != n_minus.flat[0]).any():
+            raise TopogenError("P S P has no fixed split into +/- subspaces along the loops")
+        m = int(n_minus.flat[0])
+        states = states @ (vectors[..., m:] if sector[1] > 0 else vectors[..., :m])
     closing = states[:, 0]
     if positions is not None:  # Bloch-sum gauge: u = exp(-2 pi i k.tau) psi, closed with G
         states = np.exp(-2j * np.pi * k @ positions.T)[..., None] * states
         closing = np.exp(-2j * np.pi * positions[:, direction])[None, :, None] * states[:, 0]
-    wilson = np.broadcast_to(np.eye(nocc, dtype=complex), (len(pump), nocc, nocc))
+    n = states.shape[-1]
+    wilson = np.broadcast_to(np.eye(n, dtype=complex), (len(pump), n, n))
     for j in range(n_k):
         nxt = states[:, j + 1] if j + 1 < n_k else closing
         wilson = wilson @ (states[:, j].conj().swapaxes(-1, -2) @ nxt)
@@ -240,6 +251,35 @@ def wannier_centres(
         positions = hk.positions
     pump = np.linspace(*pump_range, n_loop)
     return pump, _wcc_lines(hk, nocc, n_k, direction, pump, positions, gap_tol)
+
+
+def spin_resolved_centres(
+    hk: HamiltonianLike,
+    nocc: int,
+    phi: float = np.pi / 2,
+    order: SpinOrder = "interleaved",
+    n_k: int = 48,
+    n_loop: int = 41,
+    direction: int = 0,
+    positions: np.ndarray | None = None,
+    gap_tol: float = 1e-6,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The Wannier-centre flow of each spin sector: Wilson loops within the + and - eigen-
+    subspaces of P S P (S along ``phi``, as :func:`spin_chern`) over the whole zone. The net
+    windings of the sectors' centres against k2 are -C+ and -C- (loops along b1; the
+    orientation of :func:`chern_number`), so C_s = (C+ - C-)/2 is minus half their
+    difference. Returns the pumping parameter and the sorted centres of the + and the -
+    sector."""
+    if positions is None and isinstance(hk, TBModel):
+        positions = hk.positions
+    pump = np.linspace(0.0, 1.0, n_loop)
+    nw = _occupied(hk, np.zeros((1, 3)), nocc, gap_tol).shape[-2]
+    s = spin_axis_operator(nw, phi, order)
+    plus, minus = (
+        _wcc_lines(hk, nocc, n_k, direction, pump, positions, gap_tol, (s, sign))
+        for sign in (1, -1)
+    )
+    return pump, plus, minus
 
 
 def _largest_gap(wcc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

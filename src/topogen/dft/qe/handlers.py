@@ -51,7 +51,7 @@ from typing import Any
 from topogen.dft.qe import CandidateError, EspressoError
 from topogen.dft.qe.crystal import Crystal
 from topogen.dft.qe.launcher import Launcher, run_program
-from topogen.dft.qe.output import PwOutput, parse_pw_output
+from topogen.dft.qe.output import PwOutput, PwProgress, parse_pw_output
 from topogen.dft.qe.pwinput import PwInput
 from topogen.io.atomic import write_text
 from topogen.io.provenance import sha256
@@ -357,8 +357,15 @@ def run_pw(
         d.mkdir()
         write_text(d / "pw.in", current.render())
         cmd = launcher.command(program, ["-in", "pw.in"])
+        watch = PwProgress(f"pw.x {current.calculation} ({d.parent.name}/{d.name})").update
         run = run_program(
-            cmd, d, d / "pw.out", d / "pw.err", env=launcher.environment(), timeout=timeout
+            cmd,
+            d,
+            d / "pw.out",
+            d / "pw.err",
+            env=launcher.environment(),
+            timeout=timeout,
+            watch=watch,
         )
         out = parse_pw_output(d / "pw.out", calculation=current.calculation)
         reason = diagnose(out)

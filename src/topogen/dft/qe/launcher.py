@@ -10,7 +10,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,10 +98,13 @@ def run_program(
     stderr: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
     timeout: float | None = None,
+    watch: Callable[[str], None] | None = None,
+    every: float = 5.0,
 ) -> ProgramRun:
     """Run ``command`` (a list, no shell) in ``cwd``; output to files. On ``timeout`` (or an
     exception such as KeyboardInterrupt) the program is terminated, then killed. It stays in
-    our process group, so a job manager that signals the group reaches it too."""
+    our process group, so a job manager that signals the group reaches it too. ``watch``
+    gets the output written so far every ``every`` seconds and at the end (progress lines)."""
     cwd = Path(cwd)
     stdout = Path(stdout)
     stderr = Path(stderr) if stderr else stdout.with_suffix(".err")
@@ -120,7 +123,7 @@ def run_program(
             env=dict(env) if env is not None else None,
         )
         try:
-            proc.wait(timeout=timeout)
+            _wait(proc, timeout, stdout if watch else None, watch, every)
         except subprocess.TimeoutExpired:
             timed_out = True
             _stop(proc)
@@ -130,6 +133,30 @@ def run_program(
     return ProgramRun(
         list(command), proc.returncode, time.monotonic() - start, stdout, stderr, timed_out
     )
+
+
+def _wait(
+    proc: subprocess.Popen,
+    timeout: float | None,
+    output: Path | None,
+    watch: Callable[[str], None] | None,
+    every: float,
+) -> None:
+    """``proc.wait(timeout)``, showing ``watch`` the output file every ``every`` seconds."""
+    if output is None or watch is None:
+        proc.wait(timeout=timeout)
+        return
+    end = None if timeout is None else time.monotonic() + timeout
+    while True:
+        step = every if end is None else min(every, max(0.0, end - time.monotonic()))
+        try:
+            proc.wait(timeout=step)
+            break
+        except subprocess.TimeoutExpired:
+            if end is not None and time.monotonic() >= end:
+                raise
+            watch(output.read_text(encoding="utf-8", errors="replace"))
+    watch(output.read_text(encoding="utf-8", errors="replace"))
 
 
 def _stop(proc: subprocess.Popen) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 
 from topogen.dft.qe import EspressoError
 
-__all__ = ["BOHR", "RY", "PwOutput", "parse_pw_output"]
+__all__ = ["BOHR", "RY", "PwOutput", "PwProgress", "parse_pw_output"]
 
 RY = 13.605693122994  # eV
 BOHR = 0.529177210903  # Angstrom
@@ -323,3 +323,50 @@ def _final_structure(block: str, out: PwOutput) -> None:
             return
         pos = pos @ cell
     out.final_positions, out.final_symbols = pos, symbols
+
+
+_KPT = re.compile(r"Computing kpt #:\s*(\d+)\s+of\s+(\d+)")
+_SCF = re.compile(r"iteration #\s*(\d+).*?estimated scf accuracy\s*<\s*(" + _FLOAT + ")", re.S)
+_THR = re.compile(r"convergence threshold\s*=\s*(" + _FLOAT + ")")
+_BFGS = re.compile(r"number of bfgs steps\s*=\s*(\d+)")
+
+
+class PwProgress:
+    """Progress lines of a running pw.x, from the output it has written so far (call
+    :meth:`update` with the whole text now and then): k points of an nscf run as
+    :class:`~topogen.runtime.Progress` lines (count, elapsed, time left), and one line per
+    new SCF iteration (estimated accuracy against the threshold) or relaxation step."""
+
+    def __init__(self, label: str, out: Any = None) -> None:
+        import sys
+
+        self.label, self.out = label, out if out is not None else sys.stderr
+        self.kpoints: Any = None
+        self.kpoints_done = 0
+        self.scf = self.bfgs = 0
+
+    def update(self, text: str) -> None:
+        from topogen.runtime import Progress
+
+        if kpts := _KPT.findall(text):
+            done, total = map(int, kpts[-1])
+            if self.kpoints is None:
+                self.kpoints = Progress(f"{self.label}: k points", total, out=self.out)
+            if done != self.kpoints_done:
+                self.kpoints_done = done
+                self.kpoints.update(done)
+            return
+        bfgs = _BFGS.findall(text)
+        if bfgs and int(bfgs[-1]) > self.bfgs:
+            self.bfgs = int(bfgs[-1])
+            self._say(f"relaxation step {self.bfgs}")
+        iterations = _SCF.findall(text.rsplit("Self-consistent Calculation", 1)[-1])
+        if iterations and int(iterations[-1][0]) != self.scf:
+            self.scf = int(iterations[-1][0])
+            thr = _THR.search(text)
+            target = f" (threshold {float(thr.group(1)):.1e})" if thr else ""
+            accuracy = float(iterations[-1][1].replace("d", "e").replace("D", "e"))
+            self._say(f"SCF iteration {self.scf}, accuracy {accuracy:.1e} Ry{target}")
+
+    def _say(self, what: str) -> None:
+        print(f"{self.label}: {what}", file=self.out, flush=True)
