@@ -269,7 +269,11 @@ def test_setup_errors_still_stop_the_workflow(chain_env, cli):
               "--workdir", root / "w", "--out", root / "w/scf.json", "--mpi", "none",
               env=env)  # fmt: skip
     assert res.returncode == 1, res.stderr
-    assert "candidate stuck: dft scf:" in res.stderr and "not found" in res.stderr
+    assert "candidate stuck: dft scf:" in res.stderr
+    assert "'pw.x' not found on PATH: install Quantum ESPRESSO (Debian: `make system-deps`" in (
+        res.stderr
+    )
+    assert len(res.stderr.strip().splitlines()) == 1
     assert not (root / "w/failed.json").exists() and not (root / "w/scf.json").exists()
 
 

@@ -91,6 +91,18 @@ class ProgramRun:
     timed_out: bool = False
 
 
+# What to do when a program is not on PATH (one line each, for the error message).
+_PACKAGE = "(Debian: `make system-deps` as root installs it; on a cluster: load its module)"
+MISSING = {
+    "pw.x": f"install Quantum ESPRESSO {_PACKAGE}",
+    "pw2wannier90.x": f"install Quantum ESPRESSO {_PACKAGE}",
+    "wannier90.x": f"install Wannier90 {_PACKAGE}",
+    "srun": "srun runs only inside a SLURM allocation; elsewhere use --mpi mpirun or none",
+    "mpirun": "install an MPI (Debian: openmpi-bin) or use --mpi none for one process",
+    "mpiexec": "install an MPI (Debian: openmpi-bin) or use --mpi none for one process",
+}
+
+
 def run_program(
     command: Sequence[str],
     cwd: str | os.PathLike[str],
@@ -110,7 +122,9 @@ def run_program(
     stderr = Path(stderr) if stderr else stdout.with_suffix(".err")
     exe = shutil.which(command[0])
     if exe is None:
-        raise EspressoError(f"program {command[0]!r} not found on PATH")
+        name = Path(command[0]).name
+        fix = MISSING.get(name, "install it or put its folder on PATH")
+        raise EspressoError(f"program {command[0]!r} not found on PATH: {fix}")
     start = time.monotonic()
     timed_out = False
     with open(stdout, "w") as out, open(stderr, "w") as err:
