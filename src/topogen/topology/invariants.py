@@ -220,11 +220,12 @@ def _wcc_lines(
     if positions is not None:  # Bloch-sum gauge: u = exp(-2 pi i k.tau) psi, closed with G
         states = np.exp(-2j * np.pi * k @ positions.T)[..., None] * states
         closing = np.exp(-2j * np.pi * positions[:, direction])[None, :, None] * states[:, 0]
-    n = states.shape[-1]
-    wilson = np.broadcast_to(np.eye(n, dtype=complex), (len(pump), n, n))
-    for j in range(n_k):
-        nxt = states[:, j + 1] if j + 1 < n_k else closing
-        wilson = wilson @ (states[:, j].conj().swapaxes(-1, -2) @ nxt)
+    ahead = np.concatenate([states[:, 1:], closing[:, None]], axis=1)
+    links = states.conj().swapaxes(-1, -2) @ ahead  # (lines, n_k, n, n): <u_j|u_j+1>
+    while links.shape[1] > 1:  # the ordered product M_0 M_1 ... by pairs: log2(n_k) steps
+        odd = links[:, -1:] if links.shape[1] % 2 else links[:, :0]
+        links = np.concatenate([links[:, 0:-1:2] @ links[:, 1::2], odd], axis=1)
+    wilson = links[:, 0]
     return np.sort(-np.angle(np.linalg.eigvals(wilson)) / (2 * np.pi) % 1.0, axis=-1)
 
 
@@ -290,12 +291,14 @@ def _largest_gap(wcc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (wcc[rows, i] + gaps[rows, i] / 2) % 1.0, gaps[rows, i]
 
 
-def _max_move(a: np.ndarray, b: np.ndarray) -> float:
-    """Largest WCC movement between two sorted sets on the circle, best cyclic matching."""
-    best = np.inf
-    for shift in range(len(a)):
-        d = np.abs(a - np.roll(b, shift))
-        best = min(best, float(np.minimum(d, 1 - d).max()))
+def _moves(wcc: np.ndarray) -> np.ndarray:
+    """Largest WCC movement between each pair of neighbouring lines of sorted sets on the
+    circle, with the best cyclic matching: ``(lines - 1,)``."""
+    a, b = wcc[:-1], wcc[1:]
+    best = np.full(len(a), np.inf)
+    for shift in range(wcc.shape[1]):
+        d = np.abs(a - np.roll(b, shift, axis=1))
+        best = np.minimum(best, np.minimum(d, 1 - d).max(axis=1))
     return best
 
 
@@ -337,12 +340,8 @@ def _z2_direction(
     wcc = _wcc_lines(hk, nocc, n_k, direction, pump, positions, gap_tol)
     while True:
         _, size = _largest_gap(wcc)
-        bad = [
-            i
-            for i in range(len(pump) - 1)
-            if _max_move(wcc[i], wcc[i + 1]) > move_tol * min(size[i], size[i + 1])
-            and pump[i + 1] - pump[i] > 1e-4
-        ]
+        far = _moves(wcc) > move_tol * np.minimum(size[:-1], size[1:])
+        bad = np.flatnonzero(far & (np.diff(pump) > 1e-4)).tolist()
         if not bad or len(pump) + len(bad) > max_lines:
             break
         extra = (pump[bad] + pump[np.array(bad) + 1]) / 2
