@@ -265,14 +265,14 @@ def write_card(
     if chgnet_plot is not None and Path(chgnet_plot).exists():
         lines += ["", "## CHGNet relaxation and phonons", "", f"![chgnet]({rel(chgnet_plot)})"]
     figures = (
-        (bands, plot_bands, "DFT vs Wannier bands"),
-        (flow, plot_flow, "Wannier-centre flow (Wilson loops)"),
-        (spin, plot_spin, "Spin-resolved Wannier-centre flow (spin Chern number)"),
+        (bands, plot_bands, "bands", "DFT vs Wannier bands"),
+        (flow, plot_flow, "flow", "Wannier-centre flow (Wilson loops)"),
+        (spin, plot_spin, "spin flow", "Spin-resolved Wannier-centre flow (spin Chern number)"),
     )
-    for target, draw, heading in figures:
+    for target, draw, alt, heading in figures:
         if target is not None:
             draw(v, target, row)
-            lines += ["", f"## {heading}", "", f"![{heading}]({rel(target)})"]
+            lines += ["", f"## {heading}", "", f"![{alt}]({rel(target)})"]
     if edge_plot is not None and Path(edge_plot).exists():
         lines += ["", "## Edge spectrum", "", f"![edge spectrum]({rel(edge_plot)})"]
     lines += [
