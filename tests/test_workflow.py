@@ -250,6 +250,7 @@ def test_default_workflow_builds_the_library_and_runs(workdir, cli):
     assert graphs["ids"] == [r.id for r in library]
     summary = json.loads((workdir / "results/report/structures.json").read_text())
     assert summary["rows"] == len(library)
+    assert summary["quarantined"] == {"prototypes": len(rejected), "structures": 0}
     lineage = cli("provenance", "results/encode/tokens.pt", cwd=workdir)
     assert lineage.returncode == 0, lineage.stderr
     for step in ("topogen encode tokens", "topogen data merge", "topogen data prototypes"):

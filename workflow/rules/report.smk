@@ -3,7 +3,10 @@
 
 rule summarize_structures:
     input:
-        "results/data/structures.parquet",
+        table="results/data/structures.parquet",
+        quarantine=lambda wc: [
+            f"{t}.quarantine.csv" for t in [*merged_tables(wc), "results/data/structures.parquet"]
+        ],
     output:
         plot=report(
             "results/report/structures.png",
@@ -19,8 +22,8 @@ rule summarize_structures:
         "../../envs/ml.yaml"
     threads: 1
     shell:
-        "topogen report table {input:q} --plot {output.plot:q} --summary {output.summary:q}"
-        " > {log:q} 2>&1"
+        "topogen report table {input.table:q} --plot {output.plot:q} --summary {output.summary:q}"
+        " --quarantine {input.quarantine:q} > {log:q} 2>&1"
 
 
 rule plot_funnels:

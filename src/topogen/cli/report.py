@@ -12,14 +12,22 @@ from topogen.errors import TopogenError
 
 
 def _table(args: argparse.Namespace) -> int:
+    from topogen.io.quarantine import read_quarantine
     from topogen.io.tables import read_table
     from topogen.report.tables import plot_table_summary, table_summary
 
-    with stage(args, inputs=[args.table]) as run:
-        summary = table_summary(read_table(args.table))
+    quarantined = {
+        Path(q).name.removesuffix(".parquet.quarantine.csv"): len(read_quarantine(q))
+        for q in args.quarantine
+    }
+    with stage(args, inputs=[args.table, *args.quarantine]) as run:
+        summary = table_summary(read_table(args.table), quarantined)
         plot_table_summary(summary, run.output(args.plot), title=Path(args.table).name)
         run.write_json(args.summary, summary)
-    log(f"{args.table}: {summary['rows']} structures -> {args.plot}, {args.summary}")
+    log(
+        f"{args.table}: {summary['rows']} structures, {sum(quarantined.values())} quarantined "
+        f"on the way -> {args.plot}, {args.summary}"
+    )
     return 0
 
 
@@ -129,6 +137,10 @@ def register(stages: Subparsers) -> None:
     table_argument(p)
     p.add_argument("--plot", required=True, metavar="PNG", help="output plot")
     p.add_argument("--summary", required=True, metavar="JSON", help="output summary")
+    p.add_argument(
+        "--quarantine", nargs="*", default=[], metavar="CSV",
+        help="quarantine files of the tables that fed it (counted per table)",
+    )  # fmt: skip
 
     p = command(
         stages,

@@ -1,4 +1,5 @@
-"""What is in a structure table: counts per source, atoms per cell, element frequencies."""
+"""What is in a structure table: counts per source, atoms per cell, element frequencies, and
+the rows quarantined on the way (per table that fed it)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ import pandas as pd
 from topogen.io.atomic import atomic_path
 
 
-def table_summary(df: pd.DataFrame) -> dict[str, Any]:
-    """Plain-data summary of a structure table (read with ``read_table``)."""
+def table_summary(df: pd.DataFrame, quarantined: dict[str, int] | None = None) -> dict[str, Any]:
+    """Plain-data summary of a structure table (read with ``read_table``); ``quarantined``:
+    rows set aside per table on the way (name -> count)."""
     natoms: list[int] = []
     elements: collections.Counter[str] = collections.Counter()
     for text in df["structure"]:
@@ -32,6 +34,7 @@ def table_summary(df: pd.DataFrame) -> dict[str, Any]:
         },
         "structures_containing_element": dict(elements.most_common()),
         "unique_formulas": int(df["formula"].nunique()),
+        "quarantined": dict(quarantined or {}),
     }
 
 
@@ -45,7 +48,13 @@ def plot_table_summary(summary: dict[str, Any], path: str | os.PathLike[str], ti
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), constrained_layout=True)
     src = summary["per_source"]
-    axes[0].bar(list(src), list(src.values()), color="tab:blue")
+    axes[0].bar(list(src), list(src.values()), color="tab:blue", label="in the table")
+    bad = summary.get("quarantined") or {}
+    if bad:
+        names = [f"{k}\n(quarantined)" for k in bad]
+        axes[0].bar(names, list(bad.values()), color="tab:red", label="quarantined rows")
+        axes[0].legend(fontsize=8)
+        axes[0].tick_params(axis="x", labelsize=8)
     axes[0].set(title="structures per source", ylabel="structures")
     hist = summary["atoms_per_cell"]["histogram"]
     axes[1].bar([int(k) for k in hist], list(hist.values()), color="tab:green")
