@@ -407,7 +407,8 @@ def all_targets():
         targets.append("results/report/funnels.png")
     targets += expand("results/report/training/{name}.png", name=trained_models())
     if config.get("dft", {}).get("activate"):
-        targets += ["results/dft/summary.csv", "results/candidates/index.md"]
+        targets += ["results/dft/summary.csv", "results/dft/summary.html"]
+        targets.append("results/candidates/index.md")
         if DFT_CONTROLS:  # dft.controls all null: no control to check
             targets.append("results/dft/controls.csv")
     return targets

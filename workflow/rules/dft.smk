@@ -245,7 +245,7 @@ rule edge_states:
 
 rule candidate_chgnet:
     input:
-        unpack(screen_models),
+        unpack(lambda wc: chgnet_model()),
         candidate=dft_candidate,
         generated=lambda wc: expand("results/generate/{g}/candidates.parquet", g=GENERATORS),
     output:
@@ -328,6 +328,11 @@ rule candidate_cards:
         cards=lambda wc: expand(
             "results/candidates/{cand}/card.md", cand=[*DFT_CONTROLS, *dft_selected(wc)]
         ),
+        figures=lambda wc: expand(
+            "results/candidates/{cand}/{figure}.png",
+            cand=[*DFT_CONTROLS, *dft_selected(wc)],
+            figure=("bands", "spin_flow", "chgnet"),
+        ),  # so that a workflow updated after a run draws the figures the report shows
     output:
         "results/candidates/index.md",
     log:
