@@ -374,7 +374,7 @@ def trained_models():
             )
         models["crystalbert-topology"] = (
             crystalbert.format("topology"),
-            "results/models/crystalbert/work/topology",
+            "results/models/crystalbert/work/topology/final",  # cv/fold<k>: the folds
         )
     if "logan" in GENERATORS:
         for model in logan_models(None):
