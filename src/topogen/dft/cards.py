@@ -78,12 +78,13 @@ def plot_flow(verdict: dict[str, Any], path: str | os.PathLike[str], row: dict[s
     plot_wannier_flow(model, nocc, path, title=title)
 
 
-def _no_model(path: str | os.PathLike[str], row: dict[str, Any]) -> None:
-    """A figure saying why the candidate has no Wannier model."""
+def _no_model(path: str | os.PathLike[str], row: dict[str, Any], why: str = "") -> None:
+    """A figure saying why the candidate has no Wannier model (or ``why`` there is no
+    figure)."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6.0, 1.5))
-    why = f"{row['candidate']}: no Wannier model ({row['verdict']}: {row['reason']})"
+    why = why or f"{row['candidate']}: no Wannier model ({row['verdict']}: {row['reason']})"
     fig.text(0.02, 0.5, why[:300], va="center", wrap=True)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=80, format="png")
@@ -119,8 +120,8 @@ def plot_spin(verdict: dict[str, Any], path: str | os.PathLike[str], row: dict[s
     title = f"{row['candidate']}: spin Chern {_fmt(row['spin_chern'])}"
     try:
         plot_spin_flow(model, nocc, path, phi=float(np.radians(phi)), title=title)
-    except TopogenError as exc:  # P S P without a fixed split: say so
-        _no_model(path, {**row, "reason": str(exc)})
+    except TopogenError as exc:  # P S P without a fixed split, bands touching: say so
+        _no_model(path, row, f"{row['candidate']} ({row['verdict']}): no spin-resolved flow: {exc}")
 
 
 def plot_bands(verdict: dict[str, Any], path: str | os.PathLike[str], row: dict[str, Any]) -> None:
