@@ -156,3 +156,51 @@ def test_properties_are_json(tmp_path):
     write_records(_records(), tmp_path / "t.parquet")
     df = pd.read_parquet(tmp_path / "t.parquet")
     assert json.loads(df.loc[0, "properties"])["label"] == "trivial"
+
+
+def _tmpfs(path, options: str) -> None:
+    path.mkdir()
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
+                         capture_output=True, text=True)  # fmt: skip
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {res.stderr.strip()}")
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A real, nearly full file system: a 64 KiB tmpfs with 60 KB taken (root only)."""
+    _tmpfs(tmp_path / "full", "size=64k")
+    (tmp_path / "full/filler").write_bytes(b"\0" * 60_000)
+    yield tmp_path / "full"
+    subprocess.run(["umount", str(tmp_path / "full")], check=True)
+
+
+@pytest.fixture
+def read_only_disk(tmp_path):
+    """A real read-only file system (root ignores permissions, not a read-only mount)."""
+    _tmpfs(tmp_path / "ro", "size=64k,ro")
+    yield tmp_path / "ro"
+    subprocess.run(["umount", str(tmp_path / "ro")], check=True)
+
+
+def test_a_read_only_disk_is_found_before_the_work(read_only_disk, cli, tmp_path):
+    table = tmp_path / "t.parquet"
+    write_records(_records(), table)
+    out = read_only_disk / "summary.png"
+    res = cli("report", "table", table, "--plot", out, "--summary", tmp_path / "s.json")
+    assert res.returncode == 1 and not (tmp_path / "s.json").exists()
+    assert res.stderr == (
+        f"topogen: error: {out}: cannot write there (Read-only file system); nothing was run\n"
+    )
+
+
+def test_a_full_disk_is_named_in_one_line_and_leaves_nothing(full_disk, cli, tmp_path):
+    table = tmp_path / "t.parquet"
+    write_records(_records(), table)
+    out = full_disk / "summary.png"
+    res = cli("report", "table", table, "--plot", out, "--summary", full_disk / "s.json")
+    assert res.returncode == 1
+    assert res.stderr == f"topogen: error: {out}: cannot write (No space left on device); " + (
+        "nothing was written there\n"
+    )
+    assert sorted(p.name for p in full_disk.iterdir()) == ["filler"]  # no temp, no manifest

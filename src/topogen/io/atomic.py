@@ -7,11 +7,15 @@ or holds its previous content. Only a hidden ``.<name>.tmp-*`` file may be left 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
+
+# A write that fails for lack of room or a read-only disk: named in one line.
+FULL = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
 
 
 @contextlib.contextmanager
@@ -31,6 +35,15 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
             os.fsync(fh.fileno())
         os.chmod(tmp_path, 0o644)
         os.replace(tmp_path, target)
+    except OSError as exc:
+        tmp_path.unlink(missing_ok=True)
+        if exc.errno in FULL and exc.filename in (None, tmp, str(target)):
+            from topogen.errors import TopogenError
+
+            raise TopogenError(
+                f"{target}: cannot write ({exc.strerror}); nothing was written there"
+            ) from None
+        raise
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
