@@ -205,7 +205,8 @@ def test_snakemake_runs_the_controls(controls_run, cli) -> None:
         assert alone["z2"] == row["z2"] and alone["time_reversal"], alone
         assert alone["spin_order"] == "interleaved" and alone["spin_chern"] == row["spin_chern"]
         # the spin-resolved flow of the card winds as the verdict's spin Chern number
-        model, nocc = verdict_model(verdict)
+        paths = {k: str(wf / v) for k, v in verdict["paths"].items()}  # relative to wf
+        model, nocc = verdict_model({**verdict, "paths": paths})
         phi = np.radians(row["spin_phi_deg"])
         _, up, down = spin_resolved_centres(model, nocc, phi, n_k=24, n_loop=31)
         assert np.isclose(-(_winding(up) - _winding(down)) / 2, row["spin_chern"], atol=1e-6)

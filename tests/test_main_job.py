@@ -116,3 +116,8 @@ def test_handmade_candidates_reach_their_verdicts(repo_root: Path, tmp_path: Pat
     assert metal["dft_gap_indirect_eV"] < 0
     assert "no indirect gap" in metal["reason"]
     assert np.isnan(metal["z2"])
+    # no edge spectrum for the metal (it checks insulators): a note with the reason instead;
+    # the insulator's is computed
+    edges = {c: np.load(root / f"results/dft/{c}/edge_states.npz") for c in ("K", "MoS2-tilted")}
+    assert "metal or semimetal" in str(edges["K"]["reason"])
+    assert "reason" not in edges["MoS2-tilted"] and edges["MoS2-tilted"]["surface_dos"].size > 1000

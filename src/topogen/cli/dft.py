@@ -257,13 +257,21 @@ def _trajectory(args: argparse.Namespace) -> int:
 
 
 def _edge_states(args: argparse.Namespace) -> int:
-    from topogen.dft.steps import edge_states, failed_edge_states, wannier_model
+    from topogen.dft.steps import edge_states, metallic, no_edge_states, wannier_model
 
     w, hr = wannier_model(args.wannier)
-    if w.get("status") == "failed":
+    failed = w.get("status") == "failed"
+    metal = [] if failed else metallic(w)
+    if failed or metal:  # no model; or a metal, whose verdict no edge spectrum can change
+        why = (
+            f"{w.get('id')}: no Wannier model (dft {w.get('failed_step')} failed)"
+            if failed
+            else f"{w.get('id')}: a metal, no edge spectrum computed (it checks insulators)"
+        )
+        reason = str(w.get("reason")) if failed else "; ".join(metal)
         with stage(args, inputs=[args.wannier]) as run:
-            failed_edge_states(w, run.output(args.plot), run.output(args.data))
-        log(f"dft edge-states {w.get('id')}: no model ({w['reason']}) -> {args.plot}")
+            no_edge_states(w, run.output(args.plot), run.output(args.data), why, reason)
+        log(f"dft edge-states {w.get('id')}: none ({reason}) -> {args.plot}")
         return 0
     with stage(args, inputs=[args.wannier, hr]) as run:
         spectrum = edge_states(

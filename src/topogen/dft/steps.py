@@ -190,20 +190,32 @@ def write_candidates(
     return len(records)
 
 
-def failed_edge_states(w: dict[str, Any], plot: Path, data: Path) -> None:
-    """For a candidate without a model: a plot saying why, and an npz with the reason."""
+def no_edge_states(w: dict[str, Any], plot: Path, data: Path, why: str, reason: str) -> None:
+    """For a candidate without an edge spectrum: a plot saying why, and an npz with the
+    reason (and the failed step, if any)."""
     import numpy as np
     from matplotlib.figure import Figure
 
     from topogen.io.atomic import atomic_path
 
-    why = f"{w.get('id')}: no Wannier model (dft {w.get('failed_step')} failed)"
     fig = Figure(figsize=(6.0, 1.5))
-    fig.text(0.02, 0.5, why + "\n" + str(w.get("reason"))[:200], va="center", wrap=True)
+    fig.text(0.02, 0.5, why + "\n" + reason[:200], va="center", wrap=True)
     with atomic_path(plot) as tmp:
         fig.savefig(tmp, dpi=80, format="png")
     with atomic_path(data) as tmp, open(tmp, "wb") as fh:
-        np.savez_compressed(fh, failed_step=str(w.get("failed_step")), reason=str(w.get("reason")))
+        np.savez_compressed(fh, failed_step=str(w.get("failed_step")), reason=reason)
+
+
+def metallic(w: dict[str, Any]) -> list[str]:
+    """Why a wannierize record is not an insulator (the verdict's criterion); empty if it is."""
+    from topogen.dft.verdict import gap_problems
+
+    return gap_problems(
+        {
+            "dft_gap_indirect_eV": (w.get("dft_band_edges") or {}).get("gap_indirect"),
+            "wannier_gap_indirect_eV": (w.get("wannier_gaps") or {}).get("gap_indirect"),
+        }
+    )
 
 
 def wannier_model(path: str | os.PathLike[str]) -> tuple[dict[str, Any], Path]:
