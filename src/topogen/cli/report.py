@@ -69,18 +69,11 @@ def _training(args: argparse.Namespace) -> int:
 
 
 def _config_reference(args: argparse.Namespace) -> int:
-    import yaml
-
+    from topogen.config_schema import load_config
     from topogen.io.atomic import write_text
     from topogen.report.config_reference import render
 
-    def load(path: str) -> dict:
-        try:
-            return yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise TopogenError(f"{path}: cannot read ({exc})") from None
-
-    text = render(load(args.schema), load(args.default), load(args.paper))
+    text = render(load_config(args.schema), load_config(args.default), load_config(args.paper))
     write_text(args.out, text)
     log(f"report config-reference: {text.count(chr(10)) - 10} keys -> {args.out}")
     return 0

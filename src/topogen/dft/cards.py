@@ -24,6 +24,7 @@ from topogen.errors import TopogenError
 from topogen.io.atomic import atomic_path, write_text
 
 __all__ = [
+    "note_figure",
     "plot_bands",
     "plot_flow",
     "plot_spin",
@@ -78,16 +79,22 @@ def plot_flow(verdict: dict[str, Any], path: str | os.PathLike[str], row: dict[s
     plot_wannier_flow(model, nocc, path, title=title)
 
 
-def _no_model(path: str | os.PathLike[str], row: dict[str, Any], why: str = "") -> None:
-    """A figure saying why the candidate has no Wannier model (or ``why`` there is no
-    figure)."""
+def note_figure(path: str | os.PathLike[str], text: str) -> None:
+    """A small PNG holding only ``text``: the figure of a candidate that has none, and why."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6.0, 1.5))
-    why = why or f"{row['candidate']}: no Wannier model ({row['verdict']}: {row['reason']})"
-    fig.text(0.02, 0.5, why[:300], va="center", wrap=True)
+    fig.text(0.02, 0.5, text[:300], va="center", wrap=True)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=80, format="png")
+
+
+def _no_model(path: str | os.PathLike[str], row: dict[str, Any], why: str = "") -> None:
+    """A figure saying why the candidate has no Wannier model (or ``why`` there is no
+    figure)."""
+    note_figure(
+        path, why or f"{row['candidate']}: no Wannier model ({row['verdict']}: {row['reason']})"
+    )
 
 
 def verdict_model(verdict: dict[str, Any]) -> tuple[Any, int] | None:

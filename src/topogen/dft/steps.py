@@ -194,14 +194,11 @@ def no_edge_states(w: dict[str, Any], plot: Path, data: Path, why: str, reason: 
     """For a candidate without an edge spectrum: a plot saying why, and an npz with the
     reason (and the failed step, if any)."""
     import numpy as np
-    from matplotlib.figure import Figure
 
+    from topogen.dft.cards import note_figure
     from topogen.io.atomic import atomic_path
 
-    fig = Figure(figsize=(6.0, 1.5))
-    fig.text(0.02, 0.5, why + "\n" + reason[:200], va="center", wrap=True)
-    with atomic_path(plot) as tmp:
-        fig.savefig(tmp, dpi=80, format="png")
+    note_figure(plot, why + "\n" + reason[:200])
     with atomic_path(data) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(fh, failed_step=str(w.get("failed_step")), reason=reason)
 
