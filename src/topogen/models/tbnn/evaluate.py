@@ -1,0 +1,113 @@
+"""How good and how fast the trained network is (the paper's Sec. IV): rms band deviation /
+vmax on a validation set (its own, finer k grid), the fraction of symmetry labels predicted
+right per band and high-symmetry point, and the time per band structure against the
+plane-wave solver and the finite-difference Lanczos baseline."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from topogen.models.tbnn.data import Dataset
+from topogen.models.tbnn.exact import PlaneWaves, fd_bands
+from topogen.models.tbnn.network import TBNN
+from topogen.models.tbnn.symmetry import group_labels, wedge_grid
+
+__all__ = ["evaluate", "predicted_labels", "speed"]
+
+LABEL_TOL = 1e-6  # units of vmax: the model's bands closer than this form a group
+
+
+@torch.no_grad()
+def predicted_labels(model: TBNN, params: torch.Tensor) -> dict[str, np.ndarray]:
+    """Symmetry labels ``(n, n_bands)`` of the model's lowest bands at every high-symmetry
+    point of its lattice."""
+    lattice = model.tb.lattice
+    out = {}
+    for name, (k, power) in lattice.points.items():
+        h = model.tb.hamiltonian(params, np.array([k]))[:, 0].cpu().numpy()
+        rep = model.tb.rep(power)
+        values, vectors = np.linalg.eigh(h)
+        n = model.hparams.n_bands
+        labels = []
+        for e, v in zip(values, vectors, strict=True):
+            top = n
+            while top < len(e) and e[top] - e[top - 1] < LABEL_TOL:
+                top += 1
+            lab = group_labels(e[:top], v[:, :top], rep, lattice.point_order(name), LABEL_TOL)
+            labels.append(lab[:n])
+        out[name] = np.array(labels)
+    return out
+
+
+@torch.no_grad()
+def evaluate(model: TBNN, data: Dataset, batch: int = 256) -> dict[str, Any]:
+    """Metrics of ``model`` on ``data`` (band energies on the data's k grid)."""
+    model.eval()
+    vmax = float(data.settings.vmax)
+    images = torch.as_tensor(data["images"], dtype=torch.float32)
+    bands, params = [], []
+    for i in range(0, len(images), batch):
+        p = model(images[i : i + batch])
+        params.append(p)
+        bands.append(model.bands(p, data["kpoints"]).cpu().numpy() * vmax)
+    pred, p_all = np.concatenate(bands), torch.cat(params)
+    err = (pred - data["energies"]) / vmax
+    labels = predicted_labels(model, p_all)
+    right = {name: labels[name] == data[f"labels_{name}"] for name in labels}
+    every = np.concatenate([r.ravel() for r in right.values()])
+    per_sample = np.sqrt((err**2).mean(axis=(1, 2)))
+    return {
+        "n_potentials": len(images),
+        "n_kpoints": len(data["kpoints"]),
+        "rms_over_vmax": float(np.sqrt((err**2).mean())),
+        "rms_per_band_over_vmax": np.sqrt((err**2).mean(axis=(0, 1))).round(5).tolist(),
+        "median_rms_per_potential_over_vmax": float(np.median(per_sample)),
+        "label_accuracy": float(every.mean()),
+        "label_accuracy_per_point": {n: float(r.mean()) for n, r in right.items()},
+        "label_accuracy_per_band": {n: r.mean(axis=0).round(4).tolist() for n, r in right.items()},
+    }
+
+
+def _seconds(fn: Any, repeat: int = 1) -> float:
+    start = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    return (time.perf_counter() - start) / repeat
+
+
+@torch.no_grad()
+def speed(
+    model: TBNN, data: Dataset, n_kpoints: int = 79, samples: int = 2, fd_kpoints: int = 4
+) -> dict[str, Any]:
+    """Seconds per band structure of ``n_kpoints`` k points (the paper's 79): the network
+    (a batch of every potential in ``data``, divided by their number; and one potential
+    alone), the plane-wave solver, and the 100 x 100 finite-difference Lanczos solver
+    (timed on ``fd_kpoints`` k points and scaled: it costs the same at every k)."""
+    model.eval()
+    settings = data.settings
+    lattice = model.tb.lattice
+    kpoints = wedge_grid(lattice, 24)[:n_kpoints]
+    images = torch.as_tensor(data["images"], dtype=torch.float32)
+    model.predict_energies(images[:1], kpoints)  # warm-up
+    batch = _seconds(lambda: model.predict_energies(images, kpoints)) / len(images)
+    single = _seconds(lambda: model.predict_energies(images[:1], kpoints), repeat=5)
+    pw = PlaneWaves(lattice, settings.ecut)
+    some = data["images"][:samples] * settings.vmax
+    plane = _seconds(lambda: [pw.bands(im, kpoints, settings.n_bands) for im in some]) / len(some)
+    fd = _seconds(lambda: fd_bands(lattice, some[0], kpoints[:fd_kpoints], settings.n_bands))
+    fd *= n_kpoints / fd_kpoints
+    return {
+        "n_kpoints": n_kpoints,
+        "network_batched_s": batch,
+        "network_single_s": single,
+        "plane_waves_s": plane,
+        "lanczos_fd_s": fd,
+        "speedup_over_lanczos": fd / batch,
+        "speedup_over_lanczos_single": fd / single,
+        "speedup_over_plane_waves": plane / batch,
+        "torch_threads": torch.get_num_threads(),
+    }

@@ -1,0 +1,177 @@
+"""The tight-binding network's physics: exact solvers, the symmetric TB model, the
+degenerate-safe eigh, and a short training on real solver output."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from topogen.errors import TopogenError
+from topogen.models.tbnn.data import make_dataset, read_dataset
+from topogen.models.tbnn.exact import PlaneWaves, fd_bands
+from topogen.models.tbnn.potentials import VMAX, fourier_coefficients, random_potential
+from topogen.models.tbnn.settings import DataSettings, NetworkSettings
+from topogen.models.tbnn.symmetry import LATTICES, group_labels, wedge_grid
+from topogen.models.tbnn.tb import TBModel
+
+P6 = LATTICES["p6"]
+
+
+def _free(lattice, k: np.ndarray, n: int) -> np.ndarray:
+    """Lowest n free-electron energies |k + G|^2 by brute force."""
+    g = np.array([(i, j) for i in range(-6, 7) for j in range(-6, 7)])
+    q = lattice.cartesian_k(g + k)
+    return np.sort((q**2).sum(axis=1))[:n]
+
+
+@pytest.mark.parametrize("name", ["p6", "p4"])
+def test_plane_waves_give_free_electron_bands(name):
+    lattice = LATTICES[name]
+    kpoints = np.vstack([wedge_grid(lattice, 4), [[0.13, 0.31]]])
+    bands = PlaneWaves(lattice, 1200).bands(np.zeros((24, 24)), kpoints, 8)
+    expected = np.array([_free(lattice, k, 8) for k in kpoints])
+    np.testing.assert_allclose(bands.energies, expected, atol=1e-9)
+    if name == "p6":  # |b| = 4 pi / sqrt(3): six plane waves at Gamma, three at K
+        np.testing.assert_allclose(bands.points["G"][1:7], (4 * math.pi / math.sqrt(3)) ** 2)
+        np.testing.assert_allclose(bands.points["K"][:3], (4 * math.pi / 3) ** 2)
+        # the six plane waves of the first shell carry every C6 irrep once
+        assert sorted(bands.labels["G"][1:7]) == [0, 1, 2, 3, 4, 5]
+
+
+def test_random_potential_is_symmetric_and_digitised():
+    image = random_potential(P6, 24, np.random.default_rng(3))
+    assert set(np.unique(image)) == {0.0, VMAX}
+    f = np.indices((24, 24)).reshape(2, -1)
+    rotated = (P6.rotation_frac() @ f) % 24
+    np.testing.assert_array_equal(image[rotated[0], rotated[1]].reshape(24, 24), image)
+    c = fourier_coefficients(P6, image)
+    assert np.abs(c.imag).max() < 1e-9 * VMAX  # C2 symmetric: real coefficients
+
+
+def test_essential_degeneracies_of_a_random_potential():
+    """p6 with time reversal: E1/E2 pairs at Gamma (labels j, 6 - j) and w/w* pairs at K
+    (C2T maps a C3 eigenvalue to its conjugate) are degenerate; M has none."""
+    image = random_potential(P6, 24, np.random.default_rng(5))
+    bands = PlaneWaves(P6, 1200).bands(image, np.zeros((1, 2)), 12)
+    for point, pairs in (("G", {1: 5, 2: 4}), ("K", {1: 2})):
+        e, lab = bands.points[point], bands.labels[point]
+        whole = e < e[-1] - 1e-6  # the top group may be cut
+        e, lab = e[whole], lab[whole]
+        for i in range(len(e) - 1):
+            if lab[i] in pairs and i + 1 < len(e) and lab[i + 1] == pairs[lab[i]]:
+                assert e[i + 1] - e[i] < 1e-8 * VMAX
+        # every complex label comes with its partner, at the same energy
+        for j, partner in pairs.items():
+            np.testing.assert_allclose(np.sort(e[lab == j]), np.sort(e[lab == partner]), atol=1e-7)
+            assert (lab == j).sum() == (lab == partner).sum()
+    assert np.min(np.diff(bands.points["M"])) > 1e-6
+
+
+def test_finite_differences_agree_with_plane_waves():
+    image = random_potential(P6, 24, np.random.default_rng(0))
+    k = np.array([[0.1, 0.05], [2 / 3, 1 / 3]])
+    pw = PlaneWaves(P6, 4800).bands(image, k, 6).energies
+    fd = fd_bands(P6, image, k, 6, grid=100)
+    assert np.abs(fd - pw).max() < 0.005 * VMAX  # 100 x 100 grid against 337 plane waves
+
+
+@pytest.mark.parametrize(
+    ("name", "orbitals", "trs"), [("p6", "s s p p d d f", True), ("p4", "s p b p", False)]
+)
+def test_tb_model_has_its_symmetries_for_random_parameters(name, orbitals, trs):
+    lattice = LATTICES[name]
+    tb = TBModel(lattice, orbitals, 2.7, trs)
+    params = torch.randn(
+        2, tb.n_params, dtype=torch.float64, generator=torch.Generator().manual_seed(0)
+    )
+    k = np.random.default_rng(1).random((7, 2))
+    h = tb.hamiltonian(params, k).numpy()
+    assert np.abs(h - np.swapaxes(h, -1, -2).conj()).max() < 1e-12
+    d = tb.rep()
+    rotated = tb.hamiltonian(params, (lattice.rotation_recip() @ k.T).T).numpy()
+    np.testing.assert_allclose(d @ h @ d.T, rotated, atol=1e-12)
+    reversed_k = tb.hamiltonian(params, -k).numpy()
+    if trs:
+        np.testing.assert_allclose(reversed_k, h.conj(), atol=1e-12)
+    else:  # class A: nothing ties H(-k) to H(k)*
+        assert np.abs(reversed_k - h.conj()).max() > 1e-3
+    # every parameter matters: the basis is linearly independent
+    flat = tb.basis.reshape(tb.n_params, -1)
+    assert np.linalg.matrix_rank(np.concatenate([flat.real, flat.imag], axis=1)) == tb.n_params
+
+
+def test_tb_labels_match_its_blocks():
+    tb = TBModel(P6)
+    params = torch.randn(
+        1, tb.n_params, dtype=torch.float64, generator=torch.Generator().manual_seed(4)
+    )
+    for point, (k, power) in P6.points.items():
+        h = tb.hamiltonian(params, np.array([k]))[0, 0].numpy()
+        e, v = np.linalg.eigh(h)
+        labels = group_labels(e, v, tb.rep(power), P6.point_order(point), 1e-9)
+        blocks = tb.sector_energies(params, point)
+        pairs = sorted((round(float(x), 8), j) for j, ev in blocks.items() for x in ev[0])
+        groups = [sorted(j for x, j in pairs if abs(x - y) < 1e-7) for y in e]
+        assert [labels[i] in groups[i] for i in range(len(e))] == [True] * len(e)
+
+
+def test_eigh_gradient_is_finite_at_a_degeneracy():
+    """At Gamma the E1/E2 pairs are exactly degenerate; the gradient of a loss on the
+    lowest bands (basis independent: eigenvalues) is finite there and matches finite
+    differences."""
+    tb = TBModel(P6)
+    g = torch.Generator().manual_seed(7)
+    params = torch.randn(tb.n_params, dtype=torch.float64, generator=g).requires_grad_()
+    gamma = np.zeros((1, 2))
+
+    from topogen.topology.batched import eigh
+
+    e = tb.bands(params.detach(), gamma)[0]
+    pair = int(torch.argmin(e[1:] - e[:-1]))
+    assert e[pair + 1] - e[pair] < 1e-12  # a symmetry-enforced pair
+
+    def loss(p: torch.Tensor) -> torch.Tensor:
+        """Eigenvalues and the weight of orbital 0 in the pair's projector: both basis
+        independent inside the pair; the projector needs the eigenvectors' gradient."""
+        values, vectors = eigh(tb.hamiltonian(p, gamma)[0])
+        weight = (vectors[0, pair : pair + 2].abs() ** 2).sum() + (
+            vectors[2, pair : pair + 2].abs() ** 2
+        ).sum()
+        return (values[:6] ** 2).sum() + 100 * weight
+
+    (grad,) = torch.autograd.grad(loss(params), params)
+    assert torch.isfinite(grad).all()
+    step = 1e-6
+    for i in torch.randperm(tb.n_params, generator=g)[:8]:
+        dp = torch.zeros_like(params)
+        dp[i] = step
+        fd = (loss(params.detach() + dp) - loss(params.detach() - dp)) / (2 * step)
+        assert float(grad[i]) == pytest.approx(float(fd), rel=1e-4, abs=1e-6)
+
+
+def test_training_lowers_the_loss(tmp_path):
+    from topogen.models.tbnn.train import load_tbnn, tensors, train_tbnn
+
+    settings = DataSettings(size=16, ecut=600, wedge=4)
+    data = make_dataset(settings, 24, tmp_path / "train.npz", seed=0, log=lambda *_: None)
+    again = read_dataset(tmp_path / "train.npz")
+    np.testing.assert_array_equal(again["energies"], data["energies"])
+    net = NetworkSettings(radius=1.0, channels=(4,), hidden=(32,), epochs=8, batch_size=8, lr=3e-3)
+    model = train_tbnn(again, tmp_path / "run", net, val_fraction=0.0, log=lambda *_: None)
+    loaded = load_tbnn(tmp_path / "run" / "model.ckpt")
+    arrays = tensors(loaded, again)
+    after = float(loaded.loss(arrays)["band"])
+    fresh = type(model)(**dict(model.hparams))
+    fresh.start_at(float(arrays["energies"].mean()))
+    before = float(fresh.eval().loss(arrays)["band"])
+    assert after < 0.5 * before
+
+
+def test_a_bad_data_set_is_named(tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(TopogenError, match="bad.npz: not a tbnn data set"):
+        read_dataset(bad)
