@@ -173,5 +173,5 @@ def test_training_lowers_the_loss(tmp_path):
 def test_a_bad_data_set_is_named(tmp_path):
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a zip")
-    with pytest.raises(TopogenError, match="bad.npz: not a tbnn data set"):
+    with pytest.raises(TopogenError, match=r"bad\.npz: not a tbnn data set"):
         read_dataset(bad)

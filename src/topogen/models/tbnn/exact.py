@@ -38,7 +38,7 @@ class PlaneWaves:
     def __init__(self, lattice: Lattice, ecut: float = 1200.0) -> None:
         self.lattice = lattice
         self.ecut = ecut
-        nmax = int(math.ceil(math.sqrt(ecut) / min(np.linalg.norm(lattice.reciprocal, axis=1))))
+        nmax = math.ceil(math.sqrt(ecut) / min(np.linalg.norm(lattice.reciprocal, axis=1)))
         n = np.arange(-2 * nmax - 2, 2 * nmax + 3)
         n1, n2 = np.meshgrid(n, n, indexing="ij")
         self._pool = np.stack([n1.ravel(), n2.ravel()], axis=1)  # candidate G (reduced)

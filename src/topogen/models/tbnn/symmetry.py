@@ -67,7 +67,7 @@ class Lattice:
     def shells(self, radius: float) -> list[np.ndarray]:
         """Orbits under C_N of the lattice vectors 0 < |R| <= radius (fractional, integer),
         nearest first; each orbit is (N, 2), row j = C_N^j R0."""
-        n = int(math.ceil(radius * 2)) + 1
+        n = math.ceil(radius * 2) + 1
         rot = self.rotation_frac()
         seen: set[tuple[int, int]] = set()
         orbits = []

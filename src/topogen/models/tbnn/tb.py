@@ -121,8 +121,8 @@ class TBModel:
         self.r_vectors = np.zeros((1 + sum(len(s) for s in shells), 3))
         onsite = _allowed([lambda x: d @ x @ d.T - x, lambda x: x - x.conj().T], n, cplx)
         per_shell = [onsite]
-        for orbit in shells:
-            per_shell.append(_allowed([lambda x: half @ x @ half.T - x.conj().T], n, cplx))
+        hermitian = _allowed([lambda x: half @ x @ half.T - x.conj().T], n, cplx)
+        per_shell += [hermitian] * len(shells)
         total = sum(len(b) for b in per_shell)
         self.basis = np.zeros((total, len(self.r_vectors), n, n), complex)
         self.shell_of = np.zeros(total, dtype=np.int64)

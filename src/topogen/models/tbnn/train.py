@@ -81,7 +81,7 @@ def train_tbnn(
     model.start_at(float(arrays["energies"].mean()))
     n = len(arrays["images"])
     order = np.random.default_rng(settings.seed).permutation(n)
-    n_val = int(round(val_fraction * n)) if n > 1 else 0
+    n_val = round(val_fraction * n) if n > 1 else 0
     val, train = order[:n_val], order[n_val:]
     loaders = [
         torch.utils.data.DataLoader(
