@@ -175,3 +175,63 @@ def test_a_bad_data_set_is_named(tmp_path):
     bad.write_bytes(b"not a zip")
     with pytest.raises(TopogenError, match=r"bad\.npz: not a tbnn data set"):
         read_dataset(bad)
+
+
+def test_commands_from_data_to_metrics(tmp_path):
+    """`topogen tbnn data | train | evaluate` at toy scale: the metrics are those of the
+    model and data they name (recomputed here), the figure is a real PNG."""
+    import json
+
+    from PIL import Image
+
+    from topogen.cli import main
+    from topogen.models.tbnn.train import load_tbnn
+
+    small = ["--size", "16", "--ecut", "600"]
+    assert (
+        main(
+            ["tbnn", "data", "--out", str(tmp_path / "t.npz"), "--n", "16", "--wedge", "4", *small]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "tbnn",
+                "data",
+                "--out",
+                str(tmp_path / "v.npz"),
+                "--n",
+                "6",
+                "--seed",
+                "9",
+                "--wedge",
+                "6",
+                *small,
+            ]
+        )
+        == 0
+    )
+    train = ["--radius", "1.0", "--channels", "4", "--hidden", "16", "--epochs", "3"]
+    t, v, m = (str(tmp_path / f) for f in ("t.npz", "v.npz", "m.ckpt"))
+    work = str(tmp_path / "work")
+    assert (
+        main(["tbnn", "train", "--data", t, "--out", m, "--workdir", work, "--gpus", "0", *train])
+        == 0
+    )
+    out = ["--metrics", str(tmp_path / "m.json"), "--plot", str(tmp_path / "b.png")]
+    evaluate = ["tbnn", "evaluate", "--model", m, "--data", v, *out, "--speed-kpoints", "8"]
+    assert main(evaluate) == 0
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    valid = read_dataset(tmp_path / "v.npz")
+    model = load_tbnn(tmp_path / "m.ckpt")
+    images = torch.as_tensor(valid["images"], dtype=torch.float32)
+    with torch.no_grad():
+        pred = model.predict_energies(images, valid["kpoints"]).numpy()
+    rms = np.sqrt((((pred - valid["energies"]) / VMAX) ** 2).mean())
+    assert metrics["rms_over_vmax"] == pytest.approx(rms, rel=1e-6)
+    assert metrics["n_kpoints"] == 28 and metrics["n_potentials"] == 6
+    assert metrics["speed"]["speedup_over_lanczos"] > 10
+    assert (tmp_path / "m.json.prov.json").exists()
+    with Image.open(tmp_path / "b.png") as im:
+        assert im.width > 600 and im.height > 400

@@ -334,6 +334,15 @@ def logan_models(wildcards):
     ]
 
 
+# --- tight-binding network (models/tbnn.smk) ---
+TBNN = config.get("tbnn", {"activate": False})
+
+
+def tbnn_data_options(wildcards):
+    """`topogen tbnn data` flags of one set: tbnn.data (shared) + tbnn.sets.<set>."""
+    return cli_options(**TBNN.get("data", {}), **TBNN["sets"][wildcards.set])
+
+
 # --- CHGNet: the force field of the funnel and the Stage III oracle (models/chgnet.smk) ---
 CHGNET = config.get("chgnet", {})
 FINETUNE = CHGNET.get("finetune", {})
@@ -376,6 +385,8 @@ def trained_models():
             crystalbert.format("topology"),
             "results/models/crystalbert/work/topology/final",  # cv/fold<k>: the folds
         )
+    if TBNN.get("activate"):
+        models["tbnn"] = ("results/models/tbnn/model.ckpt", "results/models/tbnn/work")
     if "logan" in GENERATORS:
         for model in logan_models(None):
             folder = str(Path(model).parent)
@@ -406,6 +417,8 @@ def all_targets():
     if screened_sets():
         targets.append("results/report/funnels.png")
     targets += expand("results/report/training/{name}.png", name=trained_models())
+    if TBNN.get("activate"):
+        targets += ["results/tbnn/metrics.json", "results/tbnn/bands.png"]
     if config.get("dft", {}).get("activate"):
         targets += ["results/dft/summary.csv", "results/dft/summary.html"]
         targets.append("results/candidates/index.md")

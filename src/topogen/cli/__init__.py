@@ -15,7 +15,18 @@ import signal
 from collections.abc import Sequence
 
 from topogen import __version__
-from topogen.cli import config, data, dft, encode, generate, report, screen, topology, train
+from topogen.cli import (
+    config,
+    data,
+    dft,
+    encode,
+    generate,
+    report,
+    screen,
+    tbnn,
+    topology,
+    train,
+)
 from topogen.cli.parser import CommandParser, HelpFormatter
 from topogen.cli.stage import log
 from topogen.errors import TopogenError
@@ -32,7 +43,7 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 # Registration order is the order of `topogen --help`.
-FAMILIES = (data, encode, train, generate, screen, report, dft, topology, config)
+FAMILIES = (data, encode, train, generate, screen, report, dft, topology, tbnn, config)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,12 +1,13 @@
 """Command-line options generated from a library dataclass, so each default lives there.
 
 The contract: one flag per leaf field, ``--`` + the field name with ``_`` -> ``-``; typed
-and defaulted from the dataclass; ``bool`` fields take ``--x/--no-x``; a ``tuple[T, ...]``
-field takes that many values; ``X | None`` fields default to None; a field holding a
-dataclass is flattened (its leaf fields become flags, so leaf names must be unique within a
-command; naming such a field in ``exclude`` leaves all of it out, at its defaults). An
-``str | None`` field reads ``none`` as None (and defaults to ``none`` when it is given
-``choices``). Help texts come from a table (field name -> text) that must cover every flag.
+and defaulted from the dataclass; ``bool`` fields take ``--x/--no-x``; a ``tuple[T, T]``
+field takes that many values, a ``tuple[T, ...]`` one or more; ``X | None`` fields default
+to None; a field holding a dataclass is flattened (its leaf fields become flags, so leaf
+names must be unique within a command; naming such a field in ``exclude`` leaves all of it
+out, at its defaults). An ``str | None`` field reads ``none`` as None (and defaults to
+``none`` when it is given ``choices``). Help texts come from a table (field name -> text)
+that must cover every flag.
 """
 
 from __future__ import annotations
@@ -69,9 +70,12 @@ def add_options(
             spec["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(kind) is tuple:
             items = typing.get_args(kind)
-            spec.update(nargs=len(items), type=items[0])
+            if items[-1] is Ellipsis:  # tuple[T, ...]: one or more values
+                spec.update(nargs="+", type=items[0])
+            else:
+                spec.update(nargs=len(items), type=items[0])
+                spec.setdefault("metavar", _TUPLE_METAVARS.get(len(items)))
             spec["default"] = None if default is None else list(default)
-            spec.setdefault("metavar", _TUPLE_METAVARS.get(len(items)))
         elif f.name in choices:
             spec["choices"] = list(choices[f.name])
             if nullable and default is None and "none" in spec["choices"]:

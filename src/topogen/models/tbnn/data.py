@@ -5,6 +5,7 @@ seeded (s, i), so a set is the same whatever the number of worker processes."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
@@ -19,7 +20,7 @@ from topogen.models.tbnn.exact import PlaneWaves
 from topogen.models.tbnn.potentials import random_potential
 from topogen.models.tbnn.settings import DataSettings
 from topogen.models.tbnn.symmetry import LATTICES, wedge_grid
-from topogen.runtime import Progress, set_threads
+from topogen.runtime import Progress
 
 __all__ = ["Dataset", "make_dataset", "read_dataset", "solve"]
 
@@ -54,7 +55,6 @@ def solve(settings: DataSettings, images: np.ndarray, kpoints: np.ndarray) -> di
 
 def _chunk(args: tuple[DataSettings, int, list[int], np.ndarray]) -> dict[str, Any]:
     settings, seed, indices, kpoints = args
-    set_threads(1)
     lattice = LATTICES[settings.lattice]
     images = np.array(
         [
@@ -85,10 +85,20 @@ def make_dataset(
     progress = Progress(f"tbnn data {Path(out).name}", n)
     parts: list[dict[str, Any]] = []
     jobs = [(settings, seed, c, kpoints) for c in chunks]
-    with ProcessPoolExecutor(max_workers=max(1, threads)) as pool:
-        for part in pool.map(_chunk, jobs):
-            parts.append(part)
-            progress.update(sum(len(p["images"]) for p in parts))
+    # fresh workers with one BLAS thread each (a forked one keeps the parent's thread pool)
+    saved = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = "1"
+    try:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max(1, threads), mp_context=context) as pool:
+            for part in pool.map(_chunk, jobs):
+                parts.append(part)
+                progress.update(sum(len(p["images"]) for p in parts))
+    finally:
+        if saved is None:
+            os.environ.pop("OMP_NUM_THREADS")
+        else:
+            os.environ["OMP_NUM_THREADS"] = saved
     data = Dataset({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
     data["kpoints"] = kpoints
     data["settings"] = asdict(settings)

@@ -5,6 +5,7 @@ plane-wave solver and the finite-difference Lanczos baseline."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Any
 
@@ -111,3 +112,64 @@ def speed(
         "speedup_over_plane_waves": plane / batch,
         "torch_threads": torch.get_num_threads(),
     }
+
+
+def plot_examples(model: TBNN, data: Dataset, out: str, n: int = 3, points: int = 60) -> None:
+    """Figure: for the first ``n`` potentials of ``data``, the potential and its bands along
+    Gamma-M-K-Gamma (p6; Gamma-X-M-Gamma on p4): exact (plane waves, the data's settings) as
+    lines, the network's as dots."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from topogen.io.atomic import atomic_path
+
+    settings, lattice = data.settings, model.tb.lattice
+    names = ["G", "M", "K", "G"] if lattice.name == "p6" else ["G", "X", "M", "G"]
+    corners = [np.array(lattice.points[p][0]) for p in names]
+    path, ticks, dist = [], [0.0], []
+    for a, b in itertools.pairwise(corners):
+        length = float(np.linalg.norm(lattice.cartesian_k(b - a)))
+        m = max(2, round(points * length / 20))
+        for t in np.linspace(0, 1, m, endpoint=False):
+            path.append(a + t * (b - a))
+            dist.append(ticks[-1] + t * length)
+        ticks.append(ticks[-1] + length)
+    path.append(corners[-1])
+    dist.append(ticks[-1])
+    kpath = np.array(path)
+    pw = PlaneWaves(lattice, settings.ecut)
+    n = min(n, len(data["images"]))
+    fig, axes = plt.subplots(2, n, figsize=(3.6 * n, 6.4), squeeze=False)
+    images = torch.as_tensor(data["images"][:n], dtype=torch.float32)
+    with torch.no_grad():
+        predicted = model.predict_energies(images, kpath).cpu().numpy() / settings.vmax
+    for i in range(n):
+        exact = pw.bands(data["images"][i] * settings.vmax, kpath, settings.n_bands)
+        ax = axes[0, i]
+        size = data["images"].shape[1]
+        frac = np.indices((2 * size, 2 * size)).reshape(2, -1).T / size - 1.0  # 2 x 2 cells
+        xy = frac @ lattice.cell
+        value = np.tile(data["images"][i], (2, 2)).ravel()
+        ax.scatter(xy[:, 0], xy[:, 1], c=value, s=2, cmap="Greys", marker="h", vmin=0, vmax=1)
+        outline = np.array([[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]) @ lattice.cell
+        ax.plot(outline[:, 0], outline[:, 1], "r-", lw=0.6)
+        ax.set_aspect("equal")
+        ax.set_axis_off()
+        ax.set_title(f"potential {i} (black: V = Vmax; red: one cell)", fontsize=9)
+        ax = axes[1, i]
+        ax.plot(dist, exact.energies / settings.vmax, color="k", lw=1)
+        ax.plot(dist, predicted[i], ".", color="tab:red", ms=2.5)
+        ax.set_xticks(ticks, [r"$\Gamma$" if p == "G" else p for p in names])
+        ax.set_xlim(0, ticks[-1])
+        for t in ticks:
+            ax.axvline(t, color="0.8", lw=0.5)
+        ax.set_ylabel("E / Vmax" if i == 0 else "")
+    axes[1, 0].plot([], [], color="k", label="exact (plane waves)")
+    axes[1, 0].plot([], [], ".", color="tab:red", label="network")
+    axes[1, 0].legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    with atomic_path(out) as part:
+        fig.savefig(part, dpi=110, format="png")
+    plt.close(fig)

@@ -91,13 +91,15 @@ class TBNN(L.LightningModule):
         self.register_buffer("kpoints", torch.tensor(kpoints, dtype=torch.float64))
 
     def start_at(self, energy: float) -> None:
-        """Set the output layer's bias to the parameters of H = energy x 1 (units of vmax):
-        training starts from flat bands at the data's mean energy, not at zero."""
+        """Set the output layer's bias to the parameters of H = energy x 1 (units of vmax)
+        and shrink its weights: training starts from nearly flat bands at the data's mean
+        energy, not from random long-range hoppings."""
         onsite = torch.as_tensor(self.tb.basis[:, 0].real.reshape(self.tb.n_params, -1))
         target = energy * torch.eye(self.tb.n_orbitals, dtype=onsite.dtype).reshape(-1)
         coef = torch.linalg.lstsq(onsite.T, target.unsqueeze(1)).solution.squeeze(1)
         with torch.no_grad():
             self.net[-1].bias.copy_(coef.to(self.net[-1].bias.dtype))
+            self.net[-1].weight.mul_(0.01)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """TB parameters (batch, P) in units of vmax of images (batch, L, L) in units of

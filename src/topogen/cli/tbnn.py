@@ -1,0 +1,162 @@
+"""``topogen tbnn ...``: the tight-binding network for periodic metamaterials (Peano,
+Sapper, Marquardt, PRX 11, 021052 (2021)): data, training, evaluation."""
+
+from __future__ import annotations
+
+import argparse
+
+from topogen.cli.options import add_options, read_options
+from topogen.cli.parser import Subparsers, command, gpus_option, group, later, threads_option
+from topogen.cli.stage import log, stage
+
+DATA_HELP = {
+    "lattice": "wallpaper group of the potentials",
+    "size": "pixels per side of the potential image (the network's input)",
+    "ecut": "plane-wave cut-off of the exact solver (E0 = hbar^2/2ma^2)",
+    "wedge": "k grid: intervals per side of the irreducible wedge (12: 91 points)",
+    "n_bands": "bands learnt",
+    "vmax": "potential height (E0; the paper's (16 hbar)^2/(2 m a^2) = 256)",
+}
+NETWORK_HELP = {
+    "orbitals": "irreps at Wyckoff 1a of the TB model (s, p, d, f; b: B of p4)",
+    "radius": "hopping range of the TB model (units of a)",
+    "channels": "convolution channels per block",
+    "hidden": "dense layer widths",
+    "dropout": "dropout after each dense layer",
+    "lr": "Adam learning rate (cosine decay)",
+    "epochs": "training epochs",
+    "batch_size": "potentials per batch",
+    "label_weight": "r: weight of the per-irrep-block loss at Gamma, K, M",
+    "late_factor": "r is multiplied by this late in training",
+    "late_fraction": "fraction of the epochs that counts as late",
+    "seed": "weights, split, batches",
+}
+
+
+def _data_options(p: argparse.ArgumentParser) -> None:
+    from topogen.models.tbnn.settings import DataSettings
+
+    add_options(p, DataSettings, DATA_HELP, choices={"lattice": ["p6"]})
+    threads_option(p)
+
+
+def _network_options(p: argparse.ArgumentParser) -> None:
+    from topogen.models.tbnn.settings import NetworkSettings
+
+    add_options(p, NetworkSettings, NETWORK_HELP)
+    gpus_option(p)
+    threads_option(p)
+
+
+def _data(args: argparse.Namespace) -> int:
+    from topogen.models.tbnn.data import make_dataset
+    from topogen.models.tbnn.settings import DataSettings
+
+    settings = read_options(args, DataSettings)
+    with stage(args) as run:
+        make_dataset(
+            settings,
+            args.n,
+            run.output(args.out),
+            seed=args.seed,
+            wedge=args.wedge,
+            threads=args.threads or 1,
+            log=log,
+        )
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    import shutil
+    from pathlib import Path
+
+    from topogen.models.tbnn.data import read_dataset
+    from topogen.models.tbnn.settings import NetworkSettings
+    from topogen.models.tbnn.train import FINAL, train_tbnn
+
+    settings = read_options(args, NetworkSettings)
+    with stage(args, inputs=[args.data]) as run:
+        data = read_dataset(args.data)
+        train_tbnn(
+            data,
+            args.workdir,
+            settings,
+            val_fraction=args.val_fraction,
+            threads=args.threads,
+            gpus=args.gpus,
+            log=log,
+        )
+        shutil.copyfile(Path(args.workdir) / FINAL, run.output(args.out))
+    log(f"tbnn: model -> {args.out}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from topogen.models.tbnn.data import read_dataset
+    from topogen.models.tbnn.evaluate import evaluate, plot_examples, speed
+    from topogen.models.tbnn.train import load_tbnn
+
+    with stage(args, inputs=[args.model, args.data]) as run:
+        model = load_tbnn(args.model)
+        data = read_dataset(args.data)
+        metrics = evaluate(model, data)
+        metrics["speed"] = speed(model, data, n_kpoints=args.speed_kpoints)
+        run.write_json(args.metrics, metrics)
+        if args.plot:
+            plot_examples(model, data, str(run.output(args.plot)))
+    s = metrics["speed"]
+    log(
+        f"tbnn: rms {metrics['rms_over_vmax']:.4f} Vmax, labels "
+        f"{100 * metrics['label_accuracy']:.1f}% right on {metrics['n_potentials']} "
+        f"potentials; {s['speedup_over_lanczos']:.0f}x faster than Lanczos "
+        f"({s['n_kpoints']} k points) -> {args.metrics}"
+    )
+    return 0
+
+
+def register(stages: Subparsers) -> None:
+    """Add ``topogen tbnn ...``."""
+    cmds = group(stages, "tbnn", "tight-binding network for periodic metamaterials", "step", "STEP")
+    p = command(
+        cmds,
+        "data",
+        _data,
+        "random C6-symmetric step potentials and their exact bands and symmetry labels",
+        "Draws N Gaussian random fields with C6-symmetric Fourier components\n"
+        "(<|A_k|^2> ~ 1/|k|, |n1|, |n2| <= 6), digitises them to {0, Vmax} and solves\n"
+        "-laplacian + V with plane waves on the irreducible-wedge k grid; the labels are the\n"
+        "rotation eigenvalues at Gamma, K, M (see topogen.models.tbnn).",
+    )
+    p.add_argument("--out", required=True, metavar="NPZ", help="the data set")
+    p.add_argument("--n", type=int, required=True, help="number of potentials")
+    p.add_argument("--seed", type=int, default=0, help="sample i is drawn with seed (SEED, i)")
+    later(p, _data_options)
+    p = command(
+        cmds,
+        "train",
+        _train,
+        "the network: potential image -> symmetric tight-binding model -> bands",
+        "Trains on a `topogen tbnn data` set (a fraction held out for the validation\n"
+        "curve); an interrupted run resumes from --workdir.",
+    )
+    p.add_argument("--data", required=True, metavar="NPZ", help="`topogen tbnn data` output")
+    p.add_argument("--out", required=True, metavar="CKPT", help="the trained network")
+    p.add_argument("--workdir", required=True, metavar="DIR", help="checkpoints and logs")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="potentials held out")
+    later(p, _network_options)
+    p = command(
+        cmds,
+        "evaluate",
+        _evaluate,
+        "rms band error / Vmax, symmetry-label accuracy and speed-up of a trained network",
+        "On a validation set (its own, usually finer, k grid): rms deviation of the bands in\n"
+        "units of Vmax, the fraction of right symmetry labels per band and point, and the\n"
+        "time per band structure against the plane-wave and finite-difference Lanczos\n"
+        "solvers; --plot draws exact and predicted bands of a few potentials.",
+    )
+    p.add_argument("--model", required=True, metavar="CKPT", help="`topogen tbnn train` output")
+    p.add_argument("--data", required=True, metavar="NPZ", help="validation set")
+    p.add_argument("--metrics", required=True, metavar="JSON", help="the metrics")
+    p.add_argument("--plot", metavar="PNG", help="exact vs predicted bands")
+    p.add_argument("--speed-kpoints", type=int, default=79, help="k points of the timing")
+    threads_option(p)
