@@ -235,3 +235,57 @@ def test_commands_from_data_to_metrics(tmp_path):
     assert (tmp_path / "m.json.prov.json").exists()
     with Image.open(tmp_path / "b.png") as im:
         assert im.width > 600 and im.height > 400
+
+    # design: gradient descent through the network closes the p/d gap it starts from
+    design = ["--steps", "25", "--scan", "5", "--ecut", "600", "--lr", "0.02"]
+    d_out = str(tmp_path / "d.json")
+    assert main(["tbnn", "design", "--model", m, "--out", d_out, *design]) == 0
+    inversion = json.loads((tmp_path / "d.json").read_text())["inversion"]
+    gaps = [abs(g) for _, g in inversion["history"]]
+    assert gaps[-1] < gaps[0] and len(inversion["scan"]["exact"]) == 5
+
+    # explore: the exact half is the validation set's own band sets
+    from topogen.models.tbnn.explore import band_sets
+
+    e_out = str(tmp_path / "e.json")
+    assert main(["tbnn", "explore", "--model", m, "--out", e_out, "--n", "30", "--valid", v]) == 0
+    found = json.loads((tmp_path / "e.json").read_text())
+    exact = found["validation"]["exact"]["fine"]["with_second_set"]
+    energies = valid["energies"] / VMAX
+    assert exact == sum(len(band_sets(e, 1e-3, 6)) > 1 for e in energies)
+    assert found["random"]["n_potentials"] == 30
+
+
+def _wells(sites: list[tuple[float, float]], radius: float = 0.15, size: int = 24) -> np.ndarray:
+    """Deep wells (V = 0 discs in V = Vmax) at fractional ``sites``: orbitals there."""
+    f = np.arange(size) / size
+    frac = np.stack(np.meshgrid(f, f, indexing="ij"), axis=-1).reshape(-1, 2)
+    image = np.full(size * size, VMAX)
+    for site in sites:
+        d = frac - np.array(site)
+        d -= np.rint(d)
+        image[np.linalg.norm(d @ P6.cell, axis=1) < radius] = 0.0
+    return image.reshape(size, size)
+
+
+@pytest.mark.parametrize(
+    ("wyckoff", "sites"),
+    [
+        ("1a", [(0, 0)]),
+        ("2b", [(1 / 3, 1 / 3), (2 / 3, 2 / 3)]),
+        ("3c", [(0.5, 0), (0, 0.5), (0.5, 0.5)]),
+    ],
+)
+def test_ebrs_match_the_lowest_bands_of_wells_at_their_sites(wyckoff, sites):
+    """s-like states of deep wells at a Wyckoff position form its EBR induced from A: the
+    exact solver's labels of the lowest bands equal the computed EBR's."""
+    from topogen.models.tbnn.explore import ebrs, fingerprint, is_fragile
+
+    table = ebrs(P6)
+    bands = PlaneWaves(P6, 1200).bands(_wells(sites), np.zeros((1, 2)), 6)
+    lowest = range(len(sites))
+    vector = fingerprint(P6, bands.labels, lowest)
+    np.testing.assert_array_equal(vector, table[f"{wyckoff}:A"])
+    assert not is_fragile(vector, table)
+    # a set with the p pair at Gamma but two C2-even bands at M is no sum of EBRs
+    assert is_fragile(np.array([0, 1, 0, 0, 0, 1, 0, 1, 1, 2, 0]), table)

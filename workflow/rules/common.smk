@@ -418,7 +418,7 @@ def all_targets():
         targets.append("results/report/funnels.png")
     targets += expand("results/report/training/{name}.png", name=trained_models())
     if TBNN.get("activate"):
-        targets += ["results/tbnn/metrics.json", "results/tbnn/bands.png"]
+        targets += [f"results/tbnn/{f}" for f in ("metrics.json", "bands.png", "design.png", "explore.json")]
     if config.get("dft", {}).get("activate"):
         targets += ["results/dft/summary.csv", "results/dft/summary.html"]
         targets.append("results/candidates/index.md")

@@ -114,6 +114,89 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+DESIGN_HELP = {
+    "hole": "hole radius (a) of the six-hole geometry",
+    "softness": "edge width of the holes (a): the image is smooth in R",
+    "start": "initial R (a) of the gradient descent",
+    "steps": "Adam steps on the geometry",
+    "lr": "Adam learning rate on the geometry",
+    "scan": "radii of the exact scan between 0.1 and 0.5 a",
+    "ecut": "plane-wave cut-off of the exact check (the training data's)",
+}
+
+
+def _design_options(p: argparse.ArgumentParser) -> None:
+    from topogen.models.tbnn.design import DesignSettings
+
+    add_options(p, DesignSettings, DESIGN_HELP)
+    threads_option(p)
+
+
+def _design(args: argparse.Namespace) -> int:
+    from topogen.models.tbnn.design import DesignSettings, find_inversion, fit_target, plot_design
+    from topogen.models.tbnn.train import load_tbnn
+
+    settings = read_options(args, DesignSettings)
+    with stage(args, inputs=[args.model]) as run:
+        model = load_tbnn(args.model)
+        result = {"inversion": find_inversion(model, settings)}
+        result["target_fit"] = fit_target(model, (0.3, 0.12), (0.22, 0.15), settings)
+        run.write_json(args.out, result)
+        if args.plot:
+            plot_design(result, str(run.output(args.plot)))
+    inv = result["inversion"]
+    exact = inv["exact_crossing"]
+    log(
+        f"tbnn design: p/d inversion at R = {inv['designed_radius']:.3f} a by gradient descent"
+        f" (exact crossing: {'none' if exact is None else f'{exact:.3f} a'}); target fit "
+        f"{result['target_fit']['found']} for {result['target_fit']['target']} -> {args.out}"
+    )
+    return 0
+
+
+def _explore(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from topogen.models.tbnn.data import read_dataset
+    from topogen.models.tbnn.explore import explore
+    from topogen.models.tbnn.potentials import random_potential
+    from topogen.models.tbnn.symmetry import wedge_grid
+    from topogen.models.tbnn.train import load_tbnn
+
+    with stage(args, inputs=[args.model, args.valid]) as run:
+        model = load_tbnn(args.model)
+        lattice, size = model.tb.lattice, model.hparams.size
+        kpoints = wedge_grid(lattice, args.wedge)
+        exact = None
+        if args.valid:
+            valid = read_dataset(args.valid)
+            points = valid.points
+            exact = {
+                "energies": valid["energies"],
+                "vmax": valid.settings.vmax,
+                "labels": {p: valid[f"labels_{p}"] for p in points},
+            }
+            kpoints = valid["kpoints"]
+            result = {"validation": explore(model, valid["images"], kpoints, args.gap, exact=exact)}
+        else:
+            result = {}
+        images = np.array(
+            [random_potential(lattice, size, np.random.default_rng([args.seed, i]), 1.0)
+             for i in range(args.n)]
+        )  # fmt: skip
+        log(f"tbnn explore: {args.n} random potentials, {len(kpoints)} k points")
+        result["random"] = explore(model, images, kpoints, args.gap)
+        run.write_json(args.out, result)
+    fine = result["random"]["fine"]
+    points = result["random"]["points"]
+    log(
+        f"tbnn explore: {fine['fragile']} of {args.n} second band sets fragile "
+        f"({fine['with_second_set']} isolated); checked at Gamma, K, M only: "
+        f"{points['fragile']} of {points['with_second_set']} -> {args.out}"
+    )
+    return 0
+
+
 def register(stages: Subparsers) -> None:
     """Add ``topogen tbnn ...``."""
     cmds = group(stages, "tbnn", "tight-binding network for periodic metamaterials", "step", "STEP")
@@ -159,4 +242,37 @@ def register(stages: Subparsers) -> None:
     p.add_argument("--metrics", required=True, metavar="JSON", help="the metrics")
     p.add_argument("--plot", metavar="PNG", help="exact vs predicted bands")
     p.add_argument("--speed-kpoints", type=int, default=79, help="k points of the timing")
+    threads_option(p)
+    p = command(
+        cmds,
+        "design",
+        _design,
+        "gradient-based design through the network: the p/d band inversion of six holes",
+        "Six holes (V = 0) move out from the rotation centre; R of the p/d band inversion at\n"
+        "Gamma is found by gradient descent through the network and checked against an exact\n"
+        "scan; then a target band structure's geometry (R, hole) is recovered from another\n"
+        "start (see topogen.models.tbnn.design).",
+    )
+    p.add_argument("--model", required=True, metavar="CKPT", help="`topogen tbnn train` output")
+    p.add_argument("--out", required=True, metavar="JSON", help="design results")
+    p.add_argument("--plot", metavar="PNG", help="the inversion gap against R")
+    later(p, _design_options)
+    p = command(
+        cmds,
+        "explore",
+        _explore,
+        "band sets, symmetry fingerprints and fragile topology of many random potentials",
+        "Runs N random potentials through the network: isolated band sets (gaps over the\n"
+        "whole k grid, and, as a contrast, at Gamma, K, M only), the symmetry fingerprint of\n"
+        "the second set, and whether it is a sum of elementary band representations (else:\n"
+        "fragile). With --valid, the same on a validation set's exact bands, and the\n"
+        "agreement (see topogen.models.tbnn.explore).",
+    )
+    p.add_argument("--model", required=True, metavar="CKPT", help="`topogen tbnn train` output")
+    p.add_argument("--out", required=True, metavar="JSON", help="the exploration")
+    p.add_argument("--n", type=int, default=10000, help="random potentials")
+    p.add_argument("--seed", type=int, default=3, help="potential i is drawn with (SEED, i)")
+    p.add_argument("--valid", metavar="NPZ", help="a validation set: the exact check")
+    p.add_argument("--wedge", type=int, default=24, help="k grid without --valid (its grid)")
+    p.add_argument("--gap", type=float, default=1e-3, help="a set's gap, units of Vmax")
     threads_option(p)

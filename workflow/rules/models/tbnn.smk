@@ -2,7 +2,9 @@
 # Marquardt, PRX 11, 021052 (2021)): a branch beside the crystal generators. tbnn_data
 # draws random C6-symmetric step potentials and solves them exactly (tbnn.sets: train on
 # the training wedge grid, valid on a finer one); train_tbnn fits the network; tbnn_evaluate
-# writes its accuracy, label accuracy and speed-up over the Lanczos solver.
+# writes its accuracy, label accuracy and speed-up over the Lanczos solver; tbnn_design
+# finds the p/d band inversion of six holes by gradient descent through the network;
+# tbnn_explore counts isolated band sets and fragile ones among random potentials.
 
 
 rule tbnn_data:
@@ -70,3 +72,49 @@ rule tbnn_evaluate:
         "topogen tbnn evaluate --model {input.model:q} --data {input.data:q}"
         " --metrics {output.metrics:q} --plot {output.plot:q} --threads {threads}"
         " {params.options} > {log:q} 2>&1"
+
+
+rule tbnn_design:
+    input:
+        model="results/models/tbnn/model.ckpt",
+    output:
+        result="results/tbnn/design.json",
+        plot=report(
+            "results/tbnn/design.png",
+            caption="../../report/tbnn_design.rst",
+            category="Metamaterials",
+        ),
+    params:
+        options=cli_options(**TBNN.get("design", {})),
+    log:
+        "results/logs/tbnn_design.log",
+    benchmark:
+        "results/benchmarks/tbnn_design.tsv"
+    conda:
+        "../../../envs/ml.yaml"
+    threads: 1
+    shell:
+        "topogen tbnn design --model {input.model:q} --out {output.result:q}"
+        " --plot {output.plot:q} --threads {threads} {params.options} > {log:q} 2>&1"
+
+
+rule tbnn_explore:
+    input:
+        model="results/models/tbnn/model.ckpt",
+        valid="results/tbnn/data/valid.npz",
+    output:
+        result="results/tbnn/explore.json",
+    params:
+        options=cli_options(**TBNN.get("explore", {})),
+        seed=config["seed"],
+    log:
+        "results/logs/tbnn_explore.log",
+    benchmark:
+        "results/benchmarks/tbnn_explore.tsv"
+    conda:
+        "../../../envs/ml.yaml"
+    threads: 1
+    shell:
+        "topogen tbnn explore --model {input.model:q} --valid {input.valid:q}"
+        " --out {output.result:q} --seed {params.seed} --threads {threads} {params.options}"
+        " > {log:q} 2>&1"
