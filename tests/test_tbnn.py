@@ -289,3 +289,52 @@ def test_ebrs_match_the_lowest_bands_of_wells_at_their_sites(wyckoff, sites):
     assert not is_fragile(vector, table)
     # a set with the p pair at Gamma but two C2-even bands at M is no sum of EBRs
     assert is_fragile(np.array([0, 1, 0, 0, 0, 1, 0, 1, 1, 2, 0]), table)
+
+
+@pytest.mark.parametrize(("mass", "chern"), [(-1.0, 1), (1.0, -1), (3.0, 0), (-3.0, 0)])
+def test_uniform_bhz_supercells_have_the_qwz_chern_number(mass, chern):
+    """A uniform mass: the lower QWZ band (Chern +1 for -2 < m < 0, -1 for 0 < m < 2 in
+    our convention, 0 beyond), folded into the 4 lowest bands of a 2 x 2 supercell."""
+    from topogen.models.tbnn.bhz import supercell_bands
+
+    one = supercell_bands(np.full((1, 1), mass), np.zeros((1, 2)), 1)
+    assert one["chern"][0] == chern
+    four = supercell_bands(np.full((2, 2), mass), np.zeros((1, 2)), 4)
+    assert four["chern"][3] == chern
+
+
+def test_bhz_cells_are_c4_symmetric_without_time_reversal():
+    from topogen.models.tbnn.bhz import BHZ_SQUARE, Supercell, mass_map
+    from topogen.models.tbnn.potentials import random_field
+
+    image = (random_field(BHZ_SQUARE, 6, np.random.default_rng(2)) > 0).astype(float)
+    cell = Supercell(mass_map(image, (-1.0, 3.0)))
+    for point, (k, power) in BHZ_SQUARE.points.items():
+        h, r = cell.hamiltonian(np.array(k)), cell.rotation(np.array(k), power)
+        np.testing.assert_allclose(r @ h @ r.conj().T, h, atol=1e-12)
+        order = BHZ_SQUARE.point_order(point)
+        np.testing.assert_allclose(np.linalg.matrix_power(r, order), np.eye(len(r)), atol=1e-12)
+    k = np.array([0.13, 0.27])
+    h = cell.hamiltonian(k)
+    assert np.abs(cell.hamiltonian(-k) - h.conj()).max() > 1e-3  # no time reversal
+
+
+def test_bhz_training_reports_chern_accuracy(tmp_path):
+    from topogen.models.tbnn.evaluate import evaluate
+    from topogen.models.tbnn.train import train_tbnn
+
+    settings = DataSettings(kind="bhz", size=4, wedge=4, n_bands=2, chern_grid=8)
+    assert settings.vmax == 1.0 and settings.lattice == "p4"
+    data = make_dataset(settings, 12, tmp_path / "bhz.npz", log=lambda *_: None)
+    assert set(np.unique(data["chern"][np.isfinite(data["chern"])])) <= {-1.0, 0.0, 1.0}
+    net = NetworkSettings(orbitals="s s p b", radius=1.5, channels=(4,), hidden=(16,), epochs=2)
+    model = train_tbnn(
+        read_dataset(tmp_path / "bhz.npz"), tmp_path / "run", net, log=lambda *_: None
+    )
+    assert not model.tb.time_reversal
+    chern = evaluate(model, data)["chern"]
+    for b in (1, 2):
+        defined = int(np.isfinite(data["chern"][:, b - 1]).sum())
+        if defined:
+            assert chern[f"lowest_{b}"]["defined"] == defined
+            assert sum(chern[f"lowest_{b}"]["exact_values"].values()) == defined

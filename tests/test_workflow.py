@@ -322,6 +322,17 @@ def test_default_workflow_builds_the_library_and_runs(workdir, cli):
     assert {r.structure.composition.reduced_formula for r in sampled} <= targets
     logan_funnel = pd.read_parquet(workdir / "results/screen/logan/funnel.parquet")
     assert sorted(logan_funnel["id"]) == sorted(r.id for r in sampled)
+    # the metamaterial branch: metrics on the validation set, a design that closes the p/d
+    # gap it starts from, an exploration with its exact check
+    tbnn = yaml.safe_load((workdir / "config/config.yaml").read_text())["tbnn"]
+    metrics = json.loads((workdir / "results/tbnn/metrics.json").read_text())
+    assert metrics["n_potentials"] == tbnn["sets"]["valid"]["n"] and metrics["n_kpoints"] == 325
+    assert metrics["speed"]["speedup_over_lanczos"] > 100
+    design = json.loads((workdir / "results/tbnn/design.json").read_text())["inversion"]
+    assert abs(design["history"][-1][1]) < abs(design["history"][0][1])
+    explored = json.loads((workdir / "results/tbnn/explore.json").read_text())
+    assert explored["random"]["n_potentials"] == tbnn["explore"]["n"]
+    assert explored["validation"]["exact"]["n_potentials"] == tbnn["sets"]["valid"]["n"]
     # DFT: a verdict row for each generator's selected candidates, nothing else (no controls)
     selected = {}
     for name, table in (("gan", funnel), ("logan", logan_funnel)):
@@ -349,10 +360,11 @@ def test_default_workflow_builds_the_library_and_runs(workdir, cli):
     assert added.count("metrics.png") == 3 and added.count("structures.png") == 1, added
     assert added.count("summary.png") == added.count("summary.html") == 1, added
     assert added.count("funnels.png") == 1
+    assert added.count("predicted_bands.png") == added.count("design.png") == 1, added
     per_candidate = ("edge_states.png", "wannier_flow.png", "structure.png", "bands.png")
     for figure in (*per_candidate, "spin_flow.png", "chgnet.png"):
         assert added.count(figure) == len(selected), figure
-    trained = ["autoencoder", "cgcnn", "crystalbert-pretrain", "crystalbert-topology"]
+    trained = ["autoencoder", "cgcnn", "crystalbert-pretrain", "crystalbert-topology", "tbnn"]
     trained += [f"logan-{t}-s{s}-h{k}" for t in logan["targets"] for s in logan["members"]["seeds"]
                 for k in range(len(logan["members"]["sets"]))]  # fmt: skip
     assert sorted(n for n in added if n.endswith(".png") and n[:-4] in trained) == sorted(

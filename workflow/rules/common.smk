@@ -418,7 +418,8 @@ def all_targets():
         targets.append("results/report/funnels.png")
     targets += expand("results/report/training/{name}.png", name=trained_models())
     if TBNN.get("activate"):
-        targets += [f"results/tbnn/{f}" for f in ("metrics.json", "bands.png", "design.png", "explore.json")]
+        outputs = ("metrics.json", "predicted_bands.png", "design.png", "explore.json")
+        targets += [f"results/tbnn/{f}" for f in outputs]
     if config.get("dft", {}).get("activate"):
         targets += ["results/dft/summary.csv", "results/dft/summary.html"]
         targets.append("results/candidates/index.md")

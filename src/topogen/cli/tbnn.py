@@ -10,15 +10,18 @@ from topogen.cli.parser import Subparsers, command, gpus_option, group, later, t
 from topogen.cli.stage import log, stage
 
 DATA_HELP = {
-    "lattice": "wallpaper group of the potentials",
-    "size": "pixels per side of the potential image (the network's input)",
+    "kind": "step: p6 step potentials (Schroedinger); bhz: p4 QWZ mass maps (Chern case)",
+    "size": "pixels (step) or sites (bhz) per side of the image (the network's input)",
     "ecut": "plane-wave cut-off of the exact solver (E0 = hbar^2/2ma^2)",
     "wedge": "k grid: intervals per side of the irreducible wedge (12: 91 points)",
     "n_bands": "bands learnt",
-    "vmax": "potential height (E0; the paper's (16 hbar)^2/(2 m a^2) = 256)",
+    "vmax": "potential height (E0; the paper's (16 hbar)^2/(2 m a^2) = 256; bhz: 1)",
+    "masses": "bhz: the two masses of the map (units of the hopping)",
+    "chern_grid": "bhz: FHS grid of the exact Chern numbers",
 }
 NETWORK_HELP = {
-    "orbitals": "irreps at Wyckoff 1a of the TB model (s, p, d, f; b: B of p4)",
+    "orbitals": "irreps at Wyckoff 1a of the TB model (s, p, d, f; b: B of p4; bhz: e.g. "
+    "'s s p p b b')",
     "radius": "hopping range of the TB model (units of a)",
     "channels": "convolution channels per block",
     "hidden": "dense layer widths",
@@ -36,7 +39,7 @@ NETWORK_HELP = {
 def _data_options(p: argparse.ArgumentParser) -> None:
     from topogen.models.tbnn.settings import DataSettings
 
-    add_options(p, DataSettings, DATA_HELP, choices={"lattice": ["p6"]})
+    add_options(p, DataSettings, DATA_HELP, choices={"kind": ["step", "bhz"]})
     threads_option(p)
 
 
@@ -105,11 +108,14 @@ def _evaluate(args: argparse.Namespace) -> int:
         if args.plot:
             plot_examples(model, data, str(run.output(args.plot)))
     s = metrics["speed"]
+    baseline = "Lanczos" if "speedup_over_lanczos" in s else "the exact solver"
+    speedup = s.get("speedup_over_lanczos", s["speedup_over_exact_solver"])
+    chern = metrics.get("chern", {})
     log(
-        f"tbnn: rms {metrics['rms_over_vmax']:.4f} Vmax, labels "
-        f"{100 * metrics['label_accuracy']:.1f}% right on {metrics['n_potentials']} "
-        f"potentials; {s['speedup_over_lanczos']:.0f}x faster than Lanczos "
-        f"({s['n_kpoints']} k points) -> {args.metrics}"
+        f"tbnn: rms {metrics['rms_over_vmax']:.4f} (units of vmax), labels "
+        f"{100 * metrics['label_accuracy']:.1f}% right on {metrics['n_potentials']} cells; "
+        + "".join(f"Chern of the {k}: {100 * v['accuracy']:.0f}% right; " for k, v in chern.items())
+        + f"{speedup:.0f}x faster than {baseline} ({s['n_kpoints']} k points) -> {args.metrics}"
     )
     return 0
 

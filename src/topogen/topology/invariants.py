@@ -30,6 +30,7 @@ __all__ = [
     "SpinChern",
     "Z2Result",
     "chern_number",
+    "fhs_chern",
     "is_time_reversal_symmetric",
     "kramers_splitting",
     "spin_axis_operator",
@@ -62,7 +63,7 @@ def _occupied(hk: HamiltonianLike, k: np.ndarray, nocc: int, gap_tol: float) -> 
     return vectors[..., :nocc]
 
 
-def _fhs_chern(states: np.ndarray) -> float:
+def fhs_chern(states: np.ndarray) -> float:
     """Fukui-Hatsugai-Suzuki Chern number of states ``(n, n, nw, m)`` on a periodic grid."""
 
     def link(axis: int) -> np.ndarray:
@@ -84,7 +85,7 @@ def _as_int(value: float, what: str) -> int:
 
 def chern_number(hk: HamiltonianLike, nocc: int, n: int = 36, gap_tol: float = 1e-6) -> int:
     """Chern number of the lowest ``nocc`` bands (FHS lattice method on an n x n grid)."""
-    return _as_int(_fhs_chern(_occupied(hk, _grid(n), nocc, gap_tol)), "Chern number")
+    return _as_int(fhs_chern(_occupied(hk, _grid(n), nocc, gap_tol)), "Chern number")
 
 
 def spin_axis_operator(num_wann: int, phi: float, order: SpinOrder = "interleaved") -> np.ndarray:
@@ -112,8 +113,8 @@ def _split_chern(states: np.ndarray, values: np.ndarray, vectors: np.ndarray, to
     if (n_minus != n_minus.flat[0]).any() or not 0 < n_minus.flat[0] < nocc:
         raise TopogenError("P S P has no fixed split into +/- subspaces over the Brillouin zone")
     m = int(n_minus.flat[0])
-    minus = _fhs_chern(states @ vectors[..., :m])
-    plus = _fhs_chern(states @ vectors[..., m:])
+    minus = fhs_chern(states @ vectors[..., :m])
+    plus = fhs_chern(states @ vectors[..., m:])
     return (_as_int(plus, "C+") - _as_int(minus, "C-")) / 2
 
 

@@ -55,7 +55,7 @@ rule tbnn_evaluate:
     output:
         metrics="results/tbnn/metrics.json",
         plot=report(
-            "results/tbnn/bands.png",
+            "results/tbnn/predicted_bands.png",
             caption="../../report/tbnn_bands.rst",
             category="Metamaterials",
         ),

@@ -16,13 +16,14 @@ import numpy as np
 
 from topogen.errors import TopogenError
 from topogen.io.atomic import atomic_path
+from topogen.models.tbnn.bhz import Supercell, mass_map, supercell_bands
 from topogen.models.tbnn.exact import PlaneWaves
-from topogen.models.tbnn.potentials import random_potential
+from topogen.models.tbnn.potentials import random_field, random_potential
 from topogen.models.tbnn.settings import DataSettings
 from topogen.models.tbnn.symmetry import LATTICES, wedge_grid
 from topogen.runtime import Progress
 
-__all__ = ["Dataset", "make_dataset", "read_dataset", "solve"]
+__all__ = ["Dataset", "exact_energies", "make_dataset", "read_dataset", "solve"]
 
 
 class Dataset(dict):
@@ -40,10 +41,18 @@ class Dataset(dict):
 
 
 def solve(settings: DataSettings, images: np.ndarray, kpoints: np.ndarray) -> dict[str, Any]:
-    """Exact bands and labels of potential images (units of vmax)."""
+    """Exact bands and labels of images (step: potentials in units of vmax; bhz: mass
+    maps, 1 where the second mass sits); bhz adds the Chern numbers."""
     lattice = LATTICES[settings.lattice]
-    pw = PlaneWaves(lattice, settings.ecut)
     out: dict[str, list] = {"energies": []}
+    if settings.kind == "bhz":
+        for image in images:
+            masses = mass_map(image, settings.masses)
+            exact = supercell_bands(masses, kpoints, settings.n_bands, settings.chern_grid)
+            for key, value in exact.items():
+                out.setdefault(key, []).append(value)
+        return {k: np.array(v) for k, v in out.items()}
+    pw = PlaneWaves(lattice, settings.ecut)
     for image in images:
         bands = pw.bands(image * settings.vmax, kpoints, settings.n_bands)
         out["energies"].append(bands.energies)
@@ -53,15 +62,26 @@ def solve(settings: DataSettings, images: np.ndarray, kpoints: np.ndarray) -> di
     return {k: np.array(v) for k, v in out.items()}
 
 
+def exact_energies(settings: DataSettings, image: np.ndarray, kpoints: np.ndarray) -> np.ndarray:
+    """Lowest ``n_bands`` (n_k, n_bands) of one image at ``kpoints`` (e.g. a path)."""
+    if settings.kind == "bhz":
+        masses = mass_map(image, settings.masses)
+        return np.linalg.eigvalsh(Supercell(masses).hamiltonian(kpoints))[:, : settings.n_bands]
+    pw = PlaneWaves(LATTICES[settings.lattice], settings.ecut)
+    return pw.bands(image * settings.vmax, kpoints, settings.n_bands).energies
+
+
 def _chunk(args: tuple[DataSettings, int, list[int], np.ndarray]) -> dict[str, Any]:
     settings, seed, indices, kpoints = args
     lattice = LATTICES[settings.lattice]
-    images = np.array(
-        [
-            random_potential(lattice, settings.size, np.random.default_rng([seed, i]), 1.0)
-            for i in indices
-        ]
-    )
+    images = []
+    for i in indices:
+        rng = np.random.default_rng([seed, i])
+        if settings.kind == "bhz":
+            images.append((random_field(lattice, settings.size, rng) > 0).astype(float))
+        else:
+            images.append(random_potential(lattice, settings.size, rng, 1.0))
+    images = np.array(images)
     return {"images": images, **solve(settings, images, kpoints)}
 
 
@@ -122,6 +142,7 @@ def read_dataset(path: str | os.PathLike[str]) -> Dataset:
         with np.load(path, allow_pickle=False) as z:
             data = Dataset({k: z[k] for k in z.files})
         data["settings"] = ast.literal_eval(str(data["settings"]))
+        data["settings"].pop("lattice", None)  # sets written before bhz: all p6 step
         DataSettings(**data["settings"])
         missing = {"images", "energies", "kpoints"} - set(data)
     except (OSError, ValueError, SyntaxError, TypeError, KeyError) as exc:

@@ -6,24 +6,42 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from topogen.errors import TopogenError
 from topogen.models.tbnn.potentials import VMAX
+
+KINDS = {"step": "p6", "bhz": "p4"}  # data kind -> wallpaper group
 
 
 @dataclass
 class DataSettings:
-    """Training data of the p6 case. ``size``: pixels per side of the potential image (the
-    network's input); ``ecut`` (E0): plane-wave cut-off of the exact solver (ours: 1200 E0,
-    85 plane waves at Gamma; against 2400 E0 the bands move by up to 2% of Vmax for the
-    same potential, so both data and benchmark use one discretisation); ``wedge``:
-    intervals per side of the irreducible-wedge grid (12: 91 points; the paper had 79);
-    ``n_bands``: bands learnt (paper: 6)."""
+    """Training data. ``kind``: ``step`` (the paper's main case: p6 step potentials of
+    height ``vmax`` in -laplacian + V, energies in E0) or ``bhz`` (the Chern case: p4 QWZ
+    supercells with two ``masses``, energies in units of the hopping, so ``vmax`` is 1).
+    ``size``: pixels (step) or sites (bhz) per side of the image, the network's input;
+    ``ecut`` (E0): plane-wave cut-off of the step solver (ours: 1200 E0, 85 plane waves at
+    Gamma; against 2400 E0 the bands move by up to 2% of Vmax for the same potential, so
+    data and benchmark use one discretisation); ``wedge``: intervals per side of the
+    irreducible-wedge grid (p6, 12: 91 points, the paper had 79; p4, 8: 81 points);
+    ``n_bands``: bands learnt (paper: 6); ``chern_grid``: FHS grid of the bhz Chern numbers."""
 
-    lattice: str = "p6"
+    kind: str = "step"
     size: int = 24
     ecut: float = 1200.0
     wedge: int = 12
     n_bands: int = 6
     vmax: float = VMAX
+    masses: tuple[float, float] = (-1.0, 3.0)
+    chern_grid: int = 12
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise TopogenError(f"unknown tbnn data kind {self.kind!r} (expected step or bhz)")
+        if self.kind == "bhz":
+            self.vmax = 1.0
+
+    @property
+    def lattice(self) -> str:
+        return KINDS[self.kind]
 
 
 @dataclass

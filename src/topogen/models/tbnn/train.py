@@ -74,6 +74,7 @@ def train_tbnn(
         ds.n_bands,
         ds.vmax,
         data["kpoints"].tolist(),
+        time_reversal=ds.kind == "step",
         epochs=settings.epochs,
         **settings.hparams(),
     )
