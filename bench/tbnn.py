@@ -5,7 +5,9 @@ points, 50,000 potentials) and ``--valid`` others on the finer 325-point grid; t
 network (``--epochs``) and reports, on the validation set, the rms band error / Vmax, the
 fraction of right symmetry labels at Gamma, K, M, and the time per band structure of 79 k
 points against the 100 x 100 finite-difference Lanczos solver and the plane-wave solver
-(one process, ``--threads`` torch threads).
+(one process, ``--threads`` torch threads); then explores ``--explore`` random potentials
+(band sets, fragile second sets; the same on the validation set's exact bands) and finds
+the p/d inversion of six holes by gradient descent (``topogen tbnn explore`` / ``design``).
 
 The Chern case (``--case bhz``): p4 QWZ supercells of ``--bhz-size``^2 sites with random
 C4-symmetric mass maps (-1 / 3), trained on the lowest four bands and their labels at Gamma,
@@ -29,14 +31,21 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+
 from topogen.errors import TopogenError
 from topogen.models.tbnn.data import make_dataset, read_dataset
+from topogen.models.tbnn.design import DesignSettings, find_inversion
 from topogen.models.tbnn.evaluate import evaluate, plot_examples, speed
+from topogen.models.tbnn.explore import explore
+from topogen.models.tbnn.potentials import random_potential
 from topogen.models.tbnn.settings import DataSettings, NetworkSettings
+from topogen.models.tbnn.symmetry import LATTICES
 from topogen.models.tbnn.train import train_tbnn
 from topogen.runtime import set_threads
 
 VALID_WEDGE = 24
+P6 = LATTICES["p6"]
 
 
 def _data(path: Path, settings: DataSettings, n: int, seed: int, wedge: int, args) -> dict:
@@ -73,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2, help="data workers and torch threads")
     p.add_argument("--gpus", default="auto", help="0: CPU; auto: a GPU when there is one")
     p.add_argument("--fresh", action="store_true", help="draw the data sets again")
+    p.add_argument("--explore", type=int, default=10000, help="random potentials explored")
     p.add_argument("--case", choices=["step", "bhz"], default="step", help="which case")
     p.add_argument("--bhz-size", type=int, default=6, help="bhz: sites per side of the cell")
     p.add_argument("--bhz-train", type=int, default=1000, help="bhz: training cells")
@@ -103,6 +113,20 @@ def main(argv: list[str] | None = None) -> int:
     metrics = evaluate(model, valid)
     timing = speed(model, valid)
     plot_examples(model, valid, str(args.out / "bands.png"))
+    images = np.array(
+        [random_potential(P6, data_settings.size, np.random.default_rng([3, i]), 1.0)
+         for i in range(args.explore)]
+    )  # fmt: skip
+    exact = {
+        "energies": valid["energies"],
+        "vmax": data_settings.vmax,
+        "labels": {p: valid[f"labels_{p}"] for p in valid.points},
+    }
+    explored = {
+        "validation": explore(model, valid["images"], valid["kpoints"], exact=exact),
+        "random": explore(model, images, valid["kpoints"]),
+    }
+    designed = find_inversion(model, DesignSettings(ecut=args.ecut))
     summary = {
         "data": asdict(data_settings),
         "network": asdict(net),
@@ -110,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         "n_valid": args.valid,
         "validation": metrics,
         "speed": timing,
+        "explore": explored,
+        "design": {k: v for k, v in designed.items() if k != "history"},
         "targets": {
             "cpu_reduced": {"rms_over_vmax": 0.01, "label_accuracy": 0.95},
             "paper": {"rms_over_vmax": 0.003, "label_accuracy": 0.99},
