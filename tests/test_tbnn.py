@@ -177,6 +177,7 @@ def test_a_bad_data_set_is_named(tmp_path):
         read_dataset(bad)
 
 
+@pytest.mark.slow
 def test_commands_from_data_to_metrics(tmp_path):
     """`topogen tbnn data | train | evaluate` at toy scale: the metrics are those of the
     model and data they name (recomputed here), the figure is a real PNG."""
@@ -340,6 +341,7 @@ def test_bhz_training_reports_chern_accuracy(tmp_path):
             assert sum(chern[f"lowest_{b}"]["exact_values"].values()) == defined
 
 
+@pytest.mark.slow
 def test_benchmark_smoke(tmp_path):
     """bench/tbnn.py end to end at toy scale, both cases: the summary holds what the
     issue asks for (rms, labels, speed-up, Chern accuracy, exploration, design)."""
