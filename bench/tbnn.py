@@ -40,7 +40,7 @@ from topogen.models.tbnn.evaluate import evaluate, plot_examples, speed
 from topogen.models.tbnn.explore import explore
 from topogen.models.tbnn.potentials import random_potential
 from topogen.models.tbnn.settings import DataSettings, NetworkSettings
-from topogen.models.tbnn.symmetry import LATTICES
+from topogen.models.tbnn.symmetry import LATTICES, wedge_grid
 from topogen.models.tbnn.train import train_tbnn
 from topogen.runtime import set_threads
 
@@ -56,7 +56,7 @@ def _data(path: Path, settings: DataSettings, n: int, seed: int, wedge: int, arg
                 data.settings == settings
                 and len(data["images"]) == n
                 and int(data["seed"]) == seed
-                and len(data["kpoints"]) == (wedge + 1) * (wedge + 2) // 2
+                and len(data["kpoints"]) == len(wedge_grid(LATTICES[settings.lattice], wedge))
             ):
                 print(f"reusing {path}")
                 return data
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bhz-size", type=int, default=6, help="bhz: sites per side of the cell")
     p.add_argument("--bhz-train", type=int, default=1000, help="bhz: training cells")
     p.add_argument("--bhz-valid", type=int, default=200, help="bhz: validation cells")
-    p.add_argument("--bhz-epochs", type=int, default=60, help="bhz: training epochs")
+    p.add_argument("--bhz-epochs", type=int, default=80, help="bhz: training epochs")
     args = p.parse_args(argv)
     set_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -161,7 +161,7 @@ def _bhz(args: argparse.Namespace) -> int:
     train = _data(out / "train.npz", settings, args.bhz_train, 1, 8, args)
     valid = _data(out / "valid.npz", settings, args.bhz_valid, 2, 16, args)
     net = NetworkSettings(
-        orbitals="s s p p b b",
+        orbitals="s s s s p p p p b b b b",  # 8 orbitals fit single cells to 0.1 t only
         radius=2.3,
         channels=(16, 32),
         hidden=(256, 256),
