@@ -164,9 +164,12 @@ def test_training_lowers_the_loss(tmp_path):
     loaded = load_tbnn(tmp_path / "run" / "model.ckpt")
     arrays = tensors(loaded, again)
     after = float(loaded.loss(arrays)["band"])
+    torch.manual_seed(0)
     fresh = type(model)(**dict(model.hparams))
-    fresh.start_at(float(arrays["energies"].mean()))
+    fresh.start_at(float(arrays["energies"].mean()))  # where training starts: flat bands
     before = float(fresh.eval().loss(arrays)["band"])
+    flat = float(((arrays["energies"] - arrays["energies"].mean()) ** 2).mean())
+    assert before == pytest.approx(flat, rel=0.05)
     assert after < 0.5 * before
 
 

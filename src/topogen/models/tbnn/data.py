@@ -105,6 +105,11 @@ def make_dataset(
     progress = Progress(f"tbnn data {Path(out).name}", n)
     parts: list[dict[str, Any]] = []
     jobs = [(settings, seed, c, kpoints) for c in chunks]
+    if threads <= 1:  # in this process
+        for job in jobs:
+            parts.append(_chunk(job))
+            progress.update(sum(len(p["images"]) for p in parts))
+        return _finish(parts, kpoints, settings, seed, out, log)
     # fresh workers with one BLAS thread each (a forked one keeps the parent's thread pool)
     saved = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = "1"
@@ -119,12 +124,23 @@ def make_dataset(
             os.environ.pop("OMP_NUM_THREADS")
         else:
             os.environ["OMP_NUM_THREADS"] = saved
+    return _finish(parts, kpoints, settings, seed, out, log)
+
+
+def _finish(
+    parts: list[dict[str, Any]],
+    kpoints: np.ndarray,
+    settings: DataSettings,
+    seed: int,
+    out: str | os.PathLike[str],
+    log: Any,
+) -> Dataset:
     data = Dataset({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
     data["kpoints"] = kpoints
     data["settings"] = asdict(settings)
     data["seed"] = seed
     write_dataset(data, out)
-    log(f"tbnn: {n} potentials x {len(kpoints)} k points -> {out}")
+    log(f"tbnn: {len(data['images'])} potentials x {len(kpoints)} k points -> {out}")
     return data
 
 

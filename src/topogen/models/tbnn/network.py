@@ -94,9 +94,11 @@ class TBNN(L.LightningModule):
         """Set the output layer's bias to the parameters of H = energy x 1 (units of vmax)
         and shrink its weights: training starts from nearly flat bands at the data's mean
         energy, not from random long-range hoppings."""
-        onsite = torch.as_tensor(self.tb.basis[:, 0].real.reshape(self.tb.n_params, -1))
-        target = energy * torch.eye(self.tb.n_orbitals, dtype=onsite.dtype).reshape(-1)
-        coef = torch.linalg.lstsq(onsite.T, target.unsqueeze(1)).solution.squeeze(1)
+        # the basis matrices are orthonormal (Frobenius, real part), identity in their span:
+        # the coefficients are projections (a least-squares solve was not reliable here)
+        onsite = self.tb.basis[:, 0]
+        coef = energy * np.real(np.trace(onsite.conj(), axis1=-2, axis2=-1))
+        coef = torch.as_tensor(coef * (self.tb.shell_of == 0))
         with torch.no_grad():
             self.net[-1].bias.copy_(coef.to(self.net[-1].bias.dtype))
             self.net[-1].weight.mul_(0.01)
