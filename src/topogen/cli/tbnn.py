@@ -203,6 +203,14 @@ def _explore(args: argparse.Namespace) -> int:
     return 0
 
 
+def _network_inputs(p: argparse.ArgumentParser, out: tuple[str, str], plot: str = "") -> None:
+    """--model (a trained network), the JSON output ``out`` (flag, help) and --plot."""
+    p.add_argument("--model", required=True, metavar="CKPT", help="`topogen tbnn train` output")
+    p.add_argument(out[0], required=True, metavar="JSON", help=out[1])
+    if plot:
+        p.add_argument("--plot", metavar="PNG", help=plot)
+
+
 def register(stages: Subparsers) -> None:
     """Add ``topogen tbnn ...``."""
     cmds = group(stages, "tbnn", "tight-binding network for periodic metamaterials", "step", "STEP")
@@ -243,10 +251,8 @@ def register(stages: Subparsers) -> None:
         "time per band structure against the plane-wave and finite-difference Lanczos\n"
         "solvers; --plot draws exact and predicted bands of a few potentials.",
     )
-    p.add_argument("--model", required=True, metavar="CKPT", help="`topogen tbnn train` output")
+    _network_inputs(p, ("--metrics", "the metrics"), "exact vs predicted bands")
     p.add_argument("--data", required=True, metavar="NPZ", help="validation set")
-    p.add_argument("--metrics", required=True, metavar="JSON", help="the metrics")
-    p.add_argument("--plot", metavar="PNG", help="exact vs predicted bands")
     p.add_argument("--speed-kpoints", type=int, default=79, help="k points of the timing")
     threads_option(p)
     p = command(
@@ -259,9 +265,7 @@ def register(stages: Subparsers) -> None:
         "scan; then a target band structure's geometry (R, hole) is recovered from another\n"
         "start (see topogen.models.tbnn.design).",
     )
-    p.add_argument("--model", required=True, metavar="CKPT", help="`topogen tbnn train` output")
-    p.add_argument("--out", required=True, metavar="JSON", help="design results")
-    p.add_argument("--plot", metavar="PNG", help="the inversion gap against R")
+    _network_inputs(p, ("--out", "design results"), "the inversion gap against R")
     later(p, _design_options)
     p = command(
         cmds,
@@ -274,8 +278,7 @@ def register(stages: Subparsers) -> None:
         "fragile). With --valid, the same on a validation set's exact bands, and the\n"
         "agreement (see topogen.models.tbnn.explore).",
     )
-    p.add_argument("--model", required=True, metavar="CKPT", help="`topogen tbnn train` output")
-    p.add_argument("--out", required=True, metavar="JSON", help="the exploration")
+    _network_inputs(p, ("--out", "the exploration"))
     p.add_argument("--n", type=int, default=10000, help="random potentials")
     p.add_argument("--seed", type=int, default=3, help="potential i is drawn with (SEED, i)")
     p.add_argument("--valid", metavar="NPZ", help="a validation set: the exact check")

@@ -1,5 +1,5 @@
-"""Unit-cell potentials of the metamaterial: the paper's random step potentials and the
-six-hole geometry of its design example.
+"""Unit-cell potentials of the metamaterial: the paper's random step potentials (the six-hole
+geometry of its design example is :func:`topogen.models.tbnn.design.hole_image`).
 
 A potential is an L x L image on the fractional grid (i/L, j/L) of the cell (a1, a2). An
 N-fold rotation maps that grid onto itself (its matrix on fractional coordinates is an integer
@@ -16,7 +16,7 @@ import numpy as np
 
 from topogen.models.tbnn.symmetry import Lattice
 
-__all__ = ["VMAX", "fourier_coefficients", "random_field", "random_potential", "six_holes"]
+__all__ = ["VMAX", "fourier_coefficients", "random_field", "random_potential"]
 
 VMAX = 256.0  # (16 hbar)^2 / (2 m a^2) in E0 = hbar^2 / (2 m a^2)
 
@@ -60,23 +60,6 @@ def random_potential(
 ) -> np.ndarray:
     """The paper's step potential: a random field digitised to {0, vmax} at zero."""
     return np.where(random_field(lattice, size, rng) > 0, vmax, 0.0)
-
-
-def six_holes(lattice: Lattice, size: int, radius: float, hole: float, vmax: float = VMAX):
-    """The design example: potential vmax with N circular holes (V = 0) of radius ``hole``
-    at distance ``radius`` from the cell's centre of rotation, on the C_N-symmetric
-    directions; returns the image (size, size)."""
-    r = _grid(lattice, size)
-    image = np.full((size, size), vmax)
-    for j in range(lattice.order):
-        angle = 2 * math.pi * j / lattice.order
-        centre = radius * np.array([math.cos(angle), math.sin(angle)])
-        # nearest periodic image of every grid point
-        frac = np.linalg.solve(lattice.cell.T, (r - centre).reshape(-1, 2).T).T
-        frac -= np.rint(frac)
-        d = np.linalg.norm(frac @ lattice.cell, axis=-1).reshape(size, size)
-        image[d < hole] = 0.0
-    return image
 
 
 def fourier_coefficients(lattice: Lattice, image: np.ndarray) -> np.ndarray:
