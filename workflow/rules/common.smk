@@ -334,6 +334,15 @@ def logan_models(wildcards):
     ]
 
 
+# --- self-supervised generator (models/ssl.smk) ---
+SSL = config["train"].get("ssl", {"table": "results/data/structures.parquet"})
+
+
+def ssl_finetune_options(wildcards):
+    """`topogen ssl finetune` flags of one head: train.ssl.finetune.<head>."""
+    return cli_options(**SSL.get("finetune", {}).get(wildcards.head, {}))
+
+
 # --- tight-binding network (models/tbnn.smk) ---
 TBNN = config.get("tbnn", {"activate": False})
 
@@ -387,6 +396,11 @@ def trained_models():
         )
     if TBNN.get("activate"):
         models["tbnn"] = ("results/models/tbnn/model.ckpt", "results/models/tbnn/work")
+    if "ssl" in GENERATORS:
+        for name in ("pretrain", "classifier", "regressor", "gan"):
+            ckpt = "pretrained" if name == "pretrain" else name
+            work = f"results/models/ssl/work/{name}"
+            models[f"ssl-{name}"] = (f"results/models/ssl/{ckpt}.ckpt", work)
     if "logan" in GENERATORS:
         for model in logan_models(None):
             folder = str(Path(model).parent)
@@ -417,6 +431,8 @@ def all_targets():
     if screened_sets():
         targets.append("results/report/funnels.png")
     targets += expand("results/report/training/{name}.png", name=trained_models())
+    if "ssl" in GENERATORS:
+        targets += ["results/models/ssl/metrics.csv", "results/models/ssl/regressor.json"]
     if TBNN.get("activate"):
         outputs = ("metrics.json", "predicted_bands.png", "design.png", "explore.json")
         targets += [f"results/tbnn/{f}" for f in outputs]

@@ -23,6 +23,7 @@ from topogen.cli import (
     generate,
     report,
     screen,
+    ssl,
     tbnn,
     topology,
     train,
@@ -43,7 +44,7 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 # Registration order is the order of `topogen --help`.
-FAMILIES = (data, encode, train, generate, screen, report, dft, topology, tbnn, config)
+FAMILIES = (data, encode, train, generate, screen, report, dft, topology, ssl, tbnn, config)
 
 
 def build_parser() -> argparse.ArgumentParser:
