@@ -222,10 +222,10 @@ def _check_rendered_report(report: Path, scratch: Path) -> None:
 @pytest.mark.slow
 def test_default_workflow_builds_the_library_and_runs(workdir, cli):
     """`make demo`'s DAG from scratch: the offline library, the merged table, encodings, the
-    GAN and LoGAN, the funnel with every step, DFT on dft.top_k candidates of each. Two
-    savings for CI (each about 3 minutes on 2 cores): GAN Stage I runs CI_STAGE1_EPOCHS
-    instead of the demo's 100, and the controls are skipped (tests/test_dft_workflow.py runs
-    them through these rules)."""
+    GAN, LoGAN and the self-supervised generator, the funnel with every step, DFT on
+    dft.top_k candidates of each. Two savings for CI (each about 3 minutes on 2 cores): GAN
+    Stage I runs CI_STAGE1_EPOCHS instead of the demo's 100, and the controls are skipped
+    (tests/test_dft_workflow.py runs them through these rules)."""
     config = workdir / "config/config.yaml"  # the copy's: every later call sees the same
     cfg = yaml.safe_load(config.read_text())
     cfg["train"]["gan"]["stage1"]["epochs"] = CI_STAGE1_EPOCHS
@@ -300,7 +300,7 @@ def test_default_workflow_builds_the_library_and_runs(workdir, cli):
     assert topo["crystals"] == sum(r.properties["topo2d"] is not None for r in library)
     assert {row["model"] for row in topo["cross_validation"]} == {"crystalbert", "majority"}
     scorer = TopologyClassifier(workdir / "results/models/crystalbert/topology.ckpt")
-    for name in ("gan", "logan"):
+    for name in ("gan", "logan", "ssl"):
         table = pd.read_parquet(workdir / f"results/screen/{name}/funnel.parquet")
         reached = table[table["band_gap"] == "pass"].set_index("id")
         assert (reached["topology"] == "pass").all() and (table["topology"] != "fail").all()
@@ -322,6 +322,26 @@ def test_default_workflow_builds_the_library_and_runs(workdir, cli):
     assert {r.structure.composition.reduced_formula for r in sampled} <= targets
     logan_funnel = pd.read_parquet(workdir / "results/screen/logan/funnel.parquet")
     assert sorted(logan_funnel["id"]) == sorted(r.id for r in sampled)
+    # the self-supervised generator: pretrained on the MC2D monolayers, a classifier and a
+    # regressor on its backbone, the GAN stage; its metrics on the held-out crystals (the
+    # same corruptions for both generators) and its candidates, screened like the others
+    ssl = yaml.safe_load((workdir / "config/config.yaml").read_text())["train"]["ssl"]
+    m = pd.read_csv(workdir / "results/models/ssl/metrics.csv")  # and its figure (report)
+    noises = ssl["metrics"]["noises"]
+    assert len(m) == 2 * 3 * len(noises) and set(m["model"]) == {"pretrained", "gan"}
+    assert (m["n"] == 26).all()  # 10% of the 258 MC2D monolayers
+    assert (m.loc[m["noise"] == min(noises), "structural_similarity"] > 0).all()  # denoises
+    clf = json.loads((workdir / "results/models/ssl/classifier.json").read_text())
+    assert clf["property"] == "band_gap" and clf["n_held_out"] == 26
+    sampled = read_records(workdir / "results/generate/ssl/candidates.parquet")
+    bad = read_quarantine(workdir / "results/generate/ssl/candidates.parquet.quarantine.csv")
+    assert len(sampled) + len(bad) == ssl["sample"]["n"] and sampled
+    library_ids = {r.id for r in library}
+    for r in sampled:
+        assert r.properties["parent"] in library_ids
+        assert r.properties["element"] != r.properties["replaced"]
+    ssl_funnel = pd.read_parquet(workdir / "results/screen/ssl/funnel.parquet")
+    assert sorted(ssl_funnel["id"]) == sorted(r.id for r in sampled)
     # the metamaterial branch: metrics on the validation set, a design that closes the p/d
     # gap it starts from, an exploration with its exact check
     tbnn = yaml.safe_load((workdir / "config/config.yaml").read_text())["tbnn"]
@@ -335,7 +355,7 @@ def test_default_workflow_builds_the_library_and_runs(workdir, cli):
     assert explored["validation"]["exact"]["n_potentials"] == tbnn["sets"]["valid"]["n"]
     # DFT: a verdict row for each generator's selected candidates, nothing else (no controls)
     selected = {}
-    for name, table in (("gan", funnel), ("logan", logan_funnel)):
+    for name, table in (("gan", funnel), ("logan", logan_funnel), ("ssl", ssl_funnel)):
         picked = read_records(workdir / f"results/screen/{name}/selected.parquet")
         assert len(picked) == min(2, int(table["passed"].sum())), name
         selected |= {r.id: name for r in picked}
@@ -361,10 +381,12 @@ def test_default_workflow_builds_the_library_and_runs(workdir, cli):
     assert added.count("summary.png") == added.count("summary.html") == 1, added
     assert added.count("funnels.png") == 1
     assert added.count("predicted_bands.png") == added.count("design.png") == 1, added
+    assert added.count("generation_metrics.png") == 1, added
     per_candidate = ("edge_states.png", "wannier_flow.png", "structure.png", "bands.png")
     for figure in (*per_candidate, "spin_flow.png", "chgnet.png"):
         assert added.count(figure) == len(selected), figure
     trained = ["autoencoder", "cgcnn", "crystalbert-pretrain", "crystalbert-topology", "tbnn"]
+    trained += [f"ssl-{n}" for n in ("pretrain", "classifier", "regressor", "gan")]
     trained += [f"logan-{t}-s{s}-h{k}" for t in logan["targets"] for s in logan["members"]["seeds"]
                 for k in range(len(logan["members"]["sets"]))]  # fmt: skip
     assert sorted(n for n in added if n.endswith(".png") and n[:-4] in trained) == sorted(
@@ -492,6 +514,11 @@ def test_rule_all_is_computed_from_the_config(workdir):
     for rule in (
         "sample_gan",
         "sample_logan",
+        "pretrain_ssl",
+        "finetune_ssl",
+        "train_ssl_gan",
+        "ssl_metrics",
+        "sample_ssl_gan",
         "screen_chunk",
         "merge_screen",
         "pretrain_crystalbert",
@@ -502,14 +529,14 @@ def test_rule_all_is_computed_from_the_config(workdir):
     ):
         assert f"rule {rule}:" in plan, rule
     funnels = next(ln for ln in plan.splitlines() if "topogen report funnels" in ln)
-    assert "results/screen/gan/funnel.parquet results/screen/logan/funnel.parquet" in funnels
-    assert "--names gan logan" in funnels
+    names = ("gan", "logan", "ssl")
+    assert " ".join(f"results/screen/{n}/funnel.parquet" for n in names) in funnels
+    assert "--names gan logan ssl" in funnels
     # dft.candidates null: DFT takes the selection of every generator
     block = plan.split("checkpoint dft_candidates:")[1].split("\n\n")[0]
     inputs = block.split("input:")[1].splitlines()[0]
     assert [x.strip() for x in inputs.split(",")] == [
-        "results/screen/gan/selected.parquet",
-        "results/screen/logan/selected.parquet",
+        f"results/screen/{n}/selected.parquet" for n in names
     ], block
     assert "results/dft/summary.csv" in plan and "rule dft_summary:" in plan
     plan = snakemake(workdir, "-n", "--configfile", _override(workdir, "dft: {activate: false}"))

@@ -157,7 +157,7 @@ def _gan(args: argparse.Namespace) -> int:
 def _metrics(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from topogen.models.ssl.evaluate import NOISES, Training, metrics_table
+    from topogen.models.ssl.evaluate import NOISES, Training, metrics_table, plot_metrics
     from topogen.models.ssl.model import Generator
     from topogen.models.ssl.train import SPLIT_SEED, load, split
     from topogen.runtime import set_threads
@@ -176,6 +176,9 @@ def _metrics(args: argparse.Namespace) -> int:
                              composition_ok=lambda comp: composition_problem(comp) is None,
                              log=log)  # fmt: skip
         pd.DataFrame(rows).to_csv(run.output(args.out), index=False)
+        if args.plot:
+            plot_metrics(rows, run.output(args.plot), f"{len(test)} held-out crystals of "
+                         f"{Path(args.table).name}")  # fmt: skip
     log(f"ssl metrics: {len(rows)} rows on {len(test)} held-out crystals -> {args.out}")
     return 0
 
@@ -262,6 +265,7 @@ def register(stages: Subparsers) -> None:
     p.add_argument("--models", required=True, nargs="+", metavar="NAME=CKPT",
                    help="generators (pretrain or gan outputs)")  # fmt: skip
     p.add_argument("--out", required=True, metavar="CSV", help="the metrics table")
+    p.add_argument("--plot", metavar="PNG", help="the metrics against the noise ratio")
     p.add_argument("--val-fraction", type=float, default=0.1, help=held)
     p.add_argument("--n", type=int, default=0, help="at most N held-out crystals (0: all)")
     p.add_argument("--noises", type=float, nargs="+", help="noise ratios (0.1 0.2 0.4)")

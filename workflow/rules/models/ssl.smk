@@ -86,6 +86,11 @@ rule ssl_metrics:
         gan="results/models/ssl/gan.ckpt",
     output:
         metrics="results/models/ssl/metrics.csv",
+        plot=report(
+            "results/models/ssl/generation_metrics.png",
+            caption="../../report/ssl_metrics.rst",
+            category="Generators",
+        ),
     params:
         options=cli_options(**SSL.get("metrics", {})),
         seed=config["seed"],
@@ -98,7 +103,7 @@ rule ssl_metrics:
     threads: 1
     shell:
         "topogen ssl metrics --table {input.table:q} --models pretrained={input.pretrained:q}"
-        " gan={input.gan:q} --out {output.metrics:q} --seed {params.seed} --threads {threads}"
+        " gan={input.gan:q} --out {output.metrics:q} --plot {output.plot:q} --seed {params.seed} --threads {threads}"
         " {params.options} > {log:q} 2>&1"
 
 

@@ -139,3 +139,34 @@ def metrics_table(
                 log(f"ssl metrics: {name} mask {mask} noise {noise}: " + ", ".join(
                     f"{k} {v:.3f}" for k, v in m.items() if isinstance(v, float)))  # fmt: skip
     return rows
+
+
+PLOTTED = ("compositional_validity", "species_recovery", "structural_similarity", "novelty")
+
+
+def plot_metrics(rows: Sequence[dict[str, Any]], path: Any, title: str) -> None:
+    """The metrics against the noise ratio, one panel per metric and mask type, one line per
+    model (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    masks = list(dict.fromkeys(r["mask"] for r in rows))
+    fig, axes = plt.subplots(
+        len(PLOTTED), len(masks), figsize=(3.6 * len(masks), 2.4 * len(PLOTTED)), squeeze=False
+    )
+    for a, key in enumerate(PLOTTED):
+        for b, mask in enumerate(masks):
+            ax = axes[a][b]
+            for model in dict.fromkeys(r["model"] for r in rows):
+                sel = [r for r in rows if r["model"] == model and r["mask"] == mask]
+                ax.plot([r["noise"] for r in sel], [r[key] for r in sel], "o-", label=model)
+            ax.set_title(f"mask: {mask}", fontsize=9)
+            ax.set_xlabel("noise ratio", fontsize=8)
+            ax.set_ylabel(key.replace("_", " "), fontsize=8)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"self-supervised generator: {title}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -194,15 +194,14 @@ def load(path: str | os.PathLike[str], kind: type[L.LightningModule]) -> Any:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         hp = dict(ckpt["hyper_parameters"])
-        gan = "generator" in hp and "discriminator" in hp
-        cls = SSLGAN if gan else kind
+        cls = SSLGAN if "discriminator" in hp else PropertyModel if "task" in hp else Generator
         model = cls(**hp)
         model.load_state_dict(ckpt["state_dict"])
     except (OSError, RuntimeError, KeyError, TypeError, ValueError, EOFError,
             pickle.UnpicklingError) as exc:  # fmt: skip
         raise EncodingError(f"{path}: not a self-supervised generator checkpoint ({exc})") from exc
-    if gan and kind is Generator:
+    if isinstance(model, SSLGAN) and kind is Generator:
         model = model.generator
-    elif not isinstance(model, kind):
+    if not isinstance(model, kind):
         raise EncodingError(f"{path}: a {type(model).__name__}, not a {kind.__name__}")
     return model.eval()
