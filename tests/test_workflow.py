@@ -355,9 +355,11 @@ def test_default_workflow_builds_the_library_and_runs(workdir, cli):
     assert explored["validation"]["exact"]["n_potentials"] == tbnn["sets"]["valid"]["n"]
     # DFT: a verdict row for each generator's selected candidates, nothing else (no controls)
     selected = {}
+    dft = yaml.safe_load((workdir / "config/config.yaml").read_text())["dft"]
     for name, table in (("gan", funnel), ("logan", logan_funnel), ("ssl", ssl_funnel)):
         picked = read_records(workdir / f"results/screen/{name}/selected.parquet")
-        assert len(picked) == min(2, int(table["passed"].sum())), name
+        slots = dft["top_k_per_set"].get(name, dft["top_k"])
+        assert len(picked) == min(slots, int(table["passed"].sum())), name
         selected |= {r.id: name for r in picked}
     summary = pd.read_csv(workdir / "results/dft/summary.csv").set_index("candidate")
     assert set(summary.index) == set(selected)
@@ -595,6 +597,12 @@ def test_default_funnel_runs_the_band_gap_and_topology_steps(workdir):
     for ln in scores:
         assert "--model results/models/crystalbert/topology.ckpt" in ln
         assert "--mode rank --topology-min 0.5" in ln
+    # dft.top_k per screened set, dft.top_k_per_set where it names the set
+    dft = yaml.safe_load((workdir / "config/config.yaml").read_text())["dft"]
+    for ln in (ln for ln in plan.splitlines() if "topogen screen select " in ln):
+        name = ln.split("results/screen/")[1].split("/")[0]
+        assert f"--slots {dft['top_k_per_set'].get(name, dft['top_k'])} " in ln + " ", ln
+    assert "ssl" in dft["top_k_per_set"] and dft["top_k_per_set"]["ssl"] != dft["top_k"]
     classifier = next(ln for ln in plan.splitlines() if "topogen train topology-classifier" in ln)
     assert "--pretrained results/models/crystalbert/pretrained.ckpt" in classifier
     assert "--width 64 --layers 2 --epochs 30 --folds 5" in classifier
@@ -652,7 +660,7 @@ def test_full_mc2d_is_downloaded_when_its_url_is_set(workdir):
 
 def test_paper_config_sends_200_to_dft_with_a_dense_wannier_mesh(repo_root):
     paper = yaml.safe_load((repo_root / "config/paper.yaml").read_text())
-    assert paper["dft"]["top_k"] == 200
+    assert paper["dft"]["top_k"] == 200 and set(paper["dft"]["top_k_per_set"].values()) == {200}
     assert paper["dft"]["settings"]["nscf_kgrid"][:2] >= [8, 8]
 
 

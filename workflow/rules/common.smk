@@ -203,9 +203,10 @@ def select_options():
     return options
 
 
-def dft_slots():
-    """select_dft's k: dft.top_k candidates, picked by k-means (all survivors when fewer)."""
-    return DFT["top_k"]
+def dft_slots(wildcards):
+    """select_dft's k for one screened set: dft.top_k_per_set.<set>, else dft.top_k
+    candidates, picked by k-means (all survivors when fewer)."""
+    return DFT.get("top_k_per_set", {}).get(wildcards.generator, DFT["top_k"])
 
 def gpus(wildcards, resources):
     """The rule's `gpu` resource (set by a cluster profile) for `--gpus`; auto without one."""

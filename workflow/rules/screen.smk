@@ -121,7 +121,7 @@ rule select_dft:
         "results/screen/{generator}/selected.parquet",
     params:
         seed=config["seed"],
-        options=lambda wc: cli_options(slots=dft_slots(), **select_options()),
+        options=lambda wc: cli_options(slots=dft_slots(wc), **select_options()),
     log:
         "results/logs/screen/{generator}/select_dft.log",
     benchmark:
