@@ -58,7 +58,7 @@ def test_backbone_is_equivariant(monolayers, seed):
     torch.manual_seed(seed)
     s = monolayers[seed].structure
     rot = Rotation.random(random_state=seed).as_matrix()
-    model = Generator(**SMALL).double()
+    model = Generator(**PretrainSettings(**SMALL).hparams()).double()
     b1, b2 = collate([crystal(s, 5.0)]), collate([crystal(_rotated(s, rot), 5.0)])
     x = one_hot(b1.species, torch.float64)
     x[0] = 0
@@ -212,7 +212,9 @@ def test_gan_stage_starts_from_generator_and_classifier_and_trains_both(
     with pytest.raises(EncodingError, match="not a Generator"):
         load(tmp_path / "clf/model.ckpt", Generator)
     with pytest.raises(EncodingError, match="regressor"):
-        regressor = PropertyModel(**SMALL, task="regression")
+        regressor = PropertyModel(
+            PretrainSettings(**SMALL).hparams()["backbone"], "regression", 8, 1e-3, 0
+        )
         train_gan(items, gen, regressor, tmp_path / "x", log=lambda m: None)
 
 
@@ -228,7 +230,7 @@ def test_fake_species_are_distributions_without_the_mask_token(items):
 
 def test_a_model_that_moves_nothing_has_zero_structural_similarity(items, monolayers):
     """Structural similarity is normalised by the corruption: no displacement -> 0."""
-    model = Generator(**SMALL)
+    model = Generator(**PretrainSettings(**SMALL).hparams())
     torch.nn.init.zeros_(model.vector_head.weight)
     training = Training([r.structure for r in monolayers[10:]])
     m = generation_metrics(model, items[:10], training, "fraction", 0.3, 0.2)

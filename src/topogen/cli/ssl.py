@@ -70,12 +70,14 @@ def _options(cls_name: str, help: dict[str, str]) -> Any:
     return setup
 
 
-def _crystals(table: str, cutoff: float, max_neighbors: int | None) -> tuple[list, list]:
-    """The table's crystals and records; the ones without a graph are logged, skipped."""
+def _crystals(table: str, backbone: dict[str, Any]) -> tuple[list, list]:
+    """The table's crystals (the graph of ``backbone``'s settings) and records; the ones
+    without a graph are logged, skipped."""
     from topogen.io.tables import read_records
     from topogen.models.ssl.crystals import table_crystals
 
-    items, records, bad = table_crystals(read_records(table), cutoff, max_neighbors)
+    cutoff, most = backbone["cutoff"], backbone["max_neighbors"]
+    items, records, bad = table_crystals(read_records(table), cutoff, most)
     for rid, reason in bad:
         log(f"ssl: {table}: {rid} skipped: {reason}")
     return items, records
@@ -100,7 +102,7 @@ def _pretrain(args: argparse.Namespace) -> int:
     s = read_options(args, PretrainSettings)
 
     def train(run: Any) -> None:
-        items, _ = _crystals(args.table, s.cutoff, s.max_neighbors)
+        items, _ = _crystals(args.table, s.hparams()["backbone"])
         pretrain(items, args.workdir, s, val_fraction=args.val_fraction, threads=args.threads,
                  accelerator=args.accelerator, log=log)  # fmt: skip
 
@@ -120,7 +122,7 @@ def _finetune(args: argparse.Namespace) -> int:
     def train(run: Any) -> None:
         pretrained = load(args.pretrained, Generator)
         h = pretrained.hparams
-        items, records = _crystals(args.table, h.cutoff, h.max_neighbors)
+        items, records = _crystals(args.table, h.backbone)
         for c, r in zip(items, records, strict=True):
             value = r.properties.get(s.property)
             c.label = s.label(float(value) if value is not None else math.nan)
@@ -146,7 +148,7 @@ def _gan(args: argparse.Namespace) -> int:
         generator = load(args.generator, Generator)
         classifier = load(args.classifier, PropertyModel)
         h = generator.hparams
-        items, _ = _crystals(args.table, h.cutoff, h.max_neighbors)
+        items, _ = _crystals(args.table, h.backbone)
         train_gan(items, generator, classifier, args.workdir, s, val_fraction=args.val_fraction,
                   threads=args.threads, accelerator=args.accelerator, log=log)  # fmt: skip
 
@@ -168,7 +170,7 @@ def _metrics(args: argparse.Namespace) -> int:
     with stage(args, inputs=[args.table, *named.values()]) as run:
         models = {name: load(path, Generator) for name, path in named.items()}
         h = next(iter(models.values())).hparams
-        items, records = _crystals(args.table, h.cutoff, h.max_neighbors)
+        items, records = _crystals(args.table, h.backbone)
         train_idx, held = split(len(items), args.val_fraction, SPLIT_SEED)
         test = [items[k] for k in held][: args.n] if args.n else [items[k] for k in held]
         training = Training([records[k].structure for k in train_idx])

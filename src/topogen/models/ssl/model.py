@@ -46,33 +46,31 @@ class _OnBatch(L.LightningModule):
         )
 
 
-def _backbone(h: Any) -> nn.Module:
-    return make_backbone(h.backbone, hidden=h.hidden, layers=h.layers, cutoff=h.cutoff,
-                         n_rbf=h.n_rbf)  # fmt: skip
+def _backbone(b: dict[str, Any]) -> nn.Module:
+    """The backbone of :class:`~topogen.models.ssl.settings.BackboneSettings` fields ``b``
+    (``max_neighbors`` shapes the graph, not the network)."""
+    return make_backbone(b["backbone"], hidden=b["hidden"], layers=b["layers"],
+                         cutoff=b["cutoff"], n_rbf=b["n_rbf"])  # fmt: skip
 
 
 class Generator(_OnBatch):
-    """Masked-species + denoising model; hyper-parameters: :class:`~topogen.models.ssl.
-    settings.PretrainSettings` (but epochs, batch size)."""
+    """Masked-species + denoising model; hyper-parameters (no defaults here: they live in
+    :class:`~topogen.models.ssl.settings.PretrainSettings`, whose ``hparams()`` these are)."""
 
     def __init__(
         self,
-        backbone: str = "painn",
-        hidden: int = 64,
-        layers: int = 3,
-        cutoff: float = 5.0,
-        max_neighbors: int = 24,
-        n_rbf: int = 16,
-        species_mask: float = 0.5,
-        mask_fraction: float = 0.15,
-        noise_ratio: float = 0.1,
-        pos_weight: float = 200.0,
-        lr: float = 1e-4,
-        seed: int = 0,
+        backbone: dict[str, Any],
+        species_mask: float,
+        mask_fraction: float,
+        noise_ratio: float,
+        pos_weight: float,
+        lr: float,
+        seed: int,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.backbone = _backbone(self.hparams)
+        self.backbone = _backbone(backbone)
+        hidden = backbone["hidden"]
         self.species_head = nn.Sequential(
             nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, N_SPECIES)
         )
@@ -122,28 +120,25 @@ class Generator(_OnBatch):
 
 
 class PropertyModel(_OnBatch):
-    """The pretrained backbone + a feed-forward head (module docstring). ``mean``/``std``:
-    the regression target's standardisation; the backbone's settings are the generator's."""
+    """The pretrained backbone + a feed-forward head (module docstring): ``backbone`` (the
+    generator's), ``task``, ``head`` width, ``lr``, ``mean``/``std`` (the regression target's
+    standardisation) and ``seed`` (:class:`~topogen.models.ssl.settings.FinetuneSettings`)."""
 
     def __init__(
         self,
-        backbone: str = "painn",
-        hidden: int = 64,
-        layers: int = 3,
-        cutoff: float = 5.0,
-        max_neighbors: int = 24,
-        n_rbf: int = 16,
-        task: str = "classification",
-        head: int = 64,
-        lr: float = 1e-4,
+        backbone: dict[str, Any],
+        task: str,
+        head: int,
+        lr: float,
+        seed: int,
         mean: float = 0.0,
         std: float = 1.0,
-        seed: int = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.backbone = _backbone(self.hparams)
+        self.backbone = _backbone(backbone)
         out = 2 if task == "classification" else 1
+        hidden = backbone["hidden"]
         self.head = nn.Sequential(nn.Linear(hidden, head), nn.SiLU(), nn.Linear(head, out))
 
     def forward(
@@ -207,16 +202,16 @@ class SSLGAN(_OnBatch):
         self,
         generator: dict[str, Any],
         discriminator: dict[str, Any],
-        noise_ratio: float = 0.2,
-        real_noise: float = 0.01,
-        species_mask: float = 0.5,
-        mask_fraction: float = 0.15,
-        adv_weight: float = 0.1,
-        pos_weight: float = 200.0,
-        lr_g: float = 1e-4,
-        lr_d: float = 1e-5,
-        d_every: int = 2,
-        seed: int = 0,
+        noise_ratio: float,
+        real_noise: float,
+        species_mask: float,
+        mask_fraction: float,
+        adv_weight: float,
+        pos_weight: float,
+        lr_g: float,
+        lr_d: float,
+        d_every: int,
+        seed: int,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()

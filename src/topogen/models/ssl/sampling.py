@@ -49,7 +49,7 @@ def sample_ssl(
 ) -> LoadResult:
     """``n`` samples, sample i drawn with seed (``seed``, i) (module docstring)."""
     model: Generator = load(checkpoint, Generator)
-    h = model.hparams
+    b = model.hparams.backbone
     digest = sha256(checkpoint)
     result = LoadResult()
     graphs = {}
@@ -57,7 +57,7 @@ def sample_ssl(
         rng = np.random.default_rng([int(seed), i])
         parent = parents[int(rng.integers(len(parents)))]
         if parent.id not in graphs:
-            graphs[parent.id] = crystal(parent.structure, h.cutoff, h.max_neighbors)
+            graphs[parent.id] = crystal(parent.structure, b["cutoff"], b["max_neighbors"])
         c = graphs[parent.id]
         batch = collate([c]).to("cpu", torch.float32)
         corr = corrupt(batch, rng, noise_ratio=noise, mode="species")

@@ -7,7 +7,7 @@ embedded default are ours (the paper's 1e-4 is kept as the dataclass default).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from topogen.errors import TopogenError
@@ -47,7 +47,12 @@ class PretrainSettings(BackboneSettings):
     seed: int = 0
 
     def hparams(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k not in ("epochs", "batch_size")}
+        """The :class:`~topogen.models.ssl.model.Generator`'s arguments: the backbone's
+        fields as one mapping, the rest but epochs and batch size."""
+        backbone = {f.name for f in fields(BackboneSettings)}
+        skip = backbone | {"epochs", "batch_size"}
+        own = {k: v for k, v in asdict(self).items() if k not in skip}
+        return {"backbone": {k: getattr(self, k) for k in sorted(backbone)}, **own}
 
 
 @dataclass

@@ -33,7 +33,6 @@ from topogen.models.training import fingerprint, make_trainer, quiet_lightning, 
 from topogen.runtime import set_threads
 
 FINAL = "model.ckpt"
-BACKBONE_KEYS = ("backbone", "hidden", "layers", "cutoff", "max_neighbors", "n_rbf")
 SPLIT_SEED = 0  # pretraining, GAN and metrics hold out the same crystals of a table
 
 
@@ -103,10 +102,6 @@ def pretrain(
                 log=log)  # type: ignore[return-value]  # fmt: skip
 
 
-def backbone_hparams(model: Generator) -> dict[str, Any]:
-    return {k: model.hparams[k] for k in BACKBONE_KEYS}
-
-
 def finetune(
     items: Sequence[Crystal],
     pretrained: Generator,
@@ -130,8 +125,8 @@ def finetune(
     train, valid = [labelled[k] for k in tr], [labelled[k] for k in va]
     y = np.array([c.label for c in train])
     mean, std = (float(y.mean()), float(y.std()) or 1.0) if s.task == "regression" else (0, 1)
-    model = PropertyModel(**backbone_hparams(pretrained), task=s.task, head=s.hidden, lr=s.lr,
-                          mean=mean, std=std, seed=s.seed)  # fmt: skip
+    model = PropertyModel(dict(pretrained.hparams.backbone), task=s.task, head=s.hidden,
+                          lr=s.lr, seed=s.seed, mean=mean, std=std)  # fmt: skip
     model.backbone.load_state_dict(pretrained.backbone.state_dict())
     log(f"ssl finetune ({s.task} of {s.property}): {len(train)} crystals, {len(valid)} held out")
     _fit(model, train, valid, outdir, s.epochs, s.batch_size, s.seed, accelerator=accelerator,
