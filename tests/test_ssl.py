@@ -304,3 +304,27 @@ def test_commands_pretrain_finetune_gan_metrics_sample(tmp_path, cli, monolayers
     rows = read_records(tmp_path / "c.parquet")
     assert rows and all(r.source == "ssl" and r.properties["parent"] for r in rows)
     assert (tmp_path / "c.parquet.prov.json").exists()
+
+
+def test_a_non_finite_loss_stops_training_with_its_place(items):
+    model = Generator(**PretrainSettings(**SMALL).hparams())
+    with torch.no_grad():
+        model.species_head[0].weight.fill_(float("nan"))
+    batch = collate(items[:4]).to("cpu", torch.float32)
+    with pytest.raises(EncodingError, match=r"non-finite loss .* epoch 0, batch 3"):
+        model._step(batch, 3, "train")
+
+
+def test_the_backbone_stays_finite_when_atoms_nearly_touch():
+    """Two atoms 0.05 A apart (what strong position noise can make) and weights scaled up as
+    training makes them: features stay finite (a LayerNorm after every block)."""
+    s = Structure(Lattice.hexagonal(3.2, 20.0), ["Mo", "S", "S"],
+                  [[0, 0, 0.5], [1 / 3, 2 / 3, 0.58], [1 / 3 + 0.01, 2 / 3, 0.58]])  # fmt: skip
+    torch.manual_seed(0)
+    model = Generator(**PretrainSettings(**SMALL).hparams())
+    with torch.no_grad():
+        for p in model.backbone.parameters():
+            p.mul_(6.0)
+    batch = collate([crystal(s, 5.0)]).to("cpu", torch.float32)
+    logits, disp = model(one_hot(batch.species, torch.float32), batch)
+    assert torch.isfinite(logits).all() and torch.isfinite(disp).all()

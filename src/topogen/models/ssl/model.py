@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from topogen.encode import EncodingError
 from topogen.models.ssl.backbone import make_backbone, pool
 from topogen.models.ssl.corruption import Corruption, center, corrupt
 from topogen.models.ssl.crystals import N_SPECIES, Batch
@@ -38,6 +39,14 @@ VALID_SEED = 1_000_003  # corruptions of the validation batches: the same every 
 class _OnBatch(L.LightningModule):
     def transfer_batch_to_device(self, batch: Batch, device: Any, dataloader_idx: int) -> Batch:
         return batch.to(device, torch.get_default_dtype())
+
+    def _finite(self, loss: torch.Tensor, batch_idx: int) -> None:
+        """A non-finite loss stops training with the place it happened (not NaN epochs)."""
+        if not torch.isfinite(loss):
+            raise EncodingError(
+                f"{type(self).__name__}: non-finite loss ({float(loss)}) at epoch "
+                f"{self.current_epoch}, batch {batch_idx}; the last checkpoint is intact"
+            )
 
     def _rng(self, batch_idx: int, valid: bool = False) -> np.random.Generator:
         seed = int(self.hparams.seed)
@@ -102,6 +111,7 @@ class Generator(_OnBatch):
         c = self.corruption(batch, self._rng(batch_idx, valid=stage == "val"))
         nll, mse, logits, _ = self.losses(batch, c)
         loss = nll + self.hparams.pos_weight * mse
+        self._finite(loss, batch_idx)
         acc = (logits[c.masked].argmax(-1) == batch.species[c.masked]).float().mean()
         n = batch.size
         self.log_dict({f"{stage}_loss": loss, f"{stage}_nll": nll, f"{stage}_pos_mse": mse,
@@ -239,6 +249,7 @@ class SSLGAN(_OnBatch):
         # L1 between the softmax (fake, real) and the one-hot label "real": 2 (1 - p)
         adversarial = (2 * (1 - p_fake)).mean()
         g_loss = h.adv_weight * adversarial + nll + h.pos_weight * mse
+        self._finite(g_loss, batch_idx)
         opt_g.zero_grad()
         self.manual_backward(g_loss)
         opt_g.step()
