@@ -328,3 +328,36 @@ def test_the_backbone_stays_finite_when_atoms_nearly_touch():
     batch = collate([crystal(s, 5.0)]).to("cpu", torch.float32)
     logits, disp = model(one_hot(batch.species, torch.float32), batch)
     assert torch.isfinite(logits).all() and torch.isfinite(disp).all()
+
+
+@pytest.mark.slow
+def test_benchmark_smoke(tmp_path):
+    """bench/ssl.py end to end on 200 shared monolayers, one epoch each: the metrics of the
+    three generators (pretrained, GAN, its control) for every mask and the asked noise."""
+    import subprocess
+    import sys
+
+    from topogen.data.shared import shared_data_root
+
+    root = shared_data_root()
+    if root is None or not (root / "c2db-subset").exists() or not (root / "mc2d-v4").exists():
+        pytest.skip("../shared/data (c2db-subset, mc2d-v4) is absent (set TOPOGEN_SHARED_DATA)")
+    bench = Path(__file__).parents[1] / "bench" / "ssl.py"
+    res = subprocess.run(
+        [sys.executable, str(bench), "--data", str(root), "--out", str(tmp_path), "--limit",
+         "200", "--pretrain-epochs", "1", "--finetune-epochs", "1", "--gan-epochs", "1",
+         "--n-test", "8", "--noises", "0.2", "--hidden", "16", "--layers", "2", "--threads",
+         "1", "--accelerator", "cpu"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["n_crystals"] == 200 and summary["n_held_out"] == 20
+    assert summary["n_test"] == 8
+    rows = summary["metrics"]
+    assert {(r["model"], r["mask"]) for r in rows} == {
+        (m, k) for m in ("pretrained", "gan", "control (adv 0)") for k in ("species", "15%", "30%")
+    }
+    assert all(r["n"] == 8 and r["noise"] == 0.2 for r in rows)
+    assert len(summary["compositional_validity_gain_over_pretrained"]) == 6
+    assert (tmp_path / "metrics.png").stat().st_size > 10_000
