@@ -361,3 +361,17 @@ def test_benchmark_smoke(tmp_path):
     assert all(r["n"] == 8 and r["noise"] == 0.2 for r in rows)
     assert len(summary["compositional_validity_gain_over_pretrained"]) == 6
     assert (tmp_path / "metrics.png").stat().st_size > 10_000
+
+
+def test_sampling_names_what_it_cannot_use(tmp_path, monolayers, pretrained):
+    """No parents: a clear error; a parent without a neighbour in the cut-off: its samples
+    are rejected rows with the reason, the others go on."""
+    from topogen.io.tables import Record
+
+    with pytest.raises(EncodingError, match="no parent crystals"):
+        sample_ssl(pretrained, [], 3, seed=0)
+    lonely = Record("lonely", "test", Structure(Lattice.cubic(12.0), ["Na"], [[0, 0, 0]]), {})
+    result = sample_ssl(pretrained, [lonely, monolayers[0]], 8, seed=1)
+    assert len(result.records) + len(result.rejected) == 8
+    assert result.rejected and all("parent lonely" in r.reason for r in result.rejected)
+    assert all(r.properties["parent"] == monolayers[0].id for r in result.records)

@@ -4,7 +4,8 @@ perturb all positions (``noise`` x its shortest edge), and let the generator fil
 
 The masked atoms get one element together (a crystal whose one species is replaced by two
 would be a different experiment): the element maximising the mean log-probability over the
-masked atoms among those other than the original, drawn with probabilities proportional to
+masked atoms among those other than the original (and up to Pu, Z = 94, what the funnel
+accepts), drawn with probabilities proportional to
 exp(mean log-probability / ``temperature``) (temperature 0: the most probable). Positions
 move by the predicted displacements. Row ids are ``ssl-<i>`` (sample i, seed (``seed``, i));
 each records the parent crystal, the replaced and the new element with its probability, the
@@ -20,13 +21,14 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from topogen.encode import EncodingError
 from topogen.io.provenance import sha256
 from topogen.io.tables import LoadResult, Record
 from topogen.models.ssl.corruption import center, corrupt
-from topogen.models.ssl.crystals import collate, crystal, structure_of
+from topogen.models.ssl.crystals import Crystal, collate, crystal, structure_of
 from topogen.models.ssl.model import Generator
 from topogen.models.ssl.train import load
-from topogen.structure.sanity import structure_problem
+from topogen.structure.sanity import MAX_Z, structure_problem
 
 
 def _element(z_index: int) -> str:
@@ -48,23 +50,32 @@ def sample_ssl(
     source: str = "ssl",
 ) -> LoadResult:
     """``n`` samples, sample i drawn with seed (``seed``, i) (module docstring)."""
+    if not parents:
+        raise EncodingError("no parent crystals to sample from")
     model: Generator = load(checkpoint, Generator)
     b = model.hparams.backbone
     digest = sha256(checkpoint)
     result = LoadResult()
-    graphs = {}
+    graphs: dict[str, Crystal | str] = {}
     for i in range(n):
         rng = np.random.default_rng([int(seed), i])
         parent = parents[int(rng.integers(len(parents)))]
         if parent.id not in graphs:
-            graphs[parent.id] = crystal(parent.structure, b["cutoff"], b["max_neighbors"])
+            try:
+                graphs[parent.id] = crystal(parent.structure, b["cutoff"], b["max_neighbors"])
+            except EncodingError as exc:
+                graphs[parent.id] = f"parent {parent.id}: {exc}"
         c = graphs[parent.id]
+        if isinstance(c, str):  # a parent without a graph: this sample is a rejected row
+            result.admit(str(checkpoint), str(i), f"{source}-{i}", c, None)
+            continue
         batch = collate([c]).to("cpu", torch.float32)
         corr = corrupt(batch, rng, noise_ratio=noise, mode="species")
         logits, disp = model(corr.inputs, batch, corr.noisy)
         old = int(c.species[corr.masked][0])
         score = logits[corr.masked].log_softmax(-1).mean(0).double().numpy()
         score[old] = -np.inf
+        score[MAX_Z:] = -np.inf  # Z > 94: outside what the funnel and DFT accept
         if temperature > 0:
             p = np.exp((score - score.max()) / temperature)
             new = int(rng.choice(len(p), p=p / p.sum()))
