@@ -63,3 +63,14 @@ def test_failure_exits_1_with_one_line(cli, tmp_path):
     assert res.stderr.startswith(f"topogen: error: {bogus}: not a readable Parquet file")
     assert len(res.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "m.parquet").exists()
+
+
+def test_no_benchmark_script_shadows_a_standard_module():
+    """A script's folder comes first on sys.path: bench/ssl.py broke every benchmark that
+    imports pyarrow (which imports the standard library's ssl)."""
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).parents[1] / "bench"
+    names = {p.stem for p in bench.glob("*.py")}
+    assert names and not names & set(sys.stdlib_module_names)

@@ -332,8 +332,9 @@ def test_the_backbone_stays_finite_when_atoms_nearly_touch():
 
 @pytest.mark.slow
 def test_benchmark_smoke(tmp_path):
-    """bench/ssl.py end to end on 200 shared monolayers, one epoch each: the metrics of the
-    three generators (pretrained, GAN, its control) for every mask and the asked noise."""
+    """bench/ssl_generator.py end to end on 200 shared monolayers, one epoch each: the
+    metrics of the three generators (pretrained, GAN, its control) for every mask and the
+    asked noise."""
     import subprocess
     import sys
 
@@ -342,7 +343,7 @@ def test_benchmark_smoke(tmp_path):
     root = shared_data_root()
     if root is None or not (root / "c2db-subset").exists() or not (root / "mc2d-v4").exists():
         pytest.skip("../shared/data (c2db-subset, mc2d-v4) is absent (set TOPOGEN_SHARED_DATA)")
-    bench = Path(__file__).parents[1] / "bench" / "ssl.py"
+    bench = Path(__file__).parents[1] / "bench" / "ssl_generator.py"
     res = subprocess.run(
         [sys.executable, str(bench), "--data", str(root), "--out", str(tmp_path), "--limit",
          "200", "--pretrain-epochs", "1", "--finetune-epochs", "1", "--gan-epochs", "1",

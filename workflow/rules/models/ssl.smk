@@ -22,7 +22,7 @@ rule pretrain_ssl:
         "results/benchmarks/ssl/pretrain.tsv"
     conda:
         "../../../envs/ml.yaml"
-    threads: 2
+    threads: 1
     shell:
         "topogen ssl pretrain --table {input.table:q} --out {output.model:q}"
         " --workdir {params.workdir:q} --threads {threads} --gpus {params.gpus:q}"
@@ -48,7 +48,7 @@ rule finetune_ssl:
         "results/benchmarks/ssl/finetune_{head}.tsv"
     conda:
         "../../../envs/ml.yaml"
-    threads: 2
+    threads: 1
     shell:
         "topogen ssl finetune --table {input.table:q} --pretrained {input.pretrained:q}"
         " --out {output.model:q} --metrics {output.metrics:q} --workdir {params.workdir:q}"
@@ -72,7 +72,7 @@ rule train_ssl_gan:
         "results/benchmarks/ssl/gan.tsv"
     conda:
         "../../../envs/ml.yaml"
-    threads: 2
+    threads: 1
     shell:
         "topogen ssl gan --table {input.table:q} --generator {input.generator:q}"
         " --classifier {input.classifier:q} --out {output.model:q} --workdir {params.workdir:q}"

@@ -12,39 +12,35 @@ Data: the C2DB subset (4,033 monolayers) and MC2D (258) of ``--data`` (``../shar
    schedule with adversarial weight 0 (continued denoising at noise 0.2 only): a gain of the
    GAN over the pretrained model that the control also shows is not the GAN's.
 
-Then the metrics table of :mod:`topogen.models.ssl.evaluate` (structural and compositional
+(Not ``bench/ssl.py``, the name the issue gave: a script's folder comes first on
+``sys.path``, so that file would shadow the standard library's ``ssl`` for every benchmark
+here.) Then the metrics table of :mod:`topogen.models.ssl.evaluate` (structural and compositional
 validity, species recovery, compositional and structural similarity, novelty) for each
 model, mask type (one species, 15%, 30%) and noise ratio (0.1, 0.2, 0.4) on ``--n-test``
 held-out crystals, written to ``metrics.csv``, ``summary.json`` and ``metrics.png``.
 
-    .venv/bin/python bench/ssl.py --out bench/out/ssl
+    .venv/bin/python bench/ssl_generator.py --out bench/out/ssl
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
+import json
+import os
+import time
+from pathlib import Path
 
-# Run as a script, this folder comes first on sys.path, and this file's name would shadow
-# the standard library's ssl (which pyarrow and urllib import): drop the folder.
-sys.path[:] = [p for p in sys.path if p not in ("", __file__.rsplit("/", 1)[0])]
+import numpy as np
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-from topogen.data.c2db import load_c2db_subset  # noqa: E402
-from topogen.data.mc2d import load_mc2d  # noqa: E402
-from topogen.data.shared import shared_data_root  # noqa: E402
-from topogen.models.ssl.crystals import table_crystals  # noqa: E402
-from topogen.models.ssl.evaluate import NOISES, Training, metrics_table, plot_metrics  # noqa: E402
-from topogen.models.ssl.settings import FinetuneSettings, GanSettings, PretrainSettings  # noqa: E402
-from topogen.models.ssl.train import SPLIT_SEED, finetune, pretrain, split, train_gan  # noqa: E402
-from topogen.runtime import set_threads  # noqa: E402
-from topogen.screen.validity import composition_problem  # noqa: E402
+from topogen.data.c2db import load_c2db_subset
+from topogen.data.mc2d import load_mc2d
+from topogen.data.shared import shared_data_root
+from topogen.models.ssl.crystals import table_crystals
+from topogen.models.ssl.evaluate import NOISES, Training, metrics_table, plot_metrics
+from topogen.models.ssl.settings import FinetuneSettings, GanSettings, PretrainSettings
+from topogen.models.ssl.train import SPLIT_SEED, finetune, pretrain, split, train_gan
+from topogen.runtime import set_threads
+from topogen.screen.validity import composition_problem
 
 CITE = "data: C2DB (Haastrup et al. 2018, Gjerding et al. 2021), MC2D (Mounet et al. 2018)"
 
