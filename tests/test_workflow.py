@@ -226,7 +226,7 @@ def test_default_workflow_builds_the_library_and_runs(workdir, cli):
     dft.top_k candidates of each. Three savings for CI (each about 3 minutes on 2 cores): GAN
     Stage I runs CI_STAGE1_EPOCHS instead of the demo's 100, the controls are skipped
     (tests/test_dft_workflow.py runs them through these rules), and the self-supervised
-    generator's 8 candidates (16 in the demo) end at select_dft."""
+    generator trains a few epochs and its 8 candidates (16 in the demo) end at select_dft."""
     config = workdir / "config/config.yaml"  # the copy's: every later call sees the same
     cfg = yaml.safe_load(config.read_text())
     cfg["train"]["gan"]["stage1"]["epochs"] = CI_STAGE1_EPOCHS
@@ -234,7 +234,11 @@ def test_default_workflow_builds_the_library_and_runs(workdir, cli):
     # the self-supervised generator's candidates stop after select_dft here (its DFT runs
     # the same rules as the others'; a full demo run sent ZrBr2 and InSe to a verdict)
     cfg["dft"]["candidates"] = [f"results/screen/{n}/selected.parquet" for n in ("gan", "logan")]
-    cfg["train"]["ssl"]["sample"]["n"] = 8
+    ssl = cfg["train"]["ssl"]
+    ssl["sample"]["n"] = 8
+    ssl["pretrain"]["epochs"], ssl["gan"]["epochs"] = 5, 2  # denoises already (0.2 of 0.1)
+    for head in ssl["finetune"].values():
+        head["epochs"] = 3
     config.write_text(yaml.safe_dump(cfg, sort_keys=False))
     res = snakemake(workdir, "--cores", "2", timeout=3600)
     assert res.returncode == 0, res.stderr[-3000:]
