@@ -131,7 +131,7 @@ def make_backbone(name: str, **kwargs: int | float) -> nn.Module:
 
 
 def pool(s: torch.Tensor, batch: Batch) -> torch.Tensor:
-    """Mean of the atoms' scalar features per crystal (B, F)."""
+    """Mean of per-atom values ``s`` (N, ...) over each crystal (B, ...)."""
     total = _index_add(s, batch.graph, batch.size)
     counts = torch.bincount(batch.graph, minlength=batch.size).clamp(min=1)
-    return total / counts.unsqueeze(-1).to(s.dtype)
+    return total / counts.view(-1, *([1] * (s.dim() - 1))).to(s.dtype)

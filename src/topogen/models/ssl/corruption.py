@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from topogen.errors import TopogenError
+from topogen.models.ssl.backbone import pool
 from topogen.models.ssl.crystals import MASK, N_SPECIES, Batch
 
 
@@ -74,7 +75,7 @@ def corrupt(
     shown = np.where(masked, MASK, species)
     dev, dtype = batch.positions.device, batch.positions.dtype
     noise_t = torch.as_tensor(noise, dtype=dtype, device=dev)
-    mean = _crystal_mean(noise_t, batch)
+    mean = pool(noise_t, batch)[batch.graph]
     return Corruption(
         masked=torch.as_tensor(masked, device=dev),
         inputs=torch.nn.functional.one_hot(torch.as_tensor(shown, device=dev), N_SPECIES + 1).to(
@@ -85,13 +86,6 @@ def corrupt(
     )
 
 
-def _crystal_mean(x: torch.Tensor, batch: Batch) -> torch.Tensor:
-    """Per-atom copy of the mean of ``x`` over its crystal."""
-    total = x.new_zeros((batch.size, *x.shape[1:])).index_add(0, batch.graph, x)
-    counts = torch.bincount(batch.graph, minlength=batch.size).to(x.dtype).clamp(min=1)
-    return (total / counts.view(-1, *([1] * (x.dim() - 1))))[batch.graph]
-
-
 def center(x: torch.Tensor, batch: Batch) -> torch.Tensor:
     """``x`` (N, 3) with its mean over each crystal removed."""
-    return x - _crystal_mean(x, batch)
+    return x - pool(x, batch)[batch.graph]

@@ -28,9 +28,8 @@ import torch
 from topogen.models.ssl.corruption import center, corrupt
 from topogen.models.ssl.crystals import Crystal, collate, structure_of
 from topogen.models.ssl.model import Generator
-from topogen.structure.sanity import structure_problem
+from topogen.structure.sanity import MIN_DISTANCE, structure_problem
 
-MIN_DISTANCE = 0.5  # A, structural validity (CDVAE; Liu et al.)
 MASKS = {"species": ("species", 0.0), "15%": ("fraction", 0.15), "30%": ("fraction", 0.30)}
 NOISES = (0.1, 0.2, 0.4)
 

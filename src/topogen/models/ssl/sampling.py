@@ -28,7 +28,7 @@ from topogen.models.ssl.corruption import center, corrupt
 from topogen.models.ssl.crystals import Crystal, collate, crystal, structure_of
 from topogen.models.ssl.model import Generator
 from topogen.models.ssl.train import load
-from topogen.structure.sanity import MAX_Z, structure_problem
+from topogen.structure.sanity import MAX_Z, MIN_DISTANCE, structure_problem
 
 
 def _element(z_index: int) -> str:
@@ -46,7 +46,7 @@ def sample_ssl(
     *,
     noise: float = 0.1,
     temperature: float = 1.0,
-    min_distance: float = 0.5,
+    min_distance: float = MIN_DISTANCE,
     source: str = "ssl",
 ) -> LoadResult:
     """``n`` samples, sample i drawn with seed (``seed``, i) (module docstring)."""
