@@ -6,9 +6,12 @@ UNTRAINED crystal autoencoder: throughput depends on shapes, not on what the ima
 Each stage runs ``--steps`` Lightning steps of ``--batch-size`` images after a warm-up.
 Stage III's network steps (discriminator, generator with the reward model) are measured with
 the per-epoch oracle call replaced by random scores (``_NoOracle``); the oracle itself
-(CHGNet relaxation + phonons, ``--oracle-n`` library monolayers) is timed separately and
-reported per sample. Ratios: each stage against Stage I on the same device, and GPU against
-CPU per stage. Usage:
+(CHGNet relaxation + phonons, ``--oracle-n`` library monolayers, 6x6x1 phonon supercells) is
+timed separately and reported per sample, twice in the same run: as it is (``--threads``
+single-thread worker processes, the 3x3x1 phonon pre-screen) and as it was before issue 20
+(one process of ``--threads`` torch threads, no pre-screen), with the ratio and whether the
+verdicts agree. ``--oracle-only`` skips the network stages. Ratios: each stage against
+Stage I on the same device, and GPU against CPU per stage. Usage:
 
     python bench/gan.py --json bench/out/gan.json
     python bench/gan.py --steps 200 --batch-size 64 --width 64   # paper-like networks
@@ -107,10 +110,15 @@ def stage_throughput(
     return args.steps * args.batch_size / (clock.t1 - clock.t0)
 
 
-def oracle_throughput(structures: list[Any], n: int, threads: int) -> dict[str, float]:
+def oracle_throughput(
+    structures: list[Any], n: int, threads: int, *, workers: int, prescreen: int
+) -> dict[str, Any]:
+    """The oracle on ``n`` library monolayers: ``workers`` processes sharing ``threads``
+    threads, phonon pre-screen ``prescreen`` (0: none)."""
     from topogen.models.gan3.oracle import Oracle, OracleSettings
 
-    oracle = Oracle(OracleSettings(min_repeat_2d=6), threads=threads)
+    settings = OracleSettings(min_repeat_2d=6, prescreen=prescreen)
+    oracle = Oracle(settings, threads=threads, workers=workers)
     _ = oracle.chgnet  # load once, outside the clock
     batch = structures[:n]
     t0 = time.perf_counter()
@@ -118,10 +126,35 @@ def oracle_throughput(structures: list[Any], n: int, threads: int) -> dict[str, 
     dt = time.perf_counter() - t0
     return {
         "n": len(batch),
+        "workers": workers,
+        "prescreen": prescreen,
         "seconds": dt,
         "samples_per_s": len(batch) / dt,
-        "stable": int(scores.stable.sum()),
+        "stable": scores.stable.tolist(),
+        "stability": scores.stability.round(4).tolist(),
     }
+
+
+def oracle_figures(structures: list[Any], args: argparse.Namespace) -> dict[str, Any]:
+    """The oracle as it is (``--threads`` single-thread workers, pre-screen) against the
+    way it ran before (one process of ``--threads`` torch threads, no pre-screen), on the
+    same monolayers in the same run; the verdicts must agree."""
+    from topogen.calc.phonons import PRESCREEN
+
+    runs = {
+        "before": oracle_throughput(
+            structures, args.oracle_n, args.threads, workers=1, prescreen=0
+        ),
+        "now": oracle_throughput(
+            structures, args.oracle_n, args.threads, workers=args.threads, prescreen=PRESCREEN
+        ),
+    }
+    for name, o in runs.items():
+        log(f"oracle {name}: {o['samples_per_s']:.3f} samples/s ({o['n']} in {o['seconds']:.1f} s)")
+    ratio = runs["now"]["samples_per_s"] / runs["before"]["samples_per_s"]
+    same = runs["now"]["stable"] == runs["before"]["stable"]
+    log(f"oracle now / before: {ratio:.2f}x, same verdicts: {same}")
+    return runs["now"] | {"before": runs["before"], "speedup": ratio, "verdicts_agree": same}
 
 
 def main() -> None:
@@ -132,8 +165,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32, help="images per batch (32)")
     ap.add_argument("--width", type=int, default=32, help="convolution channels (32)")
     ap.add_argument("--noise-dim", type=int, default=64, help="noise size (64)")
-    ap.add_argument("--oracle-n", type=int, default=4, help="monolayers through the oracle (4)")
+    ap.add_argument("--oracle-n", type=int, default=16, help="monolayers through the oracle (16)")
     ap.add_argument("--threads", type=int, default=2, help="CPU threads (2)")
+    ap.add_argument("--oracle-only", action="store_true", help="time the oracle only")
     ap.add_argument("--json", type=Path, help="write the figures here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -142,7 +176,7 @@ def main() -> None:
 
     images, structures = library_images(args.n_images)
     log(f"{len(images)} crystal images {tuple(images.shape[1:])}, batch {args.batch_size}")
-    devices = ["cpu"] + (["gpu"] if torch.cuda.is_available() else [])
+    devices = [] if args.oracle_only else ["cpu"] + (["gpu"] if torch.cuda.is_available() else [])
     out: dict[str, Any] = {"settings": vars(args) | {"json": str(args.json)}, "devices": {}}
     for dev in devices:
         rates = {}
@@ -160,10 +194,10 @@ def main() -> None:
         }
         log(f"GPU / CPU: {out['gpu_vs_cpu']}")
     if args.oracle_n:
-        out["oracle"] = oracle_throughput(structures, args.oracle_n, args.threads)
-        o = out["oracle"]
-        log(f"oracle: {o['samples_per_s']:.3f} samples/s ({o['n']} in {o['seconds']:.1f} s)")
-        out["oracle_vs_stage3_network"] = o["samples_per_s"] / out["devices"]["cpu"]["stage3"]
+        out["oracle"] = oracle_figures(structures, args)
+        if "cpu" in out["devices"]:
+            stage3 = out["devices"]["cpu"]["stage3"]
+            out["oracle_vs_stage3_network"] = out["oracle"]["samples_per_s"] / stage3
     print(json.dumps(out, indent=2))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -48,6 +48,8 @@ from typing import Any
 
 import numpy as np
 
+from topogen.calc.phonons import PRESCREEN
+
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
@@ -175,7 +177,12 @@ def run_baseline(model: Any, items: list[tuple[str, Any]], args: argparse.Namesp
 def run_funnel(model: Any, items: list[tuple[str, Any]], args: argparse.Namespace) -> dict:
     from topogen.screen.funnel import FunnelOptions, screen
 
-    opts = FunnelOptions(fmax=args.fmax, steps=args.steps, displacement=args.displacement)
+    opts = FunnelOptions(
+        fmax=args.fmax,
+        steps=args.steps,
+        displacement=args.displacement,
+        prescreen=args.prescreen,
+    )
     res = screen(
         items, options=opts, model=model, threads=args.threads, workers=args.workers, log=log
     )
@@ -191,6 +198,7 @@ def run_funnel(model: Any, items: list[tuple[str, Any]], args: argparse.Namespac
             "validity": row["validity"],
             "uniqueness": row["uniqueness"],
             "phonon_evaluations": row["phonon_evaluations"],
+            "phonon_supercell": row["phonon_supercell"],
         }
     sec = res.seconds
     return {"per_structure": per, "relax_s": sec["relax"], "phonons_s": sec["phonons"]}
@@ -238,6 +246,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--displacement", type=float, default=0.01, help="A (default 0.01)")
     ap.add_argument("--rattle", type=float, default=0.05, help="A (default 0.05)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--prescreen",
+        type=int,
+        default=PRESCREEN,
+        help=f"the funnel's phonon pre-screen supercell, n x n x 1 (default {PRESCREEN}; 0: off)",
+    )
     ap.add_argument(
         "--order",
         choices=("funnel-first", "baseline-first"),
@@ -287,6 +301,11 @@ def main(argv: list[str] | None = None) -> int:
         "fmax": args.fmax,
         "steps": args.steps,
         "displacement": args.displacement,
+        "prescreen": args.prescreen,
+        "funnel_prescreened": sum(
+            str(v.get("phonon_supercell")) == f"{args.prescreen}x{args.prescreen}x1"
+            for v in f["per_structure"].values()
+        ),
         "rattle": args.rattle,
         "seed": args.seed,
         "order": args.order,

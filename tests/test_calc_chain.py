@@ -56,3 +56,23 @@ def test_score_calc_finds_the_culprit_and_rejects_non_finite_values():
 def test_chain_names_must_be_unique():
     with pytest.raises(ValueError, match="repeated"):
         Chain(_Double(), _Double())
+
+
+def _square(model, x):
+    return model * x * x
+
+
+@pytest.mark.timeout(60)
+def test_worker_pool_ends_under_a_parent_sigterm_handler():
+    """Lightning installs a SIGTERM handler in the training process; forked workers must not
+    inherit it, or the pool could never end them (Stage III's oracle hung so)."""
+    import signal
+
+    from topogen.calc.workers import map_with_model
+
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)
+    try:
+        out = map_with_model(_square, [1, 2, 3, 4], model=10, workers=2, cost=[1, 4, 9, 16])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert out == [10, 40, 90, 160]

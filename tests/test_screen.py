@@ -207,7 +207,9 @@ def test_phonons_mos2_stable_squashed_unstable(model):
     assert res.error is None and res.supercell == (6, 6, 1)
     assert res.stable and res.score == 1.0
     assert res.min_frequency > -0.1 and res.min_frequency_off_gamma > 1.0
-    assert res.rebuilt_graphs == 0 and res.n_evaluations <= res.n_displacements + 1
+    # the 3x3x1 pre-screen found nothing clear, so the 6x6x1 ran too: both runs' force calls
+    assert not res.prescreened and res.rebuilt_graphs == 0
+    assert res.n_displacements < res.n_evaluations <= 2 * (res.n_displacements + 1)
     f, d = res.dos_frequencies, res.dos
     assert f.shape == d.shape and len(f) > 50 and np.isfinite(d).all()
     assert np.trapezoid(d, f) == pytest.approx(9.0, rel=0.02)  # 3 x 3 atoms
@@ -218,6 +220,31 @@ def test_phonons_mos2_stable_squashed_unstable(model):
     bad = PH.phonons(squashed, model=model)
     assert not bad.stable and bad.min_frequency < -8.0 and bad.score < 1e-3
     assert bad.reason().startswith("imaginary modes: min -")
+    # clearly unstable on the 3x3x1 pre-screen: the 6x6x1 run is skipped, same verdict
+    assert bad.prescreened and bad.supercell == (3, 3, 1)
+    assert bad.reason().endswith("(3x3x1 pre-screen)")
+    full = PH.phonons(squashed, model=model, prescreen=0)
+    assert not full.prescreened and full.supercell == (6, 6, 1) and not full.stable
+    assert bad.n_evaluations == full.n_evaluations  # same displacements, 4x fewer atoms
+    # the 3x3 q points are on the 18x18 mesh: the full minimum is at most the pre-screen's
+    assert full.min_frequency <= bad.min_frequency + 0.05
+    # the DOS is interpolated on the full mesh from the small supercell's force constants
+    assert np.trapezoid(bad.dos, bad.dos_frequencies) == pytest.approx(9.0, rel=0.02)
+
+
+@pytest.mark.timeout(300)
+def test_phonon_workers_after_the_parent_ran_phonopy(model):
+    """Worker processes forked after this process ran phonopy get the same phonons (phonopy
+    4's default Rust backend would leave them waiting on a thread pool lost in the fork)."""
+    from topogen.data import prototypes as P
+
+    flat = P.honeycomb("Si", buckling=0.0)
+    options = dict(min_repeat_2d=4, prescreen=0, dos=False, two_d=True)
+    here = PH.phonons(flat, model=model, **options)
+    there = PH.phonons_batch([flat, flat], model=model, workers=2, threads=2, **options)
+    assert [r.error for r in there] == [None, None]
+    assert [r.min_frequency for r in there] == pytest.approx([here.min_frequency] * 2, abs=1e-6)
+    assert here.min_frequency < -1.0  # flat silicene: imaginary at K
 
 
 class _Flaky(torch.nn.Module):

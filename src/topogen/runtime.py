@@ -5,6 +5,8 @@ DFT environment has none)."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import Any
 
 
 def set_threads(threads: int | None) -> None:
@@ -16,6 +18,34 @@ def set_threads(threads: int | None) -> None:
     os.environ["OMP_NUM_THREADS"] = str(threads)
     os.environ["MKL_NUM_THREADS"] = str(threads)
     torch.set_num_threads(int(threads))
+    for runtime in _openmp_runtimes():  # phonopy ships its own, already started by now
+        runtime.omp_set_num_threads(int(threads))
+
+
+def _openmp_runtimes() -> list[Any]:
+    """The OpenMP runtimes loaded in this process (torch's and phonopy's libgomp, each its
+    own copy), as ctypes libraries; none where /proc/self/maps is not there.
+
+    Their thread counts matter beyond speed: a forked worker that enters an OpenMP region
+    of a runtime whose thread team the parent had started waits forever (the team's
+    threads did not survive the fork); with one thread no team is used."""
+    import ctypes
+
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return []
+    paths = {line.split()[-1] for line in maps.splitlines() if "omp" in line.rsplit("/", 1)[-1]}
+    out = []
+    for path in sorted(paths):
+        name = path.rsplit("/", 1)[-1]
+        if not name.startswith(("libgomp", "libiomp", "libomp")):
+            continue
+        try:
+            out.append(ctypes.CDLL(path, mode=os.RTLD_NOLOAD | os.RTLD_LAZY))
+        except OSError:
+            continue
+    return out
 
 
 def precision_for(accelerator: str) -> str:

@@ -172,6 +172,8 @@ class PhononSettings:
     gamma_radius: float = ph.GAMMA_RADIUS  # 1/A
     symprec: float = ph.SYMPREC  # A, phonopy's symmetry tolerance
     reuse_topology: bool = True
+    prescreen: int = ph.PRESCREEN  # slabs: in-plane repeat of the pre-screen supercell
+    prescreen_margin: float = ph.PRESCREEN_MARGIN  # THz
 
 
 class PhononCalc(Calc):

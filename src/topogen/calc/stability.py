@@ -55,6 +55,7 @@ class Stability:
     min_frequency_off_gamma: float  # outside gamma_radius (inf if no such q point)
     imaginary_fraction: float  # weighted fraction of imaginary modes
     worst_q: tuple[float, float, float]  # reduced q of the most imaginary excess
+    excess: float = 0.0  # THz: the largest -f - tol_q (0 when stable)
 
 
 def stability(
@@ -103,6 +104,7 @@ def stability(
         min_frequency_off_gamma=float(off.min()) if off.size else math.inf,
         imaginary_fraction=frac,
         worst_q=tuple(float(x) for x in q[k]),  # type: ignore[arg-type]
+        excess=worst,
     )
 
 
@@ -158,6 +160,13 @@ def analyse(
     )
     if not dos:
         return stab, np.zeros(0), np.zeros(0)
+    return (stab, *total_dos(ph))
+
+
+def total_dos(ph: Any, mesh: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(frequencies THz, states / THz / cell) of a phonopy object whose force constants are
+    set, on ``mesh`` (Gamma-centred; None: the mesh last run)."""
+    if mesh is not None:
+        ph.run_mesh(list(mesh), is_gamma_center=True, with_eigenvectors=False)
     ph.run_total_dos(freq_pitch=DOS_PITCH)
-    total = ph.total_dos
-    return stab, np.asarray(total.frequency_points), np.asarray(total.dos)
+    return np.asarray(ph.total_dos.frequency_points), np.asarray(ph.total_dos.dos)

@@ -11,6 +11,7 @@ Without ``fork`` (not Linux) or with ``workers <= 1`` everything runs in this pr
 from __future__ import annotations
 
 import multiprocessing
+import signal
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -20,6 +21,9 @@ _MODEL: Any = None
 def _init(threads: int) -> None:
     from topogen.runtime import set_threads
 
+    # A parent's SIGTERM handler (Lightning installs one for SLURM) would outlive the fork
+    # and keep the pool from ending its workers.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     set_threads(threads)
 
 
@@ -65,6 +69,8 @@ def map_with_model(
                 results[i] = res
                 if progress is not None:
                     progress(done + 1, n)
+            pool.close()  # let the workers end on their own (terminate() is for errors)
+            pool.join()
     finally:
         _MODEL = None
     return results

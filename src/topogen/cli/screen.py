@@ -25,6 +25,8 @@ FUNNEL_HELP = {
     "gamma_radius": "1/A (no 2 pi)",
     "symprec": "A, phonopy symmetry tolerance",
     "reuse_topology": "build the phonon supercell's graph once and reuse it per displacement",
+    "prescreen": "slabs: n x n x 1 pre-screen supercell, clear instabilities stop there (0: off)",
+    "prescreen_margin": "THz beyond tol that the pre-screen must show to stop a structure",
     "band_gap_min": "eV, band-gap hook",
     "min_distance": "A, structural validity",
     "max_length": "A, longest lattice vector",

@@ -36,6 +36,7 @@ ORACLE_HELP = {
     "fmax": "oracle relaxation fmax (eV/A)",
     "relax_steps": "oracle FIRE steps",
     "min_repeat_2d": "oracle phonon supercell",
+    "prescreen": "oracle phonon pre-screen supercell n x n x 1 (0: none)",
     "band_gap_min": "eV: insulating",
     "topology_min": "topology score: topological (with --topology-model)",
     "chgnet_model": "the oracle's force field: a CHGNet from `topogen train chgnet` "

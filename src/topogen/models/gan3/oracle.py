@@ -10,7 +10,9 @@ For each decoded structure (``None``: the image did not decode):
    ("relaxation: not converged in N steps") and goes no further: an unrelaxed structure's
    phonons say nothing about its stability;
 3. phonons of the relaxed crystal with CHGNet forces and phonopy (:mod:`topogen.calc.phonons`):
-   the stability score in [0, 1] documented there (1 exactly when dynamically stable);
+   the stability score in [0, 1] documented there (1 exactly when dynamically stable); a
+   crystal clearly unstable on the small pre-screen supercell (``prescreen``) stops there,
+   with the score of that supercell's q points;
 4. the CGCNN band gap of the relaxed crystal mapped to [0, 1] (:func:`~topogen.models.cgcnn.model.
    gap_score`), when a band-gap model is given; NaN otherwise;
 5. the topology score of the relaxed crystal (a CrystalBERT topology classifier's probability
@@ -27,7 +29,9 @@ chain there: a metal still gets its topology score, for the reward model to lear
 ``band_gap_min`` eV; "topological" a topology score of at least ``topology_min``.
 
 One call scores a whole epoch's samples: they relax together in one lock-step batch
-(``batch_size`` >= the ``oracle_samples`` of the demo, 32, and of the paper-scale config, 64).
+(``batch_size`` >= the ``oracle_samples`` of the demo, 32, and of the paper-scale config, 64),
+shared by ``workers`` single-thread processes (default: one per thread; on small CPU nodes
+several single-thread processes beat one multi-threaded one, :mod:`topogen.calc.workers`).
 Fractions of a batch come with a binomial confidence interval (:func:`wilson_interval`,
 90% by default: :data:`CONFIDENCE`).
 """
@@ -41,7 +45,7 @@ import numpy as np
 import torch
 
 from topogen.calc.calculators import BAND_GAP_MIN, TOPOLOGY_MIN
-from topogen.calc.phonons import MIN_REPEAT_2D
+from topogen.calc.phonons import MIN_REPEAT_2D, PRESCREEN
 from topogen.calc.relax import RelaxSettings
 from topogen.structure.sanity import MIN_DISTANCE, structure_problem
 from topogen.structure.slabs import is_2d
@@ -60,6 +64,7 @@ class OracleSettings:
     fmax: float = RelaxSettings.fmax  # eV/A
     relax_steps: int = 150
     min_repeat_2d: int = MIN_REPEAT_2D  # smallest in-plane phonon supercell
+    prescreen: int = PRESCREEN  # phonon pre-screen supercell n x n x 1 (0: none)
     band_gap_min: float = BAND_GAP_MIN  # eV: "insulating"
     topology_min: float = TOPOLOGY_MIN  # topology score: "topological"
     min_distance: float = MIN_DISTANCE  # A
@@ -164,12 +169,14 @@ class Oracle:
         chgnet: Any = None,
         threads: int | None = None,
         topology_model: Any = None,
+        workers: int | None = None,
     ) -> None:
         self.settings = settings or OracleSettings()
         self.band_gap_model = band_gap_model
         self.topology_model = topology_model
         self._chgnet = chgnet
         self.threads = threads
+        self.workers = max(1, workers if workers is not None else threads or 1)
 
     @property
     def chgnet(self) -> Any:
@@ -210,13 +217,15 @@ class Oracle:
             RelaxSettings(fmax=s.fmax, steps=s.relax_steps, batch_size=s.batch_size),
             model=self.chgnet,
             threads=self.threads,
+            workers=self.workers,
             require_converged=True,
             check=relaxed_problem,
         )
         phonons = PhononCalc(
-            PhononSettings(min_repeat_2d=s.min_repeat_2d),
+            PhononSettings(min_repeat_2d=s.min_repeat_2d, prescreen=s.prescreen),
             relax=relax,
             threads=self.threads,
+            workers=self.workers,
             two_d=True,
             dos=False,
             reject_unstable=False,
