@@ -7,11 +7,12 @@ Each stage runs ``--steps`` Lightning steps of ``--batch-size`` images after a w
 Stage III's network steps (discriminator, generator with the reward model) are measured with
 the per-epoch oracle call replaced by random scores (``_NoOracle``); the oracle itself
 (CHGNet relaxation + phonons, ``--oracle-n`` library monolayers, 6x6x1 phonon supercells) is
-timed separately and reported per sample, twice in the same run: as it is (``--threads``
-single-thread worker processes, the 3x3x1 phonon pre-screen) and as it was before issue 20
-(one process of ``--threads`` torch threads, no pre-screen), with the ratio and whether the
-verdicts agree. ``--oracle-only`` skips the network stages. Ratios: each stage against
-Stage I on the same device, and GPU against CPU per stage. Usage:
+timed separately and reported per sample, three times in the same run: as it is
+(``--threads`` single-thread worker processes), as it was before issue 20 (one process of
+``--threads`` torch threads) and as it is with the optional 3x3x1 phonon pre-screen
+(:mod:`topogen.calc.phonons`), with the ratios to "before" and whether the verdicts agree.
+``--oracle-only`` skips the network stages. Ratios: each stage against Stage I on the same
+device, and GPU against CPU per stage. Usage:
 
     python bench/gan.py --json bench/out/gan.json
     python bench/gan.py --steps 200 --batch-size 64 --width 64   # paper-like networks
@@ -136,25 +137,24 @@ def oracle_throughput(
 
 
 def oracle_figures(structures: list[Any], args: argparse.Namespace) -> dict[str, Any]:
-    """The oracle as it is (``--threads`` single-thread workers, pre-screen) against the
-    way it ran before (one process of ``--threads`` torch threads, no pre-screen), on the
-    same monolayers in the same run; the verdicts must agree."""
-    from topogen.calc.phonons import PRESCREEN
-
+    """The oracle as it is (``--threads`` single-thread workers) against the way it ran
+    before (one process of ``--threads`` torch threads), and with the optional 3x3x1 phonon
+    pre-screen, on the same monolayers in the same run; verdicts compared with "before"."""
+    n, threads = args.oracle_n, args.threads
     runs = {
-        "before": oracle_throughput(
-            structures, args.oracle_n, args.threads, workers=1, prescreen=0
-        ),
-        "now": oracle_throughput(
-            structures, args.oracle_n, args.threads, workers=args.threads, prescreen=PRESCREEN
-        ),
+        "before": oracle_throughput(structures, n, threads, workers=1, prescreen=0),
+        "now": oracle_throughput(structures, n, threads, workers=threads, prescreen=0),
+        "prescreen": oracle_throughput(structures, n, threads, workers=threads, prescreen=3),
     }
+    base = runs["before"]
     for name, o in runs.items():
-        log(f"oracle {name}: {o['samples_per_s']:.3f} samples/s ({o['n']} in {o['seconds']:.1f} s)")
-    ratio = runs["now"]["samples_per_s"] / runs["before"]["samples_per_s"]
-    same = runs["now"]["stable"] == runs["before"]["stable"]
-    log(f"oracle now / before: {ratio:.2f}x, same verdicts: {same}")
-    return runs["now"] | {"before": runs["before"], "speedup": ratio, "verdicts_agree": same}
+        o["speedup"] = o["samples_per_s"] / base["samples_per_s"]
+        o["verdicts_agree"] = o["stable"] == base["stable"]
+        log(
+            f"oracle {name}: {o['samples_per_s']:.3f} samples/s ({o['n']} in {o['seconds']:.1f}"
+            f" s), {o['speedup']:.2f}x before, same verdicts: {o['verdicts_agree']}"
+        )
+    return runs["now"] | {"before": base, "with_prescreen": runs["prescreen"]}
 
 
 def main() -> None:

@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         "--prescreen",
         type=int,
         default=PRESCREEN,
-        help=f"the funnel's phonon pre-screen supercell, n x n x 1 (default {PRESCREEN}; 0: off)",
+        help=f"the funnel's phonon pre-screen supercell, n x n x 1 (default {PRESCREEN}: none)",
     )
     ap.add_argument(
         "--order",

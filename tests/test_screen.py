@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -207,9 +208,13 @@ def test_phonons_mos2_stable_squashed_unstable(model):
     assert res.error is None and res.supercell == (6, 6, 1)
     assert res.stable and res.score == 1.0
     assert res.min_frequency > -0.1 and res.min_frequency_off_gamma > 1.0
-    # the 3x3x1 pre-screen found nothing clear, so the 6x6x1 ran too: both runs' force calls
     assert not res.prescreened and res.rebuilt_graphs == 0
-    assert res.n_displacements < res.n_evaluations <= 2 * (res.n_displacements + 1)
+    assert res.n_evaluations <= res.n_displacements + 1
+    # with the 3x3x1 pre-screen on, nothing clear there: the 6x6x1 runs too, same numbers
+    pre = PH.phonons(relaxed, model=model, prescreen=3)
+    assert not pre.prescreened and pre.supercell == (6, 6, 1) and pre.stable
+    assert pre.min_frequency == pytest.approx(res.min_frequency, abs=1e-9)
+    assert pre.n_evaluations > res.n_evaluations  # both runs' force calls
     f, d = res.dos_frequencies, res.dos
     assert f.shape == d.shape and len(f) > 50 and np.isfinite(d).all()
     assert np.trapezoid(d, f) == pytest.approx(9.0, rel=0.02)  # 3 x 3 atoms
@@ -217,14 +222,14 @@ def test_phonons_mos2_stable_squashed_unstable(model):
     z = squashed.cart_coords[:, 2]
     for k in (1, 2):  # both S planes 30% closer to Mo
         squashed.translate_sites([k], [0, 0, -0.3 * (z[k] - z[0])], frac_coords=False)
-    bad = PH.phonons(squashed, model=model)
-    assert not bad.stable and bad.min_frequency < -8.0 and bad.score < 1e-3
-    assert bad.reason().startswith("imaginary modes: min -")
+    full = PH.phonons(squashed, model=model)
+    assert not full.stable and full.min_frequency < -8.0 and full.score < 1e-3
+    assert full.reason().startswith("imaginary modes: min -")
+    assert not full.prescreened and full.supercell == (6, 6, 1)
     # clearly unstable on the 3x3x1 pre-screen: the 6x6x1 run is skipped, same verdict
-    assert bad.prescreened and bad.supercell == (3, 3, 1)
+    bad = PH.phonons(squashed, model=model, prescreen=3)
+    assert bad.prescreened and bad.supercell == (3, 3, 1) and not bad.stable
     assert bad.reason().endswith("(3x3x1 pre-screen)")
-    full = PH.phonons(squashed, model=model, prescreen=0)
-    assert not full.prescreened and full.supercell == (6, 6, 1) and not full.stable
     assert bad.n_evaluations == full.n_evaluations  # same displacements, 4x fewer atoms
     # the 3x3 q points are on the 18x18 mesh: the full minimum is at most the pre-screen's
     assert full.min_frequency <= bad.min_frequency + 0.05
@@ -644,3 +649,31 @@ def test_inspect_relaxes_from_the_generated_structure_as_the_funnel_does(model, 
     np.testing.assert_allclose(freqs[0, :3], 0.0, atol=0.5)  # acoustic modes at Gamma
     assert freqs.max() > 5.0 and len(ph["dos"]) == len(ph["dos_frequencies"]) > 10
     assert "screen inspect MoS2-7: relaxing from" in res.stderr
+
+
+def _bench(name: str, args: list[str], out: Path) -> dict:
+    import subprocess
+    import sys
+
+    script = Path(__file__).parents[1] / "bench" / name
+    cmd = [sys.executable, str(script), *args, "--json", str(out)]
+    subprocess.run(cmd, check=True, timeout=900)
+    return json.loads(out.read_text())
+
+
+@pytest.mark.slow
+def test_screening_benchmarks_smoke(tmp_path):
+    """bench/screening.py (funnel on two worker processes against the one-at-a-time
+    baseline) and bench/phonon_prescreen.py end to end on a few library monolayers."""
+    out = _bench(
+        "screening.py", ["--n", "3", "--threads", "2", "--workers", "2"], tmp_path / "s.json"
+    )
+    assert out["n"] == 3 and out["workers"] == 2 and out["prescreen"] == 0
+    assert out["verdicts_agree"], out["disagreements"]
+    assert out["max_energy_diff_mev_per_atom"] < 1.0
+    assert out["funnel_phonon_evaluations"] > 0 and out["funnel_prescreened"] == 0
+    pre = _bench("phonon_prescreen.py", ["--n", "4"], tmp_path / "p.json")
+    assert pre["n"] >= 3 and pre["prescreen"] == 3 and pre["false_unstable"] == 0
+    for row in pre["structures"].values():
+        assert math.isfinite(row["full_min_thz"]) and math.isfinite(row["prescreen_min_thz"])
+        assert row["max_diff_thz"] >= abs(row["lowest_mode_lowering_thz"]) - 1e-9

@@ -21,21 +21,23 @@ potential, force constants, frequencies on a q mesh), with changes that make it 
 * the force constants are symmetrised (phonopy's ``symmetrize_force_constants``:
   translational invariance, i.e. the acoustic sum rule, and index permutation), so the
   acoustic modes at Gamma are at zero and not an artefact of the finite displacements;
-* a pre-screen (slabs): the phonons of a small ``prescreen`` x ``prescreen`` x 1 supercell
-  (3x3x1: ~a quarter of the default 6x6x1's atoms and cost) on its own commensurate q
-  points, which are points of the final 18 x 18 mesh too. In the harmonic limit the
-  frequencies at those q points do not depend on the supercell; with 0.01 A displacements
-  and CHGNet they agree with the 6x6x1 ones to ~0.005 THz in most crystals and to 0.34 THz
-  at worst in the direction that matters (measured on 52 relaxed library monolayers,
-  ``bench/phonon_prescreen.py``). So when the small supercell shows an imaginary mode by
-  more than ``prescreen_margin`` (0.5 THz) beyond the stability tolerance, the structure
-  is unstable in the full calculation too and the full one is skipped; otherwise it runs
-  as before and its result stands alone. A structure stopped there keeps the small
-  supercell's numbers (``supercell`` 3x3x1, ``prescreened`` True): its minimum frequency
-  is over the small q set (an upper bound of the full one), its stability score and
-  imaginary fraction are from that set and its DOS is interpolated from the small
-  supercell's force constants. Off with ``prescreen=0`` (and whenever a supercell is
-  given or a dispersion is asked for);
+* an optional pre-screen (slabs; off by default): the phonons of a small ``prescreen`` x
+  ``prescreen`` x 1 supercell (3x3x1: a quarter of the default 6x6x1's atoms and cost) on
+  its own commensurate q points, which are points of the final 18 x 18 mesh too. When it
+  shows an imaginary mode more than ``prescreen_margin`` (0.5 THz) beyond the tolerance,
+  the structure is called unstable and the full calculation is skipped; otherwise the full
+  one runs and its result stands alone. A structure stopped there gets its numbers
+  (minimum frequency, stability score, imaginary fraction, DOS) on the full mesh from the
+  small supercell's force constants (``supercell`` 3x3x1, ``prescreened`` True). Why it is
+  off by default: in the harmonic limit the frequencies at those q points do not depend on
+  the supercell, but CHGNet's energy surface is not harmonic on the scale of the 0.01 A
+  displacements (a self force constant of W in a 6x6x1 supercell of 2H-WSe2: 7.6 eV/A^2
+  from +-0.01 A, 7.3 from +-0.02 A, 8.5 from the exact Hessian), and the two supercells disagree
+  by up to ~1 THz (``bench/phonon_prescreen.py`` on 60 relaxed library monolayers: median
+  0.002 THz, but 2H-CrTeSe has a mode at +0.10 THz on 6x6x1 and -0.82 THz on 3x3x1). No
+  verdict changed there (0 of 24 stopped structures were stable), yet nothing guarantees
+  it, and on that set it saved 5% of the phonon time (the stable structures, which pay for
+  both runs, dominate); on the 12 of ``bench/screening.py`` (9 unstable) it saves a third;
 * ``batch_size`` displaced supercells may share a model call (1 by default: measured no
   faster on 2 CPU cores, and ~1 GB more memory per 100-atom supercell);
   :func:`phonons_batch` can spread structures over worker processes.
@@ -76,7 +78,6 @@ from topogen.calc.stability import (  # noqa: F401  (re-exported: the phonons' c
     acoustic_modes,
     analyse,
     stability,
-    total_dos,
 )
 from topogen.runtime import set_threads
 from topogen.structure.slabs import is_2d
@@ -88,7 +89,7 @@ MIN_LENGTH_3D = 10.0  # Angstrom
 MESH_2D = (18, 18, 1)
 MESH_3D = (10, 10, 10)
 SYMPREC = 0.01  # Angstrom; phonopy's symmetry tolerance (phonopy's own default: 1e-5)
-PRESCREEN = 3  # in-plane repeat of a slab's pre-screen supercell (0: no pre-screen)
+PRESCREEN = 0  # in-plane repeat of a slab's pre-screen supercell (0: none; 3 when used)
 PRESCREEN_MARGIN = 0.5  # THz beyond the tolerance: the pre-screen's "clearly unstable"
 
 
@@ -378,8 +379,12 @@ def phonons(
     ):
         pre, stab, small_ph = run(small, small, dos=False)
         if stab.excess >= prescreen_margin:
-            if dos:  # interpolated from the small supercell's force constants
-                pre.dos_frequencies, pre.dos = total_dos(small_ph, mesh)
+            # the numbers on the full mesh, interpolated from the small supercell's force
+            # constants (exact at its own q points, so the verdict stays "unstable")
+            stab, pre.dos_frequencies, pre.dos = analyse(
+                small_ph, mesh, tol=tol, gamma_tol=gamma_tol, gamma_radius=gamma_radius, dos=dos
+            )
+            _set_stability(pre, stab)
             pre.prescreened = True
             pre.seconds = time.perf_counter() - t0
             return pre
@@ -445,17 +450,19 @@ def _phonons_at(
         band_frequencies=bands,
         n_displacements=len(disps),
         n_evaluations=len(graphs),
-        stable=stab.stable,
-        score=stab.score,
-        min_frequency=stab.min_frequency,
-        min_frequency_off_gamma=stab.min_frequency_off_gamma,
-        imaginary_fraction=stab.imaginary_fraction,
-        worst_q=stab.worst_q,
         dos_frequencies=freq,
         dos=dens,
         rebuilt_graphs=fresh if reuse_topology else len(disps),
     )
+    _set_stability(result, stab)
     return result, stab, ph
+
+
+def _set_stability(result: PhononResult, stab: Stability) -> None:
+    result.stable, result.score = stab.stable, stab.score
+    result.min_frequency = stab.min_frequency
+    result.min_frequency_off_gamma = stab.min_frequency_off_gamma
+    result.imaginary_fraction, result.worst_q = stab.imaginary_fraction, stab.worst_q
 
 
 def _one(model: Any, job: tuple[Any, dict[str, Any]]) -> PhononResult:

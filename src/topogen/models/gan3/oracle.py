@@ -10,9 +10,9 @@ For each decoded structure (``None``: the image did not decode):
    ("relaxation: not converged in N steps") and goes no further: an unrelaxed structure's
    phonons say nothing about its stability;
 3. phonons of the relaxed crystal with CHGNet forces and phonopy (:mod:`topogen.calc.phonons`):
-   the stability score in [0, 1] documented there (1 exactly when dynamically stable); a
-   crystal clearly unstable on the small pre-screen supercell (``prescreen``) stops there,
-   with the score of that supercell's q points;
+   the stability score in [0, 1] documented there (1 exactly when dynamically stable); with
+   ``prescreen`` (off by default) a crystal clearly unstable on that small supercell stops
+   there (:mod:`topogen.calc.phonons` says why it is off);
 4. the CGCNN band gap of the relaxed crystal mapped to [0, 1] (:func:`~topogen.models.cgcnn.model.
    gap_score`), when a band-gap model is given; NaN otherwise;
 5. the topology score of the relaxed crystal (a CrystalBERT topology classifier's probability
@@ -64,7 +64,7 @@ class OracleSettings:
     fmax: float = RelaxSettings.fmax  # eV/A
     relax_steps: int = 150
     min_repeat_2d: int = MIN_REPEAT_2D  # smallest in-plane phonon supercell
-    prescreen: int = PRESCREEN  # phonon pre-screen supercell n x n x 1 (0: none)
+    prescreen: int = PRESCREEN  # phonon pre-screen supercell n x n x 1 (0: none; see calc)
     band_gap_min: float = BAND_GAP_MIN  # eV: "insulating"
     topology_min: float = TOPOLOGY_MIN  # topology score: "topological"
     min_distance: float = MIN_DISTANCE  # A
