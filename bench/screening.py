@@ -238,8 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         "--baseline-threads",
         type=int,
         default=1,
-        help="torch threads of the one-at-a-time baseline (default 1: on 2 shared cores, 2 "
-        "threads made it 3-30x slower, so 1 is its best setting)",
+        help="torch threads of the one-at-a-time baseline (default 1; on 2 shared cores 2 "
+        "threads made it 3-30x slower in some sessions and 5%% faster in others: run both)",
     )
     ap.add_argument("--fmax", type=float, default=0.05, help="eV/A (default 0.05)")
     ap.add_argument("--steps", type=int, default=300, help="FIRE steps (default 300)")
