@@ -140,11 +140,15 @@ def oracle_figures(structures: list[Any], args: argparse.Namespace) -> dict[str,
     """The oracle as it is (``--threads`` single-thread workers) against the way it ran
     before (one process of ``--threads`` torch threads), and with the optional 3x3x1 phonon
     pre-screen, on the same monolayers in the same run; verdicts compared with "before"."""
+    from topogen.calc.phonons import PRESCREEN_REPEAT
+
     n, threads = args.oracle_n, args.threads
     runs = {
         "before": oracle_throughput(structures, n, threads, workers=1, prescreen=0),
         "now": oracle_throughput(structures, n, threads, workers=threads, prescreen=0),
-        "prescreen": oracle_throughput(structures, n, threads, workers=threads, prescreen=3),
+        "prescreen": oracle_throughput(
+            structures, n, threads, workers=threads, prescreen=PRESCREEN_REPEAT
+        ),
     }
     base = runs["before"]
     for name, o in runs.items():

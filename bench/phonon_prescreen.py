@@ -34,55 +34,37 @@ from typing import Any
 
 import numpy as np
 
-from topogen.calc.phonons import PRESCREEN_MARGIN
+from topogen.calc.phonons import PRESCREEN_MARGIN, PRESCREEN_REPEAT
 
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def _force_constants(phonons: Any, structure: Any, model: Any, **kw: Any) -> tuple[Any, Any]:
-    """(result, phonopy object with its force constants) of one phonon run."""
-    grabbed: dict[str, Any] = {}
-    analyse = phonons.analyse
-
-    def grab(ph: Any, mesh: Any, **options: Any) -> Any:
-        grabbed["ph"] = ph
-        return analyse(ph, mesh, **options)
-
-    phonons.analyse = grab
-    try:
-        result = phonons.phonons(structure, model=model, dos=False, prescreen=0, **kw)
-    finally:
-        phonons.analyse = analyse
-    return result, grabbed["ph"]
-
-
 def compare(structure: Any, model: Any, small: int, margin: float) -> dict[str, Any]:
     from topogen.calc import phonons as P
 
     t0 = time.perf_counter()
-    full, full_ph = _force_constants(P, structure, model)
+    sc = P.default_supercell(structure, True)
+    full, _, full_ph = P._phonons_at(structure, model, sc, P.MESH_2D, dos=False)
     t1 = time.perf_counter()
     cell = (small, small, 1)
-    pre, pre_ph = _force_constants(P, structure, model, supercell=cell, mesh=cell)
+    pre, stab, pre_ph = P._phonons_at(structure, model, cell, cell, dos=False)
     t2 = time.perf_counter()
-    excess = _excess(pre_ph, cell)  # the pre-screen's decision, as phonons() takes it
     q = np.array([[i / small, j / small, 0.0] for i in range(small) for j in range(small)])
     full_ph.run_qpoints(q)
     pre_ph.run_qpoints(q)
     f_full = np.asarray(full_ph.get_qpoints_dict()["frequencies"])
     f_pre = np.asarray(pre_ph.get_qpoints_dict()["frequencies"])
-    stops = excess >= margin
     return {
         "atoms": len(structure),
         "full_supercell": list(full.supercell),
         "full_stable": bool(full.stable),
         "prescreen_stable": bool(pre.stable),
-        "prescreen_stops": bool(stops),
+        "prescreen_stops": bool(stab.excess >= margin),  # phonons()'s decision
         "full_min_thz": full.min_frequency,
         "prescreen_min_thz": pre.min_frequency,
-        "prescreen_excess_thz": excess,
+        "prescreen_excess_thz": stab.excess,
         "max_diff_thz": float(np.abs(f_full - f_pre).max()),
         # > 0: the pre-screen put the lowest mode at some q lower than the full calculation
         "lowest_mode_lowering_thz": float((f_full[:, 0] - f_pre[:, 0]).max()),
@@ -91,19 +73,17 @@ def compare(structure: Any, model: Any, small: int, margin: float) -> dict[str, 
     }
 
 
-def _excess(ph: Any, mesh: tuple[int, int, int]) -> float:
-    from topogen.calc.stability import analyse
-
-    stab, _, _ = analyse(ph, mesh, dos=False)
-    return stab.excess
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=60, help="library monolayers (default 60)")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--rattle", type=float, default=0.05, help="A (default 0.05)")
-    ap.add_argument("--prescreen", type=int, default=3, help="n of n x n x 1 (default 3)")
+    ap.add_argument(
+        "--prescreen",
+        type=int,
+        default=PRESCREEN_REPEAT,
+        help=f"n of n x n x 1 (default {PRESCREEN_REPEAT})",
+    )
     ap.add_argument("--margin", type=float, default=PRESCREEN_MARGIN, help="THz")
     ap.add_argument("--json", type=Path, required=True, help="write the results here")
     args = ap.parse_args(argv)

@@ -89,7 +89,8 @@ MIN_LENGTH_3D = 10.0  # Angstrom
 MESH_2D = (18, 18, 1)
 MESH_3D = (10, 10, 10)
 SYMPREC = 0.01  # Angstrom; phonopy's symmetry tolerance (phonopy's own default: 1e-5)
-PRESCREEN = 0  # in-plane repeat of a slab's pre-screen supercell (0: none; 3 when used)
+PRESCREEN = 0  # in-plane repeat of a slab's pre-screen supercell (0: none)
+PRESCREEN_REPEAT = 3  # the pre-screen supercell's repeat where one is asked for
 PRESCREEN_MARGIN = 0.5  # THz beyond the tolerance: the pre-screen's "clearly unstable"
 
 
@@ -401,14 +402,14 @@ def _phonons_at(
     sc: tuple[int, int, int],
     mesh: Sequence[int],
     *,
-    displacement: float,
-    tol: float,
-    gamma_tol: float,
-    gamma_radius: float,
-    symprec: float,
-    reuse_topology: bool,
-    batch_size: int,
-    dos: bool,
+    displacement: float = DISPLACEMENT,
+    tol: float = TOL,
+    gamma_tol: float = GAMMA_TOL,
+    gamma_radius: float = GAMMA_RADIUS,
+    symprec: float = SYMPREC,
+    reuse_topology: bool = True,
+    batch_size: int = 1,
+    dos: bool = True,
     dispersion: bool = False,
 ) -> tuple[PhononResult, Stability, Any]:
     """:func:`phonons` on one supercell and q mesh (no pre-screen); also the stability and
