@@ -98,6 +98,19 @@ def test_tb_model_has_its_symmetries_for_random_parameters(name, orbitals, trs):
         np.testing.assert_allclose(reversed_k, h.conj(), atol=1e-12)
     else:  # class A: nothing ties H(-k) to H(k)*
         assert np.abs(reversed_k - h.conj()).max() > 1e-3
+    # the per-shell products give t(R) = sum_p c_p basis[p] (the definition), gradients too
+    x = params.clone().requires_grad_()
+    basis = torch.as_tensor(tb.basis if not trs else tb.basis.real)
+    dense = torch.einsum("bp,prij->brij", x.to(basis.dtype), basis)
+    fast = tb.hoppings(x)
+    assert fast.dtype == dense.dtype and fast.shape == dense.shape
+    np.testing.assert_allclose(fast.detach().numpy(), dense.detach().numpy(), atol=1e-13)
+    weights = torch.randn(
+        fast.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(2)
+    )
+    (g_fast,) = torch.autograd.grad((fast.real * weights).sum(), x)
+    (g_dense,) = torch.autograd.grad((dense.real * weights).sum(), x)
+    np.testing.assert_allclose(g_fast.numpy(), g_dense.numpy(), atol=1e-12)
     # every parameter matters: the basis is linearly independent
     flat = tb.basis.reshape(tb.n_params, -1)
     assert np.linalg.matrix_rank(np.concatenate([flat.real, flat.imag], axis=1)) == tb.n_params

@@ -21,6 +21,7 @@ from torch import nn
 
 from topogen.models.tbnn.symmetry import LATTICES
 from topogen.models.tbnn.tb import TBModel
+from topogen.topology.batched import eigh
 
 __all__ = ["TBNN", "sector_targets"]
 
@@ -119,10 +120,17 @@ class TBNN(L.LightningModule):
 
     def loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         params = self(batch["images"])
-        band = ((self.bands(params) - batch["energies"]) ** 2).mean()
+        # H on the k grid and at the high-symmetry points from one set of hoppings
+        points = list(self.tb.lattice.points)
+        special = [self.tb.lattice.points[p][0] for p in points]
+        k = torch.cat([self.kpoints, self.kpoints.new_tensor(special)])
+        h = self.tb.hamiltonian(params, k)
+        n_k = len(self.kpoints)
+        bands = eigh(h[..., :n_k, :, :])[0][..., : self.hparams.n_bands]
+        band = ((bands - batch["energies"]) ** 2).mean()
         block, count = params.new_zeros(()), 0
-        for point in self.tb.lattice.points:
-            for j, e in self.tb.sector_energies(params, point).items():
+        for i, point in enumerate(points):
+            for j, e in self.tb.sector_energies(params, point, h[..., n_k + i, :, :]).items():
                 target = batch[f"block_{point}_{j}"]
                 mask = torch.isfinite(target)
                 if mask.any():
