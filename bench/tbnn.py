@@ -13,7 +13,9 @@ The Chern case (``--case bhz``): p4 QWZ supercells of ``--bhz-size``^2 sites wit
 C4-symmetric mass maps (-1 / 3), trained on the lowest four bands and their labels at Gamma,
 M, X (class D: complex hoppings); reported: rms (units of the hopping t), label accuracy,
 and the Chern numbers of the lowest 1..4 bands of the predicted TB models against the exact
-ones (FHS), next to the share of the most common exact value (always guessing it).
+ones (FHS), also modulo 4 (what the labels fix), next to the share of the most common exact
+value (always guessing it). Its defaults (300 epochs of batch 16, ~27 min on 2 cores) give
+the network the optimisation steps it needs: 80 epochs of batch 64 left it at 0.10 t.
 
 Targets (issue #18): reduced scale on CPU rms <= 0.01 Vmax and labels >= 95%; paper scale
 rms <= 0.003 Vmax and labels >= 99%; speed-up >= 1000x. Data sets are kept in ``--out`` and
@@ -87,7 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bhz-size", type=int, default=6, help="bhz: sites per side of the cell")
     p.add_argument("--bhz-train", type=int, default=1000, help="bhz: training cells")
     p.add_argument("--bhz-valid", type=int, default=200, help="bhz: validation cells")
-    p.add_argument("--bhz-epochs", type=int, default=80, help="bhz: training epochs")
+    p.add_argument("--bhz-epochs", type=int, default=300, help="bhz: training epochs")
+    p.add_argument("--bhz-batch-size", type=int, default=16, help="bhz: cells per batch")
+    p.add_argument("--bhz-lr", type=float, default=3e-3, help="bhz: Adam learning rate")
+    p.add_argument("--bhz-radius", type=float, default=2.3, help="bhz: TB hopping range (a)")
     args = p.parse_args(argv)
     set_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -162,12 +167,12 @@ def _bhz(args: argparse.Namespace) -> int:
     valid = _data(out / "valid.npz", settings, args.bhz_valid, 2, 16, args)
     net = NetworkSettings(
         orbitals="s s s s p p p p b b b b",  # 8 orbitals fit single cells to 0.1 t only
-        radius=2.3,
+        radius=args.bhz_radius,
         channels=(16, 32),
         hidden=(256, 256),
         epochs=args.bhz_epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
+        batch_size=args.bhz_batch_size,
+        lr=args.bhz_lr,
     )
     model = train_tbnn(train, out / "run", net, threads=args.threads, gpus=args.gpus).cpu()
     metrics = evaluate(model, valid)
@@ -183,7 +188,8 @@ def _bhz(args: argparse.Namespace) -> int:
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     chern = ", ".join(
-        f"{k}: {v['accuracy']:.2f} (majority {v['majority_share']:.2f})"
+        f"{k}: {v['accuracy']:.2f} (mod 4: {v['accuracy_mod4']:.2f}; majority "
+        f"{v['majority_share']:.2f})"
         for k, v in metrics["chern"].items()
     )
     print(

@@ -357,6 +357,18 @@ def test_bhz_training_reports_chern_accuracy(tmp_path):
             assert sum(chern[f"lowest_{b}"]["exact_values"].values()) == defined
 
 
+def test_chern_scores_tell_a_winding_off_by_four_from_a_wrong_symmetry_content():
+    from topogen.models.tbnn.evaluate import chern_scores
+
+    exact = np.array([0, 0, 1, -1, 0, 2])
+    predicted = np.array([0, 4, -3, 1, 0, 2])
+    open_gap = np.array([True, True, True, True, False, True])
+    scores = chern_scores(predicted, exact, open_gap)
+    # right: cells 0 and 5; right modulo 4 also 1 (0 vs 4) and 2 (1 vs -3); 3 is wrong
+    # (1 vs -1 differ by 2); 4 has a closed gap
+    assert scores == {"accuracy": 2 / 6, "accuracy_mod4": 4 / 6, "off_by_4k": 2 / 6}
+
+
 @pytest.mark.slow
 def test_benchmark_smoke(tmp_path):
     """bench/tbnn.py end to end at toy scale, both cases: the summary holds what the
