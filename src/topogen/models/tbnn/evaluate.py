@@ -101,10 +101,10 @@ def chern_accuracy(
 ) -> dict[str, Any]:
     """Chern numbers of the lowest b bands of the predicted TB models (FHS on a ``grid``^2
     mesh: 48, because the trained models' hoppings reach 2.3 a and a 24^2 mesh miscounted 4%
-    of them against 96^2, 48^2 none; undefined where band b + 1 comes closer than ``gap``, units of vmax) against the
-    exact ones ``(n, n_bands)`` (NaN: undefined), per b: how many exact ones are defined,
-    :func:`chern_scores` (an undefined prediction is wrong), and the share of the most
-    common exact value (what always guessing it would score)."""
+    of them against 96^2, 48^2 none; undefined where band b + 1 comes closer than ``gap``,
+    units of vmax) against the exact ones ``(n, n_bands)`` (NaN: undefined), per b: how many
+    exact ones are defined, :func:`chern_scores` (an undefined prediction is wrong), and the
+    share of the most common exact value (what always guessing it would score)."""
     hk = model.tb.hamiltonian(params, k_grid(grid)[..., :2].reshape(-1, 2))
     hk = hk.reshape(len(params), grid, grid, *hk.shape[-2:])
     values = torch.linalg.eigvalsh(hk)
