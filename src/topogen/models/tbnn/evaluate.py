@@ -76,7 +76,6 @@ def evaluate(model: TBNN, data: Dataset, batch: int = 256) -> dict[str, Any]:
     }
 
 
-@torch.no_grad()
 def chern_scores(
     predicted: np.ndarray, exact: np.ndarray, open_gap: np.ndarray
 ) -> dict[str, float]:
@@ -96,6 +95,7 @@ def chern_scores(
     }
 
 
+@torch.no_grad()
 def chern_accuracy(
     model: TBNN, params: torch.Tensor, exact: np.ndarray, grid: int = 48, gap: float = 1e-3
 ) -> dict[str, Any]:

@@ -111,6 +111,10 @@ class TBModel:
     basis: np.ndarray = field(init=False)  # (P, nR, n, n) complex: t(R) = sum_p c_p basis[p]
     shell_of: np.ndarray = field(init=False)  # (P,) shell index of each parameter (0: on-site)
     shell_rows: list[slice] = field(init=False)  # rows of r_vectors of each shell (0: R = 0)
+    # per device: (parameters, rows, basis block) of each shell (see _shell_blocks)
+    _blocks: dict[str, list[tuple[torch.Tensor, slice, torch.Tensor]]] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         self.ms = angular_momenta(self.lattice, self.orbitals)
@@ -143,7 +147,6 @@ class TBModel:
                 p += 1
             self.shell_rows.append(slice(row, row + len(orbit)))
             row += len(orbit)
-        self._blocks: dict[str, list[tuple[torch.Tensor, slice, torch.Tensor]]] = {}
 
     @property
     def n_orbitals(self) -> int:
