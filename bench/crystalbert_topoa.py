@@ -72,6 +72,13 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--models", nargs="+", default=list(ABLATIONS), choices=list(ABLATIONS))
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--ensemble",
+        type=int,
+        default=1,
+        help="models per fold, seeds --seed, --seed + 1, ..., probabilities averaged (ours; "
+        "1: the paper's single model); rows are named <model>_x<N>",
+    )
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     config_defaults(ap, "crystalbert_topoa")
     return ap
@@ -167,20 +174,22 @@ def main() -> None:
         contributions.append(token_contributions(module, [examples[i] for i in test]))
         test_rows.append(test)
 
-    for name in args.models:
+    for model in args.models:
+        name = model if args.ensemble == 1 else f"{model}_x{args.ensemble}"
         path = args.out / f"folds-{name}.csv"
         if path.exists():
             log(f"{name}: kept from {path}")
             folds[name] = pd.read_csv(path)
             continue
-        log(f"{name}: {ABLATIONS[name] or 'all tokens'}")
-        settings = settings_with(base, **ABLATIONS[name])
+        log(f"{name}: {ABLATIONS[model] or 'all tokens'}")
+        settings = settings_with(base, **ABLATIONS[model])
         folds[name] = cross_validate(
             examples,
             fold,
             settings,
-            args.out / "work" / name,
-            on_fold=keep if name == "full" else None,
+            args.out / "work" / model,
+            on_fold=keep if model == "full" else None,
+            members=args.ensemble,
             log=log,
         )
         folds[name].to_csv(path, index=False)
@@ -203,6 +212,7 @@ def main() -> None:
         "folds": args.folds,
         "folds_run": n_folds,
         "epochs": args.epochs,
+        "ensemble": args.ensemble,
         "settings": base.as_dict(),
         "summary": summary.to_dict(orient="records"),
         "paired_vs_lightgbm": paired.to_dict(orient="records"),

@@ -168,6 +168,34 @@ def test_model_trains_on_fixture_labels_and_beats_the_majority(tmp_path):
                                rtol=1e-5, atol=1e-6)  # fmt: skip
 
 
+def test_an_ensemble_averages_the_probabilities_of_its_seeds(tmp_path):
+    from topogen.models.crystalbert.evaluate import cross_validate
+    from topogen.models.crystalbert.train import new_classifier
+
+    examples = _parity_examples(160, seed=1)
+    fold = np.arange(160) % 2
+    settings = CrystalBertSettings(**SMALL, graph=False, epochs=2, lr=1e-3, warmup=0, seed=3)
+    table = cross_validate(examples, fold, settings, tmp_path / "cv", members=2, log=print)
+    # the same by hand: seeds 3 and 4 trained alone, their probabilities averaged
+    truth = np.array([e.target for e in examples])
+    for f in (0, 1):
+        test = [examples[i] for i in np.flatnonzero(fold == f)]
+        train = [examples[i] for i in np.flatnonzero(fold != f)]
+        probabilities, size = [], 0
+        for seed in (3, 4):
+            module = new_classifier(dataclasses.replace(settings, seed=seed), classes=2)
+            fit(module, train, tmp_path / f"alone{f}{seed}", resume=False, accelerator="cpu")
+            probabilities.append(module.predict(test))
+            size += n_parameters(module.model)
+        assert not np.allclose(probabilities[0], probabilities[1])  # two different members
+        pred = (probabilities[0] + probabilities[1]).argmax(1)
+        expected = classification_metrics(truth[fold == f], pred)
+        row = table.set_index("fold").loc[f]
+        assert row["accuracy"] == pytest.approx(expected["accuracy"])
+        assert row["f1"] == pytest.approx(expected["f1"])
+        assert row["parameters"] == size
+
+
 def test_model_beats_the_majority_on_held_out_topoa(tmp_path):
     """Real TopoA labels (space group + formula): a 2,000-row sample, 500 held out."""
     from topogen.data.shared import shared_data_root

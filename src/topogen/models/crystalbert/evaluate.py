@@ -95,11 +95,15 @@ def cross_validate(
     pretrained: str | os.PathLike[str] | None = None,
     graph_dims: tuple[int, int] | None = None,
     on_fold: Callable[[int, CrystalBertTask, list[int]], None] | None = None,
+    members: int = 1,
     log: Callable[[str], None] = print,
 ) -> pd.DataFrame:
     """Train on all folds but one and test on it, for each fold: one row per fold with
     :data:`METRICS`, the parameter count and the seconds taken. ``on_fold(fold, model,
-    test_rows)`` sees each trained model (e.g. for interpretability)."""
+    test_rows)`` sees each trained model (e.g. for interpretability; the first member).
+    ``members`` > 1: an ensemble per fold (ours, not the paper's), trained with seeds
+    ``settings.seed``, ``settings.seed + 1``, ..., its class probabilities averaged;
+    ``parameters`` counts all members."""
     from topogen.models.crystalbert.train import new_classifier
 
     truth = np.array([int(e.target) for e in examples])
@@ -108,15 +112,22 @@ def cross_validate(
         start = time.perf_counter()
         test = np.flatnonzero(fold == f).tolist()
         train = np.flatnonzero(fold != f).tolist()
-        module = new_classifier(settings, graph_dims, pretrained=pretrained, classes=classes)
-        fit(module, [examples[i] for i in train], Path(workdir) / f"fold{f}", resume=False)
-        pred = module.predict([examples[i] for i in test]).argmax(1)
+        probabilities, size, first = 0.0, 0, None
+        for m in range(members):
+            member = settings_with(settings, seed=settings.seed + m)
+            module = new_classifier(member, graph_dims, pretrained=pretrained, classes=classes)
+            work = Path(workdir) / (f"fold{f}" if m == 0 else f"fold{f}-member{m}")
+            fit(module, [examples[i] for i in train], work, resume=False)
+            probabilities = probabilities + module.predict([examples[i] for i in test]) / members
+            size += n_parameters(module.model)
+            first = first or module
+        pred = np.asarray(probabilities).argmax(1)
         row = {
             "fold": f,
             **classification_metrics(truth[test], pred),
             "n_train": len(train),
             "n_test": len(test),
-            "parameters": n_parameters(module.model),
+            "parameters": size,
             "seconds": round(time.perf_counter() - start, 1),
         }
         rows.append(row)
@@ -125,7 +136,7 @@ def cross_validate(
             f"F1 {row['f1']:.4f} ({row['seconds']:.0f} s)"
         )
         if on_fold is not None:
-            on_fold(f, module, test)
+            on_fold(f, first, test)
     return pd.DataFrame(rows)
 
 
