@@ -112,22 +112,21 @@ def cross_validate(
         start = time.perf_counter()
         test = np.flatnonzero(fold == f).tolist()
         train = np.flatnonzero(fold != f).tolist()
-        probabilities, size, first = 0.0, 0, None
+        modules = []
         for m in range(members):
             member = settings_with(settings, seed=settings.seed + m)
             module = new_classifier(member, graph_dims, pretrained=pretrained, classes=classes)
             work = Path(workdir) / (f"fold{f}" if m == 0 else f"fold{f}-member{m}")
             fit(module, [examples[i] for i in train], work, resume=False)
-            probabilities = probabilities + module.predict([examples[i] for i in test]) / members
-            size += n_parameters(module.model)
-            first = first or module
-        pred = np.asarray(probabilities).argmax(1)
+            modules.append(module)
+        test_examples = [examples[i] for i in test]
+        pred = np.mean([m.predict(test_examples) for m in modules], axis=0).argmax(1)
         row = {
             "fold": f,
             **classification_metrics(truth[test], pred),
             "n_train": len(train),
             "n_test": len(test),
-            "parameters": size,
+            "parameters": sum(n_parameters(m.model) for m in modules),
             "seconds": round(time.perf_counter() - start, 1),
         }
         rows.append(row)
@@ -136,7 +135,7 @@ def cross_validate(
             f"F1 {row['f1']:.4f} ({row['seconds']:.0f} s)"
         )
         if on_fold is not None:
-            on_fold(f, first, test)
+            on_fold(f, modules[0], test)
     return pd.DataFrame(rows)
 
 
