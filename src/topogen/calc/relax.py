@@ -161,22 +161,6 @@ def evaluate(
     return evaluate_graphs(model, [model.graph_converter(s) for s in structures], stress=stress)
 
 
-@contextlib.contextmanager
-def _frozen_weights(model: Any) -> Any:
-    """The model's weights untracked by autograd while forces are computed (they need
-    gradients with respect to positions and strains only): the backward pass then skips the
-    weight branches, 15-25% of a CHGNet call on CPU, same numbers. Restored afterwards, so a
-    model being fine-tuned keeps training."""
-    tracked = [p for p in model.parameters() if p.requires_grad]
-    for p in tracked:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p in tracked:
-            p.requires_grad_(True)
-
-
 def evaluate_graphs(
     model: Any, graphs: Sequence[Any], *, stress: bool = True
 ) -> list[tuple[float, np.ndarray, np.ndarray | None]]:
@@ -185,7 +169,7 @@ def evaluate_graphs(
     from chgnet.model.model import BatchedGraph
 
     comp = 0 if model.composition_model is None else model.composition_model(graphs)
-    with torch.enable_grad(), warnings.catch_warnings(), _frozen_weights(model):
+    with torch.enable_grad(), warnings.catch_warnings():
         # chgnet turns grad-tracking volumes into a tensor
         warnings.filterwarnings("ignore", "Converting a tensor with requires_grad", UserWarning)
         batch = BatchedGraph.from_graphs(
