@@ -477,12 +477,13 @@ def test_funnel_files_and_merge(funnel_run, tmp_path):
     assert ws2.properties["screen_passed"] and ws2.properties["screen_topology"] == "pass"
     assert ws2.properties["stability_score"] == 1.0 and ws2.properties["screen_dim"] == 2
     assert ws2.structure.lattice.c == pytest.approx(P.mx2_2h("W", "S").lattice.c, abs=1e-6)
-    d = C.read_dos(dos)
-    assert set(d) == relaxed
-    for f, g in d.values():
-        assert f.shape == g.shape and np.isfinite(g).all()
     df = C.read_funnel(funnel)
     assert list(df.columns) == list(F.FUNNEL_COLUMNS) and len(df) == 22
+    d = C.read_dos(dos)  # the phonon-stable ones' (the merge keeps no other)
+    stable = set(df.loc[df["phonons"] == "pass", "id"])
+    assert set(d) == stable and {"WSe2", "WS2"} <= stable and stable < relaxed
+    for f, g in d.values():
+        assert f.shape == g.shape and len(f) > 10 and np.isfinite(g).all()
     other = df.iloc[:2].copy()
     other["id"] = ["x1", "x2"]
     other_path = tmp_path / "f2.parquet"

@@ -181,7 +181,8 @@ class PhononCalc(Calc):
 
     Verdicts: ``failed`` when CHGNet or phonopy raised; ``pass`` when stable, ``fail`` when
     not (with ``reject_unstable=False`` every computed result passes, and the stability
-    stays in the numbers). ``two_d=None`` detects slabs; ``dos=False`` skips the DOS."""
+    stays in the numbers). ``two_d=None`` detects slabs; ``dos``: the DOS of every result
+    (True), of stable ones only ("stable") or of none (False)."""
 
     name = "phonons"
 
@@ -193,7 +194,7 @@ class PhononCalc(Calc):
         threads: int | None = None,
         workers: int = 1,
         two_d: bool | None = None,
-        dos: bool = True,
+        dos: ph.Dos = True,
         reject_unstable: bool = True,
     ) -> None:
         self.settings = settings or PhononSettings()

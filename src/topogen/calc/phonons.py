@@ -74,6 +74,7 @@ from topogen.calc.stability import (  # noqa: F401  (re-exported: the phonons' c
     GAMMA_RADIUS,
     GAMMA_TOL,
     TOL,
+    Dos,
     Stability,
     acoustic_modes,
     analyse,
@@ -337,7 +338,7 @@ def phonons(
     prescreen: int = PRESCREEN,
     prescreen_margin: float = PRESCREEN_MARGIN,
     batch_size: int = 1,
-    dos: bool = True,
+    dos: Dos = True,
     dispersion: bool = False,
 ) -> PhononResult:
     """Phonons of one relaxed structure (pymatgen) with CHGNet forces; raises on failure.
@@ -409,7 +410,7 @@ def _phonons_at(
     symprec: float = SYMPREC,
     reuse_topology: bool = True,
     batch_size: int = 1,
-    dos: bool = True,
+    dos: Dos = True,
     dispersion: bool = False,
 ) -> tuple[PhononResult, Stability, Any]:
     """:func:`phonons` on one supercell and q mesh (no pre-screen); also the stability and

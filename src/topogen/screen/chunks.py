@@ -4,7 +4,8 @@ chunk file, merge the chunks' outputs.
 Outputs of one chunk (:func:`write_chunk`): a structure table of every candidate that was
 relaxed (the relaxed structure; properties carry all verdicts, reasons and numbers), a funnel
 table (every candidate, see :data:`topogen.screen.funnel.FUNNEL_COLUMNS`) and an ``.npz``
-file of phonon DOS arrays (:func:`write_dos`).
+file of phonon DOS arrays of the phonon-stable candidates (:func:`write_dos`; the merge keeps
+the survivors' alone).
 """
 
 from __future__ import annotations

@@ -296,7 +296,10 @@ def funnel_chains(
     calcs: list[Calc] = []
     if opts.phonons:
         settings = opts.phonon_settings()
-        calcs.append(PhononCalc(settings, relax=relax, threads=threads, workers=workers))
+        # the DOS of stable candidates only: the merge keeps the survivors' alone
+        calcs.append(
+            PhononCalc(settings, relax=relax, threads=threads, workers=workers, dos="stable")
+        )
     if band_gap is not None:
         calcs.append(band_gap_calc(band_gap, opts.band_gap_min))
     if topology is not None:
@@ -357,7 +360,7 @@ def _probe(c: _Cand, relaxed: bool) -> Any:
 def _chain_steps(cands: list[_Cand], chain: Chain) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Run the chain on the candidates still in the running (from the relaxed structure
     once there is one); record verdicts, numbers and the relaxed structures; return the
-    phonon DOS per id."""
+    phonon DOS per id (phonon-stable candidates only)."""
     if not chain.calcs:
         return {}
     todo = _skip_rest(cands, chain.calcs[0].name)
@@ -369,7 +372,7 @@ def _chain_steps(cands: list[_Cand], chain: Chain) -> dict[str, tuple[np.ndarray
             c.values.update({k: v for k, v in res.items() if k in NUMBERS})
             if step == "relax" and res["verdict"] != "failed":
                 c.relaxed = res["structure"]
-            if "dos" in res:
+            if "dos" in res and len(res["dos"][0]):
                 dos[c.id] = res["dos"]
     return dos
 
