@@ -181,8 +181,8 @@ class PhononCalc(Calc):
 
     Verdicts: ``failed`` when CHGNet or phonopy raised; ``pass`` when stable, ``fail`` when
     not (with ``reject_unstable=False`` every computed result passes, and the stability
-    stays in the numbers). ``two_d=None`` detects slabs; ``dos``: the DOS of every result
-    (True), of stable ones only ("stable") or of none (False)."""
+    stays in the numbers). ``two_d=None`` detects slabs; ``dos``: the DOS (key ``dos``) of every
+    result (True), of stable ones only ("stable") or of none (False)."""
 
     name = "phonons"
 
@@ -233,8 +233,9 @@ class PhononCalc(Calc):
                     imaginary_fraction=r.imaginary_fraction,
                     phonon_supercell="x".join(map(str, r.supercell)),
                     phonon_evaluations=r.n_evaluations,
-                    dos=(r.dos_frequencies, r.dos),
                 )
+                if len(r.dos_frequencies):  # computed (see ``dos``)
+                    res["dos"] = (r.dos_frequencies, r.dos)
             out.append(res)
         return out
 

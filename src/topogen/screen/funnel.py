@@ -372,7 +372,7 @@ def _chain_steps(cands: list[_Cand], chain: Chain) -> dict[str, tuple[np.ndarray
             c.values.update({k: v for k, v in res.items() if k in NUMBERS})
             if step == "relax" and res["verdict"] != "failed":
                 c.relaxed = res["structure"]
-            if "dos" in res and len(res["dos"][0]):
+            if "dos" in res:
                 dos[c.id] = res["dos"]
     return dos
 
