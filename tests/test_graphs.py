@@ -122,6 +122,31 @@ def test_molecule_without_periodicity():
     np.testing.assert_allclose(nl.distances, d[nl.i, nl.j], atol=1e-12)
 
 
+@pytest.mark.parametrize("periodic", [False, True])
+@pytest.mark.parametrize("max_neighbors", [None, 3])
+def test_groups_list_each_structure_alone(periodic, max_neighbors):
+    """One call with group labels (unsorted, of different sizes) gives each structure's
+    own list, as separate calls do, and no pair across groups."""
+    rng = np.random.default_rng(11)
+    sizes, labels = [5, 1, 7, 4], [3, 0, 9, 2]
+    lattice = np.diag([4.0, 4.5, 5.0]) if periodic else None
+    parts = [rng.uniform(0, 4, (n, 3)) for n in sizes]
+    groups = np.repeat(labels, sizes)
+    args = (lattice, np.concatenate(parts), 3.5, max_neighbors, periodic)
+    nl = neighbor_list(*args, cartesian=True, groups=groups)
+    assert (np.diff(nl.i) >= 0).all() and (groups[nl.i] == groups[nl.j]).all()
+    start, expected = 0, {}
+    for pos in parts:
+        alone = neighbor_list(lattice, pos, 3.5, max_neighbors, periodic, cartesian=True)
+        expected |= _pairs(alone.i + start, alone.j + start, alone.offsets, alone.distances)
+        start += len(pos)
+    ours = _pairs(*nl)
+    assert ours.keys() == expected.keys() and len(ours) == len(nl.i) > 0
+    assert max(abs(ours[k] - expected[k]) for k in ours) < 1e-12
+    with pytest.raises(EncodingError, match="group labels"):
+        neighbor_list(*args, cartesian=True, groups=groups[:-1])
+
+
 def test_max_neighbors_keeps_nearest_and_sorts():
     rng = np.random.default_rng(5)
     structure = random_structure(rng, 4)

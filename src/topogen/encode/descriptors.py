@@ -154,21 +154,28 @@ class PowerSpectrum(torch.nn.Module):
         batch: torch.Tensor,
         pbc: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(i, j, offsets) over the concatenated atoms, from the detached geometry."""
+        """(i, j, offsets) over the concatenated atoms, from the detached geometry; all
+        non-periodic structures (molecules) in one call (for periodic ones, one call each
+        is faster: a shared call would pair every atom with every image of the others)."""
         pos_np = pos.detach().cpu().numpy().astype(np.float64)
         batch_np = batch.cpu().numpy()
+        pbc_np = pbc.cpu().numpy()
+        cells = None if cell is None else cell.detach().cpu().numpy().astype(np.float64)
+        shared: dict[int, list[int]] = {}
+        for b in range(len(pbc_np)):
+            shared.setdefault(b if pbc_np[b].any() else -1, []).append(b)
         parts = []
-        for b in range(int(pbc.shape[0])):
-            idx = np.flatnonzero(batch_np == b)
-            periodic = pbc[b].cpu().numpy()
-            lattice = None if cell is None else cell[b].detach().cpu().numpy().astype(np.float64)
+        for members in shared.values():
+            idx = np.flatnonzero(np.isin(batch_np, members))
+            periodic = pbc_np[members[0]]
             nl = neighbor_list(
-                lattice if periodic.any() else None,
+                cells[members[0]] if periodic.any() and cells is not None else None,
                 pos_np[idx],
                 self.r_cut,
                 self.max_neighbors,
                 periodic,
                 cartesian=True,
+                groups=batch_np[idx],
             )
             parts.append((idx[nl.i], idx[nl.j], nl.offsets))
         i, j, off = (np.concatenate([p[k] for p in parts]) for k in range(3))

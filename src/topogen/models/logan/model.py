@@ -7,7 +7,8 @@ in a fixed order) in the cell ``cell`` (rows are lattice vectors; for a molecule
 are described atom by atom with the differentiable power spectrum, so the critic's gradients
 reach the generator's weights. Each training step:
 
-* ``n_critic`` critic steps: generated environments (generator frozen) against real ones
+* ``n_critic`` critic steps: generated environments (generator frozen, so all the steps'
+  structures are drawn and described in one call) against real ones
   drawn for the same atoms (:class:`~topogen.models.logan.environments.EnvironmentPool`);
   loss ``mean D(fake) - mean D(real) + lambda * GP``, where GP is the squared deviation
   from 1 of the gradient norm of D at random interpolations between each generated atom's
@@ -149,11 +150,15 @@ class LoGAN(L.LightningModule):
         numbers = self.numbers.repeat(hp.batch_size)
         draws = torch.Generator().manual_seed(hp.seed * 1_000_003 + self.global_step)
         w_sum, gp_sum = 0.0, 0.0
-        for _ in range(hp.n_critic):
-            with torch.no_grad():
-                fake = self.describe(self.positions(self.generator(self.noise(hp.batch_size))))
+        n_real = len(numbers)
+        with torch.no_grad():  # the generator is frozen during the critic steps: one call
+            fakes = self.describe(
+                self.positions(self.generator(self.noise(hp.n_critic * hp.batch_size)))
+            ).split(n_real)
+        for fake in fakes:
             real = self.pool.draw(self.numbers.cpu(), hp.batch_size, draws).to(fake)
-            w = self.critic(real, numbers).mean() - self.critic(fake, numbers).mean()
+            scores = self.critic(torch.cat([real, fake]), numbers.repeat(2))
+            w = scores[:n_real].mean() - scores[n_real:].mean()
             gp = self.gradient_penalty(real, fake, numbers)
             opt_c.zero_grad()
             self.manual_backward(-w + hp.gp_weight * gp)
