@@ -149,10 +149,14 @@ def test_molecular_benchmark_smoke(tmp_path):
         pytest.skip("../shared/data/logan is absent (set TOPOGEN_SHARED_DATA)")
     bench = Path(__file__).parents[1] / "bench" / "logan_c5h12o.py"
     args = ["--epochs", "2", "--steps", "3", "--samples", "12", "--k", "2", "4"]
-    args += ["--seeds", "0", "--snapshots", "2", "--threads", "1", "--out", str(tmp_path)]
+    args += ["--seeds", "0", "1", "--r-cut", "5", "--n-max", "4", "--snapshots", "2"]
+    args += ["--threads", "1", "--workers", "2", "--out", str(tmp_path)]
     subprocess.run([sys.executable, str(bench), *args], check=True, timeout=600)
     out = json.loads((tmp_path / "logan-molecules.json").read_text())
-    assert out["n_ground_truth"] == 14 and out["n_samples"] == 12
+    assert out["n_ground_truth"] == 14 and out["n_samples"] == 24
+    # the two members trained in worker processes, each in its own folder
+    assert [m["name"] for m in out["members"]] == ["seed0-rcut5-nmax4", "seed1-rcut5-nmax4"]
+    assert all((tmp_path / m["name"] / "model.ckpt").is_file() for m in out["members"])
     assert (
         [c["k"] for c in out["curve"]] == [2, 4] == [c["k"] for c in out["curve_final_generators"]]
     )
