@@ -19,6 +19,11 @@ Baseline (the paper's random search): as many random structures of the same comp
 and cell (uniform fractional coordinates, no two atoms closer than ``--random-min-distance``,
 1.5 A by default, generous to the baseline), relaxed and matched the same way.
 
+Diversity, per target: ``distinct_minima`` (how many different structures each method's
+relaxations ended in, StructureMatcher groups) and, per model, ``sample_spread_A`` (rms
+distance of the samples' atoms from their mean positions: a generator that has collapsed
+onto one structure shows a few hundredths of an A).
+
 Writes ``<out>/logan-crystals.json`` (``recovered``, ``n_relaxations``, per-target results,
 wall time) and ``<out>/logan-crystals.png`` (targets recovered vs relaxations per target,
 LoGAN and random). A rerun with the same ``--out`` resumes: finished targets are read back
@@ -115,12 +120,30 @@ def verdicts(relaxed: list[Any], ref: Any, matcher: Any) -> list[dict[str, Any]]
     return out
 
 
-def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def distinct_minima(relaxed: list[Any], matcher: Any) -> int:
+    """How many different structures the successful relaxations ended in (StructureMatcher
+    groups): the diversity a method's picks actually bought."""
+    ok = [r.structure for r in relaxed if r.error is None]
+    return len(matcher.group_structures(ok)) if ok else 0
+
+
+def spread(samples: list[Any]) -> float:
+    """Root-mean-square distance (A) of the samples' atoms from their mean positions (atom by
+    atom, unwrapped Cartesian coordinates as generated): ~0 when a generator has collapsed
+    onto one structure."""
+    import numpy as np
+
+    pos = np.array([s.cart_coords for s in samples])
+    return float(np.sqrt(((pos - pos.mean(axis=0)) ** 2).sum(axis=-1).mean()))
+
+
+def summarise(rows: list[dict[str, Any]], minima: int) -> dict[str, Any]:
     matches = [r["match"] for r in rows]
     return {
         "recovered": any(matches),
         "first_match": first_match(matches),
         "n_relaxations": len(rows),
+        "distinct_minima": minima,
         "min_de_meV_atom": min(
             (r["de_meV_atom"] for r in rows if "de_meV_atom" in r), default=None
         ),
@@ -215,6 +238,7 @@ def main() -> None:
         for radial, n_neig in itertools.product(args.radial, args.max_neighbors):
             tag = radial if n_neig == 0 else f"{radial}-n{n_neig}"
             pooled: list[Any] = []
+            spreads: dict[int, float] = {}
             t0 = time.perf_counter()
             for seed in args.seeds:
                 settings = LoganSettings(
@@ -240,7 +264,9 @@ def main() -> None:
                     accelerator="cpu",
                     log=log,
                 )
-                pooled += generate(model, range(seed * 10**6, seed * 10**6 + args.samples))
+                drawn = generate(model, range(seed * 10**6, seed * 10**6 + args.samples))
+                spreads[seed] = spread(drawn)
+                pooled += drawn
             sel = select_diverse(pooled, args.select, seed=0, r_cut=args.r_cut)
             picks += [pooled[i] for i in sel.indices]
             sets.append(
@@ -249,14 +275,20 @@ def main() -> None:
                     "max_neighbors": n_neig or None,
                     "train_s": time.perf_counter() - t0,
                     "n_samples": len(pooled),
+                    "sample_spread_A": spreads,
                 }
             )
-            log(f"{name}/{tag}: {len(pooled)} samples, {len(sel.indices)} picked")
+            log(
+                f"{name}/{tag}: {len(pooled)} samples (spread per seed, A: "
+                + ", ".join(f"{k}: {v:.3f}" for k, v in spreads.items())
+                + f"), {len(sel.indices)} picked"
+            )
         baseline = random_structures(target, len(picks), args.random_min_distance, seed=0)
 
         t0 = time.perf_counter()
-        logan_rows = verdicts(relax(picks), ref, matcher)
-        random_rows = verdicts(relax(baseline), ref, matcher)
+        logan_relaxed, random_relaxed = relax(picks), relax(baseline)
+        logan_rows = verdicts(logan_relaxed, ref, matcher)
+        random_rows = verdicts(random_relaxed, ref, matcher)
         row = {
             "target": name,
             "file": str(path),
@@ -264,8 +296,8 @@ def main() -> None:
             "target_energy_eV_atom": ref.energy_per_atom,
             "sets": sets,
             "relax_s": time.perf_counter() - t0,
-            "logan": summarise(logan_rows),
-            "random": summarise(random_rows),
+            "logan": summarise(logan_rows, distinct_minima(logan_relaxed, matcher)),
+            "random": summarise(random_rows, distinct_minima(random_relaxed, matcher)),
         }
         results.append(row)
         done.write_text(json.dumps(row, indent=2))
@@ -273,7 +305,9 @@ def main() -> None:
             f"{name}: LoGAN {'recovered' if row['logan']['recovered'] else 'missed'} "
             f"(first at {row['logan']['first_match']}), random "
             f"{'recovered' if row['random']['recovered'] else 'missed'} "
-            f"(first at {row['random']['first_match']}) of {len(picks)} relaxations each"
+            f"(first at {row['random']['first_match']}) of {len(picks)} relaxations each; "
+            f"distinct minima {row['logan']['distinct_minima']} and "
+            f"{row['random']['distinct_minima']}"
         )
 
     n_max = max((r["logan"]["n_relaxations"] for r in results), default=0)

@@ -191,6 +191,8 @@ def test_crystal_benchmark_smoke(tmp_path):
     assert row["logan"]["n_relaxations"] == 2 == row["random"]["n_relaxations"]
     assert out["recovered"] == int(row["logan"]["recovered"])
     assert all("match" in r for r in row["logan"]["relaxations"] + row["random"]["relaxations"])
+    assert set(row["sets"][0]["sample_spread_A"]) == {"0"}  # one figure per seed (JSON keys)
+    assert row["logan"]["distinct_minima"] >= 1 and row["random"]["distinct_minima"] >= 1
     assert (tmp_path / "logan-crystals.png").stat().st_size > 1000
 
 
@@ -237,8 +239,8 @@ def test_train_and_generate_commands_on_a_structure_table(cli, tmp_path):
         assert np.allclose(r.structure.lattice.abc, (3.16, 3.16, 20.0))
 
 
-def bench_parser(monkeypatch, name: str, *argv: str):
-    """The argument parser of bench/<name>.py as run with ``argv``."""
+def bench_module(monkeypatch, name: str, *argv: str):
+    """bench/<name>.py imported as a module, as run with ``argv``."""
     import importlib.util
     import sys
     from pathlib import Path
@@ -249,7 +251,34 @@ def bench_parser(monkeypatch, name: str, *argv: str):
     spec = importlib.util.spec_from_file_location(name, bench / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.parser()
+    return module
+
+
+def bench_parser(monkeypatch, name: str, *argv: str):
+    """The argument parser of bench/<name>.py as run with ``argv``."""
+    return bench_module(monkeypatch, name, *argv).parser()
+
+
+def test_crystal_benchmark_diversity_figures(monkeypatch):
+    """The SiO2 benchmark's diversity figures: the samples' spread is the rms distance of
+    the atoms from their mean positions (0 for copies of one structure), and the distinct
+    minima count the relaxed structures StructureMatcher tells apart (failed ones left out)."""
+    from types import SimpleNamespace
+
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    bench = bench_module(monkeypatch, "logan_sio2")
+    lattice = Lattice.cubic(5.0)
+    one = Structure(lattice, ["Si", "O"], [[0, 0, 0], [1.6, 0, 0]], coords_are_cartesian=True)
+    moved = Structure(lattice, ["Si", "O"], [[0, 0, 0], [1.6, 0.4, 0]], coords_are_cartesian=True)
+    assert bench.spread([one, one.copy()]) == pytest.approx(0.0)
+    # the O atom sits 0.2 A from its mean in both samples, Si at its mean: sqrt(0.04 / 2)
+    assert bench.spread([one, moved]) == pytest.approx(np.sqrt(0.02))
+    other = Structure(lattice, ["Si", "O"], [[0, 0, 0], [2.5, 2.5, 2.5]])
+    relaxed = [SimpleNamespace(structure=s, error=None) for s in (one, one.copy(), other)]
+    relaxed.append(SimpleNamespace(structure=moved, error="CHGNet failed"))
+    assert bench.distinct_minima(relaxed, StructureMatcher()) == 2
+    assert bench.distinct_minima(relaxed[3:], StructureMatcher()) == 0
 
 
 def test_benchmarks_take_the_papers_schedules_from_paper_yaml(monkeypatch, tmp_path, capsys):
