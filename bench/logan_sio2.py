@@ -137,13 +137,16 @@ def spread(samples: list[Any]) -> float:
     return float(np.sqrt(((pos - pos.mean(axis=0)) ** 2).sum(axis=-1).mean()))
 
 
-def summarise(rows: list[dict[str, Any]], minima: int) -> dict[str, Any]:
+def summarise(relaxed: list[Any], ref: Any, matcher: Any) -> dict[str, Any]:
+    """One method's relaxations against the relaxed target: per-relaxation verdicts, the
+    first match, the lowest energy above the target and the distinct minima."""
+    rows = verdicts(relaxed, ref, matcher)
     matches = [r["match"] for r in rows]
     return {
         "recovered": any(matches),
         "first_match": first_match(matches),
         "n_relaxations": len(rows),
-        "distinct_minima": minima,
+        "distinct_minima": distinct_minima(relaxed, matcher),
         "min_de_meV_atom": min(
             (r["de_meV_atom"] for r in rows if "de_meV_atom" in r), default=None
         ),
@@ -286,9 +289,10 @@ def main() -> None:
         baseline = random_structures(target, len(picks), args.random_min_distance, seed=0)
 
         t0 = time.perf_counter()
-        logan_relaxed, random_relaxed = relax(picks), relax(baseline)
-        logan_rows = verdicts(logan_relaxed, ref, matcher)
-        random_rows = verdicts(random_relaxed, ref, matcher)
+        logan, random = (
+            summarise(relax(picks), ref, matcher),
+            summarise(relax(baseline), ref, matcher),
+        )
         row = {
             "target": name,
             "file": str(path),
@@ -296,8 +300,8 @@ def main() -> None:
             "target_energy_eV_atom": ref.energy_per_atom,
             "sets": sets,
             "relax_s": time.perf_counter() - t0,
-            "logan": summarise(logan_rows, distinct_minima(logan_relaxed, matcher)),
-            "random": summarise(random_rows, distinct_minima(random_relaxed, matcher)),
+            "logan": logan,
+            "random": random,
         }
         results.append(row)
         done.write_text(json.dumps(row, indent=2))
