@@ -19,6 +19,12 @@ Baseline (the paper's random search): as many random structures of the same comp
 and cell (uniform fractional coordinates, no two atoms closer than ``--random-min-distance``,
 1.5 A by default, generous to the baseline), relaxed and matched the same way.
 
+Generator snapshots (ours, ``--snapshots S``; 1, the default, is the paper's final generators
+only): every model also keeps S - 1 earlier generators, evenly spaced over its epochs (the
+final generator is unchanged by keeping them). Their samples form a second pool, picked and
+relaxed the same way (``logan_snapshots`` beside ``logan`` in the JSON, the paper's protocol
+staying the control in the same run), with as many picks as the final generators'.
+
 Diversity, per target: ``distinct_minima`` (how many different structures each method's
 relaxations ended in, StructureMatcher groups) and, per model, ``sample_spread_A`` (rms
 distance of the samples' atoms from their mean positions: a generator that has collapsed
@@ -27,7 +33,8 @@ onto one structure shows a few hundredths of an A).
 Writes ``<out>/logan-crystals.json`` (``recovered``, ``n_relaxations``, per-target results,
 wall time) and ``<out>/logan-crystals.png`` (targets recovered vs relaxations per target,
 LoGAN and random). A rerun with the same ``--out`` resumes: finished targets are read back
-(``<out>/<target>/result.json``), trained models are reused.
+(``<out>/<target>/result.json``), trained models are reused; ``--train-only`` trains and
+stops, so the models can be trained in parallel processes (one per seed) and judged after.
 
     python bench/logan_sio2.py --out bench/out/logan-sio2
     python bench/logan_sio2.py --config config/paper.yaml --out bench/out/logan-sio2-paper
@@ -51,6 +58,16 @@ from schedules import config_defaults, shared_logan
 CITE = (
     "data: Kovacs et al., MLST 5, 035079 (2024); Materials Project (CC BY 4.0)"  # the figure's data
 )
+
+
+# per method (the paper's final generators, our snapshot pool, random search): its label and
+# its count of recovered targets in the summary JSON
+LABELS = {"logan": "LoGAN", "logan_snapshots": "LoGAN, snapshots", "random": "random"}
+TOTALS = {
+    "logan": "recovered",
+    "logan_snapshots": "snapshots_recovered",
+    "random": "random_recovered",
+}
 
 
 def log(msg: str) -> None:
@@ -176,12 +193,20 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--epochs", type=int, default=20, help="epochs per model (20)")
     ap.add_argument("--steps", type=int, default=50, help="generator steps per epoch (50)")
     ap.add_argument("--lr", type=float, default=10**-3.5, help="RMSProp lr (paper 10^-3.5)")
+    ap.add_argument(
+        "--snapshots", type=int, default=1, help="generator snapshots per model (1: paper)"
+    )
     ap.add_argument("--samples", type=int, default=500, help="samples per model (500)")
     ap.add_argument("--select", type=int, default=20, help="relaxations per set (paper 20)")
     ap.add_argument("--random-min-distance", type=float, default=1.5, help="A (1.5)")
     ap.add_argument("--relax-steps", type=int, default=500, help="FIRE steps at most (500)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (2)")
     ap.add_argument("--out", type=Path, default=Path("bench/out/logan-sio2"))
+    ap.add_argument(
+        "--train-only",
+        action="store_true",
+        help="train the models and stop (e.g. one process per seed; a later run reuses them)",
+    )
     config_defaults(ap, "logan_sio2")
     return ap
 
@@ -218,6 +243,11 @@ def main() -> None:
             structures, relax_opts, model=chgnet, relax_cell=False, threads=args.threads
         )
 
+    # the paper's final generators; with --snapshots, also every kept generator (ours)
+    pools: dict[str, int | None] = {"logan": -1}
+    if args.snapshots > 1:
+        pools["logan_snapshots"] = None
+    methods = [*pools, "random"]
     results = []
     for path in targets:
         name = path.name.replace("_ground_truth.extxyz", "").replace(path.suffix, "")
@@ -236,11 +266,11 @@ def main() -> None:
             f"{name}: {target.composition.reduced_formula} x{len(target)} atoms, "
             f"{len(training)} training structures, target {ref.energy_per_atom:.4f} eV/atom"
         )
-        picks: list[Any] = []
+        picks: dict[str, list[Any]] = {pool: [] for pool in pools}
         sets = []
         for radial, n_neig in itertools.product(args.radial, args.max_neighbors):
             tag = radial if n_neig == 0 else f"{radial}-n{n_neig}"
-            pooled: list[Any] = []
+            pooled: dict[str, list[Any]] = {pool: [] for pool in pools}
             spreads: dict[int, float] = {}
             t0 = time.perf_counter()
             for seed in args.seeds:
@@ -256,6 +286,7 @@ def main() -> None:
                     rattle=0.03,
                     copies=args.copies,
                     batch_size=args.batch_size,
+                    snapshots=args.snapshots,
                 )
                 model = train_logan(
                     training,
@@ -267,32 +298,40 @@ def main() -> None:
                     accelerator="cpu",
                     log=log,
                 )
-                drawn = generate(model, range(seed * 10**6, seed * 10**6 + args.samples))
-                spreads[seed] = spread(drawn)
-                pooled += drawn
-            sel = select_diverse(pooled, args.select, seed=0, r_cut=args.r_cut)
-            picks += [pooled[i] for i in sel.indices]
+                if args.train_only:
+                    continue
+                seeds = range(seed * 10**6, seed * 10**6 + args.samples)
+                for pool, snapshot in pools.items():
+                    pooled[pool] += generate(model, seeds, snapshot=snapshot)
+                spreads[seed] = spread(pooled["logan"][-args.samples :])
+            if args.train_only:
+                continue
+            for pool, drawn in pooled.items():
+                sel = select_diverse(drawn, args.select, seed=0, r_cut=args.r_cut)
+                picks[pool] += [drawn[i] for i in sel.indices]
             sets.append(
                 {
                     "radial": radial,
                     "max_neighbors": n_neig or None,
                     "train_s": time.perf_counter() - t0,
-                    "n_samples": len(pooled),
+                    "n_samples": len(pooled["logan"]),
                     "sample_spread_A": spreads,
                 }
             )
             log(
-                f"{name}/{tag}: {len(pooled)} samples (spread per seed, A: "
+                f"{name}/{tag}: {len(pooled['logan'])} samples per pool (spread per seed, A: "
                 + ", ".join(f"{k}: {v:.3f}" for k, v in spreads.items())
-                + f"), {len(sel.indices)} picked"
+                + f"), {args.select} picked from each of {', '.join(pooled)}"
             )
-        baseline = random_structures(target, len(picks), args.random_min_distance, seed=0)
+        if args.train_only:
+            log(f"{name}: models trained (--train-only)")
+            continue
+        n_picks = len(picks["logan"])
+        baseline = random_structures(target, n_picks, args.random_min_distance, seed=0)
 
         t0 = time.perf_counter()
-        logan, random = (
-            summarise(relax(picks), ref, matcher),
-            summarise(relax(baseline), ref, matcher),
-        )
+        found = {pool: summarise(relax(p), ref, matcher) for pool, p in picks.items()}
+        random = summarise(relax(baseline), ref, matcher)
         row = {
             "target": name,
             "file": str(path),
@@ -300,32 +339,33 @@ def main() -> None:
             "target_energy_eV_atom": ref.energy_per_atom,
             "sets": sets,
             "relax_s": time.perf_counter() - t0,
-            "logan": logan,
+            **found,
             "random": random,
         }
         results.append(row)
         done.write_text(json.dumps(row, indent=2))
         log(
-            f"{name}: LoGAN {'recovered' if row['logan']['recovered'] else 'missed'} "
-            f"(first at {row['logan']['first_match']}), random "
-            f"{'recovered' if row['random']['recovered'] else 'missed'} "
-            f"(first at {row['random']['first_match']}) of {len(picks)} relaxations each; "
-            f"distinct minima {row['logan']['distinct_minima']} and "
-            f"{row['random']['distinct_minima']}"
+            f"{name}, {n_picks} relaxations each: "
+            + "; ".join(
+                f"{LABELS[m]} {'recovered' if row[m]['recovered'] else 'missed'} (first at "
+                f"{row[m]['first_match']}, {row[m]['distinct_minima']} distinct minima)"
+                for m in methods
+            )
         )
 
+    if args.train_only:
+        return
     n_max = max((r["logan"]["n_relaxations"] for r in results), default=0)
     curve = {
         method: [
             sum(1 for r in results if r[method]["first_match"] and r[method]["first_match"] <= k)
             for k in range(1, n_max + 1)
         ]
-        for method in ("logan", "random")
+        for method in methods
     }
     summary = {
         "command": "bench/logan_sio2.py " + " ".join(sys.argv[1:]),
-        "recovered": sum(r["logan"]["recovered"] for r in results),
-        "random_recovered": sum(r["random"]["recovered"] for r in results),
+        **{TOTALS[m]: sum(r[m]["recovered"] for r in results) for m in methods},
         "n_targets": len(results),
         "n_relaxations": n_max,
         "curve_relaxations_per_target": curve,
@@ -338,10 +378,8 @@ def main() -> None:
     (args.out / "logan-crystals.json").write_text(json.dumps(summary, indent=2))
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
     ks = list(range(1, n_max + 1))
-    for method in ("logan", "random"):
-        ax.step(
-            ks, curve[method], where="post", label={"logan": "LoGAN", "random": "random"}[method]
-        )
+    for method in methods:
+        ax.step(ks, curve[method], where="post", label=LABELS[method])
     ax.set_xlabel("relaxations per target")
     ax.set_ylabel(f"targets recovered (of {len(results)})")
     ax.set_ylim(-0.1, len(results) + 0.1)
@@ -350,8 +388,10 @@ def main() -> None:
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     fig.savefig(args.out / "logan-crystals.png", dpi=110)
     log(
-        f"LoGAN recovered {summary['recovered']} of {len(results)}, random "
-        f"{summary['random_recovered']}; {summary['wall_s']:.0f} s"
+        ", ".join(
+            f"{LABELS[m]} recovered {sum(r[m]['recovered'] for r in results)}" for m in methods
+        )
+        + f" of {len(results)}; {summary['wall_s']:.0f} s"
     )
 
 

@@ -168,7 +168,9 @@ def test_molecular_benchmark_smoke(tmp_path):
 @pytest.mark.slow
 def test_crystal_benchmark_smoke(tmp_path):
     """bench/logan_sio2.py end to end at toy scale on the smallest shared SiO2 target: LoGAN
-    picks and as many random structures are relaxed with CHGNet and matched to the target."""
+    picks (the final generator's and, with --snapshots, every kept generator's) and as many
+    random structures are relaxed with CHGNet and matched to the target; a --train-only run
+    trains the model and writes no summary, and the next run reuses the model."""
     import json
     import subprocess
     import sys
@@ -181,16 +183,34 @@ def test_crystal_benchmark_smoke(tmp_path):
     if target is None or not target.exists():
         pytest.skip("../shared/data/logan is absent (set TOPOGEN_SHARED_DATA)")
     bench = Path(__file__).parents[1] / "bench" / "logan_sio2.py"
-    args = ["--targets", str(target), "--epochs", "1", "--steps", "2", "--samples", "8"]
+    args = ["--targets", str(target), "--epochs", "2", "--steps", "2", "--samples", "8"]
     args += ["--select", "2", "--seeds", "0", "--radial", "centred", "--relax-steps", "50"]
-    args += ["--threads", "1", "--out", str(tmp_path)]
-    subprocess.run([sys.executable, str(bench), *args], check=True, timeout=900)
+    args += ["--snapshots", "2", "--threads", "1", "--out", str(tmp_path)]
+
+    def run(*extra: str) -> str:
+        cmd = [sys.executable, str(bench), *args, *extra]
+        done = subprocess.run(
+            cmd,
+            check=True,
+            timeout=900,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        return done.stdout  # the bench's log and the training's progress lines
+
+    assert "epoch 1/2" in run("--train-only")
+    assert (tmp_path / "mp-546794" / "centred-s0" / "model.ckpt").exists()
+    assert not (tmp_path / "logan-crystals.json").exists()
+    assert "epoch 1/2" not in run()  # the trained model is reused
     out = json.loads((tmp_path / "logan-crystals.json").read_text())
     (row,) = out["targets"]
     assert row["target"] == "mp-546794" and row["formula"] == "Si2O4"
-    assert row["logan"]["n_relaxations"] == 2 == row["random"]["n_relaxations"]
+    methods = ("logan", "logan_snapshots", "random")
+    assert [row[m]["n_relaxations"] for m in methods] == [2, 2, 2]
     assert out["recovered"] == int(row["logan"]["recovered"])
-    assert all("match" in r for r in row["logan"]["relaxations"] + row["random"]["relaxations"])
+    assert out["snapshots_recovered"] == int(row["logan_snapshots"]["recovered"])
+    assert all("match" in r for m in methods for r in row[m]["relaxations"])
     assert set(row["sets"][0]["sample_spread_A"]) == {"0"}  # one figure per seed (JSON keys)
     assert row["logan"]["distinct_minima"] >= 1 and row["random"]["distinct_minima"] >= 1
     assert (tmp_path / "logan-crystals.png").stat().st_size > 1000
