@@ -267,10 +267,12 @@ def main() -> None:
             f"{len(training)} training structures, target {ref.energy_per_atom:.4f} eV/atom"
         )
         picks: dict[str, list[Any]] = {pool: [] for pool in pools}
+        origin: dict[str, list[int]] = {pool: [] for pool in pools}  # each pick's seed
         sets = []
         for radial, n_neig in itertools.product(args.radial, args.max_neighbors):
             tag = radial if n_neig == 0 else f"{radial}-n{n_neig}"
             pooled: dict[str, list[Any]] = {pool: [] for pool in pools}
+            drawn_by: list[int] = []
             spreads: dict[int, float] = {}
             t0 = time.perf_counter()
             for seed in args.seeds:
@@ -304,11 +306,13 @@ def main() -> None:
                 for pool, snapshot in pools.items():
                     pooled[pool] += generate(model, seeds, snapshot=snapshot)
                 spreads[seed] = spread(pooled["logan"][-args.samples :])
+                drawn_by += [seed] * args.samples
             if args.train_only:
                 continue
             for pool, drawn in pooled.items():
                 sel = select_diverse(drawn, args.select, seed=0, r_cut=args.r_cut)
                 picks[pool] += [drawn[i] for i in sel.indices]
+                origin[pool] += [drawn_by[i] for i in sel.indices]
             sets.append(
                 {
                     "radial": radial,
@@ -331,6 +335,9 @@ def main() -> None:
 
         t0 = time.perf_counter()
         found = {pool: summarise(relax(p), ref, matcher) for pool, p in picks.items()}
+        for pool, seeds in origin.items():  # which model drew each relaxed pick
+            for verdict, seed in zip(found[pool]["relaxations"], seeds, strict=True):
+                verdict["seed"] = seed
         random = summarise(relax(baseline), ref, matcher)
         row = {
             "target": name,

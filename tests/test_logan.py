@@ -211,6 +211,7 @@ def test_crystal_benchmark_smoke(tmp_path):
     assert out["recovered"] == int(row["logan"]["recovered"])
     assert out["snapshots_recovered"] == int(row["logan_snapshots"]["recovered"])
     assert all("match" in r for m in methods for r in row[m]["relaxations"])
+    assert [r["seed"] for r in row["logan"]["relaxations"]] == [0, 0]  # the model that drew it
     assert set(row["sets"][0]["sample_spread_A"]) == {"0"}  # one figure per seed (JSON keys)
     assert row["logan"]["distinct_minima"] >= 1 and row["random"]["distinct_minima"] >= 1
     assert (tmp_path / "logan-crystals.png").stat().st_size > 1000
