@@ -200,7 +200,7 @@ def test_crystal_benchmark_smoke(tmp_path):
         return done.stdout  # the bench's log and the training's progress lines
 
     assert "epoch 1/2" in run("--train-only")
-    assert (tmp_path / "mp-546794" / "centred-s0" / "model.ckpt").exists()
+    assert (tmp_path / "mp-546794" / "centred-n12-s0" / "model.ckpt").exists()
     assert not (tmp_path / "logan-crystals.json").exists()
     assert "epoch 1/2" not in run()  # the trained model is reused
     out = json.loads((tmp_path / "logan-crystals.json").read_text())
