@@ -404,9 +404,7 @@ def main() -> None:
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     fig.savefig(args.out / "logan-crystals.png", dpi=110)
     log(
-        ", ".join(
-            f"{LABELS[m]} recovered {sum(r[m]['recovered'] for r in results)}" for m in methods
-        )
+        ", ".join(f"{LABELS[m]} recovered {summary[TOTALS[m]]}" for m in methods)
         + f" of {len(results)}; {summary['wall_s']:.0f} s"
     )
 
